@@ -1,0 +1,15 @@
+# `make repro`: set up .venv, then run the DVC pipeline on the active profile (params.yaml).
+# `make test`: set up .venv, then run the test suite.
+.PHONY: setup repro test bench
+
+setup:
+	@scripts/setup-venv
+
+repro: setup
+	@. .venv/bin/activate && DVC_NO_ANALYTICS=1 dvc repro
+
+test: setup
+	@. .venv/bin/activate && DVC_NO_ANALYTICS=1 python -m pytest
+
+bench: setup
+	@. .venv/bin/activate && python -m benchmarks.run

@@ -1,0 +1,85 @@
+"""Reading params.yaml with errors that name the key at fault.
+
+Stages read the whole file with ``yaml.safe_load`` (as DVC's example projects do) and then
+pull typed values out of it through ``get``, so a missing or mistyped key is reported as
+``prepare.glyphs.image_size`` rather than as a KeyError deep inside a builder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+_MISSING = object()
+
+
+class Section(dict):
+    """A sub-mapping of params that remembers its dotted path, so errors name the full key."""
+
+    def __init__(self, data: Mapping, prefix: str):
+        super().__init__(data)
+        self.prefix = prefix
+
+
+def _full(params: Mapping, key: str) -> str:
+    prefix = getattr(params, "prefix", "")
+    return f"{prefix}.{key}" if prefix else key
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def get(params: Mapping, key: str, kind: type | tuple[type, ...] | None = None, default: Any = _MISSING) -> Any:
+    """Return the value at dotted ``key``, checking its type; ``default`` if given and absent."""
+    node: Any = params
+    walked = []
+    for part in key.split("."):
+        walked.append(part)
+        if not isinstance(node, Mapping) or part not in node:
+            if default is not _MISSING:
+                return default
+            raise ConfigError(f"params: missing key '{_full(params, '.'.join(walked))}'")
+        node = node[part]
+    if kind is not None:
+        ok = isinstance(node, kind) and not (isinstance(node, bool) and kind in (int, float, (int, float)))
+        if not ok:
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ConfigError(f"params: '{_full(params, key)}' must be {names}, got {node!r}")
+    return node
+
+
+def choice(params: Mapping, key: str, options: Iterable[str], default: Any = _MISSING) -> str:
+    value = get(params, key, str, default)
+    options = sorted(options)
+    if value not in options:
+        raise ConfigError(f"params: '{_full(params, key)}' is {value!r}; valid values: {', '.join(options)}")
+    return value
+
+
+def positive_int(params: Mapping, key: str, default: Any = _MISSING) -> int:
+    value = get(params, key, int, default)
+    if value <= 0:
+        raise ConfigError(f"params: '{_full(params, key)}' must be a positive integer, got {value!r}")
+    return value
+
+
+def fraction(params: Mapping, key: str, default: Any = _MISSING) -> float:
+    value = float(get(params, key, (int, float), default))
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"params: '{_full(params, key)}' must lie strictly between 0 and 1, got {value!r}")
+    return value

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_params() -> dict:
+    """The embedded profile as shipped (profiles/embedded.yaml, identical to params.yaml)."""
+    return yaml.safe_load((ROOT / "profiles" / "embedded.yaml").read_text())
+
+
+def shrink(params: dict, scale: float = 0.15) -> dict:
+    """A tiny copy of the embedded profile: same domains and keys, a fraction of the images."""
+    p = copy.deepcopy(params)
+    for cfg in p["prepare"].values():
+        for key in ("patches_per_photo", "images_per_class", "views_per_identity"):
+            if key in cfg:
+                cfg[key] = max(6, int(cfg[key] * scale))
+        if "identities" in cfg:
+            cfg["identities"] = min(cfg["identities"], 12)
+        cfg["attack_images"] = min(cfg["attack_images"], 4)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_params(embedded_params) -> dict:
+    return shrink(embedded_params)

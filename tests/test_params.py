@@ -1,0 +1,65 @@
+"""Bad params fail before any work, naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from semsim_study import datasets, params as P
+from semsim_study.errors import ConfigError
+
+
+def test_dataset_not_listed(tiny_params):
+    with pytest.raises(ConfigError, match="'cifar10' is not listed in 'datasets'"):
+        datasets.prepare(tiny_params, "cifar10")
+
+
+def test_listed_dataset_without_section(tiny_params):
+    p = copy.deepcopy(tiny_params)
+    p["datasets"].append("mnist")
+    with pytest.raises(ConfigError, match="no section 'prepare.mnist'"):
+        datasets.prepare(p, "digits")
+
+
+def test_unknown_source_lists_valid_ones(tiny_params):
+    p = copy.deepcopy(tiny_params)
+    p["prepare"]["faces"]["source"] = "lfw_people"
+    with pytest.raises(ConfigError, match=r"'prepare.faces.source' is 'lfw_people'; valid sources: .*celeba.*sklearn_digits"):
+        datasets.prepare(p, "digits")
+
+
+def test_missing_and_mistyped_keys_are_named_in_full(tiny_params):
+    p = copy.deepcopy(tiny_params)
+    del p["prepare"]["glyphs"]["images_per_class"]
+    with pytest.raises(ConfigError, match="missing key 'prepare.glyphs.images_per_class'"):
+        datasets.prepare(p, "glyphs")
+    p = copy.deepcopy(tiny_params)
+    p["prepare"]["digits"]["test_fraction"] = 1.5
+    with pytest.raises(ConfigError, match="'prepare.digits.test_fraction' must lie strictly between 0 and 1"):
+        datasets.prepare(p, "digits")
+    p = copy.deepcopy(tiny_params)
+    p["prepare"]["digits"]["protocol"] = "C"
+    with pytest.raises(ConfigError, match="'prepare.digits.protocol' is 'C'; valid values: A, B"):
+        datasets.prepare(p, "digits")
+    p = copy.deepcopy(tiny_params)
+    p["prepare"]["digits"]["image_size"] = True
+    with pytest.raises(ConfigError, match="'prepare.digits.image_size' must be int"):
+        datasets.prepare(p, "digits")
+
+
+def test_load_reports_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        P.load(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        P.load(bad)
+
+
+def test_params_yaml_is_the_embedded_profile():
+    """params.yaml ships as the embedded profile; `scripts/use-profile embedded` restores it."""
+    from tests.conftest import ROOT
+
+    assert (ROOT / "params.yaml").read_text() == (ROOT / "profiles" / "embedded.yaml").read_text() or \
+        pytest.skip("params.yaml holds another profile (scripts/use-profile was used)")

@@ -1,0 +1,109 @@
+"""End to end: `dvc repro` in a temporary clone on a tiny profile, then the paper profile's DAG."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DOMAINS = ["digits", "photos", "faces", "glyphs", "shapes"]
+PAPER = ["cifar100", "caltech101", "celeba", "imagenette", "stanford_dogs"]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _run(args, cwd, check=True) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def _dvc(*args, cwd, check=True):
+    return _run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check)
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and ".gitignore" not in p.name:
+            h.update(str(p.relative_to(folder)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """The project's files (tracked or not ignored), as a fresh clone would have them."""
+    dest = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    _run(["git", "init", "-q"], dest)
+    _run(git + ["add", "-A"], dest)
+    _run(git + ["commit", "-q", "-m", "clone"], dest)
+    return dest
+
+
+@pytest.mark.slow
+def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
+    (clone / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
+    first = _dvc("repro", cwd=clone)
+    for name in DOMAINS:
+        assert f"prepare@{name}" in first.stdout
+        out = clone / "data" / "prepared" / name
+        for f in ("meta.json", "train_images.npy", "test_labels.npy", "attack_subset.csv"):
+            assert (out / f).is_file(), f"{out / f} missing"
+    digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
+
+    again = _dvc("repro", cwd=clone)
+    assert "Running stage" not in again.stdout and "up to date" in again.stdout
+
+    forced = _dvc("repro", "--force", "prepare@faces", cwd=clone)
+    assert "Running stage 'prepare@faces'" in forced.stdout
+    assert _digest(clone / "data" / "prepared" / "faces") == digests["faces"]
+
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["prepare"]["glyphs"]["attack_images"] = 3
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _dvc("status", cwd=clone)
+    assert "prepare@glyphs" in status.stdout and "prepare@digits" not in status.stdout
+
+
+@pytest.mark.slow
+def test_paper_profile_dag_without_data(clone):
+    _run(["scripts/use-profile", "paper"], clone)
+    dag = _dvc("dag", cwd=clone)
+    for name in PAPER:
+        assert f"prepare@{name}" in dag.stdout
+    dry = _dvc("repro", "--dry", "--allow-missing", cwd=clone)
+    for name in PAPER:
+        assert f"prepare@{name}" in dry.stdout
+    _run(["scripts/use-profile", "embedded"], clone)
+    assert (clone / "params.yaml").read_text() == (clone / "profiles" / "embedded.yaml").read_text()
+
+
+def test_stage_reports_bad_params_without_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "datasets": ["x"], "prepare": {"x": {"source": "nope"}}}))
+    res = _run([sys.executable, "-m", "stages.prepare", "--dataset", "x", "--params", str(tmp_path / "params.yaml")],
+               ROOT, check=False)
+    assert res.returncode == 2
+    assert "error: params: 'prepare.x.source' is 'nope'" in res.stderr and "Traceback" not in res.stderr
