@@ -25,6 +25,9 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
         if "identities" in cfg:
             cfg["identities"] = min(cfg["identities"], 12)
         cfg["attack_images"] = min(cfg["attack_images"], 4)
+    for cfg in p.get("train", {}).get("datasets", {}).values():
+        cfg["epochs"] = 1
+        cfg["models"] = {backbone: settings[:1] for backbone, settings in cfg["models"].items()}
     return p
 
 

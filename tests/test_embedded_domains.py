@@ -16,8 +16,8 @@ EXPECTED = {  # name: (classes, protocol)
     "digits": (10, "A"),
     "photos": (12, "A"),
     "faces": (12, "B"),
-    "glyphs": (26, "B"),
-    "shapes": (11, "A"),
+    "glyphs": (12, "B"),
+    "shapes": (8, "A"),
 }
 
 

@@ -72,20 +72,34 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         out = clone / "data" / "prepared" / name
         for f in ("meta.json", "train_images.npy", "test_labels.npy", "attack_subset.csv"):
             assert (out / f).is_file(), f"{out / f} missing"
+    for name in DOMAINS:
+        assert f"train@{name}" in first.stdout
+        cards = sorted((clone / "models" / name).glob("*.json"))
+        assert len(cards) == len(tiny_params["train"]["datasets"][name]["models"])
+        for card in cards:
+            assert card.with_suffix(".pt").is_file()
+            assert (clone / "reports" / "train_curves" / name / card.stem / "plots" / "metrics" / "test_acc.tsv").is_file()
+    metrics = _dvc("metrics", "show", cwd=clone)
+    assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
     digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
 
     again = _dvc("repro", cwd=clone)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
-    forced = _dvc("repro", "--force", "prepare@faces", cwd=clone)
-    assert "Running stage 'prepare@faces'" in forced.stdout
+    model_digest = _digest(clone / "models" / "faces")
+    forced = _dvc("repro", "--force", "--downstream", "prepare@faces", cwd=clone)
+    assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
     assert _digest(clone / "data" / "prepared" / "faces") == digests["faces"]
+    assert _digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["prepare"]["glyphs"]["attack_images"] = 3
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["train"]["datasets"]["shapes"]["epochs"] = 2
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _dvc("status", cwd=clone)
     assert "prepare@glyphs" in status.stdout and "prepare@digits" not in status.stdout
+    assert "train@shapes" in status.stdout and "prepare@shapes" not in status.stdout and "train@digits" not in status.stdout
 
 
 @pytest.mark.slow
@@ -93,10 +107,12 @@ def test_paper_profile_dag_without_data(clone):
     _run(["scripts/use-profile", "paper"], clone)
     dag = _dvc("dag", cwd=clone)
     for name in PAPER:
-        assert f"prepare@{name}" in dag.stdout
-    dry = _dvc("repro", "--dry", "--allow-missing", cwd=clone)
+        assert f"prepare@{name}" in dag.stdout and f"train@{name}" in dag.stdout
+    # --force: with no dvc.lock entry and no data, DVC cannot compare; it lists every stage
+    dry = _dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
     for name in PAPER:
-        assert f"prepare@{name}" in dry.stdout
+        for stage in ("prepare", "train"):
+            assert f"Running stage '{stage}@{name}'" in dry.stdout
     _run(["scripts/use-profile", "embedded"], clone)
     assert (clone / "params.yaml").read_text() == (clone / "profiles" / "embedded.yaml").read_text()
 

@@ -162,36 +162,35 @@ def font_files(names: list[str]) -> list[Path]:
     return [folder / n for n in names]
 
 
-def _contrasting_colours(rng: np.random.Generator, min_gap: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    while True:
-        fg, bg = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        if abs(fg.mean() - bg.mean()) >= min_gap:
-            return tuple(int(v) for v in fg), tuple(int(v) for v in bg)
+def _colour(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int, int]:
+    """A random colour with every channel in [lo, hi]: dark or light, of any hue."""
+    return tuple(int(v) for v in rng.integers(lo, hi + 1, 3))
 
 
 def build_font_glyphs(name: str, cfg: Mapping, rng: np.random.Generator) -> PreparedDataset:
     """Characters rendered from matplotlib's fonts: a fine-grained domain (class = character).
 
     Each image draws a font (DejaVu, STIX and Computer Modern families, in regular, bold,
-    italic and mono styles), a height, a rotation, a position that keeps the glyph in frame,
-    and foreground/background colours with enough contrast to be legible. Classes differ in
+    italic and mono styles), a rotation, a size (the glyph's larger side as a share of the
+    frame, so that thin and wide letters fill it alike), a position that keeps it in frame,
+    and ink and paper colours (dark ink on light paper, each of random hue, as print is).
+    Classes differ in
     small strokes (E/F, O/Q, I/J), and the same class varies a lot across fonts.
     """
     size = P.positive_int(cfg, "image_size")
     chars = P.get(cfg, "characters", str)
     per_class = P.positive_int(cfg, "images_per_class")
     fonts = font_files(P.get(cfg, "fonts", list))
-    lo, hi = P.fraction(cfg, "height_min"), float(P.get(cfg, "height_max", (int, float)))
+    lo, hi = P.fraction(cfg, "size_min"), float(P.get(cfg, "size_max", (int, float)))
     max_rot = float(P.get(cfg, "max_rotation", (int, float)))
     big = size * 4
-    cache: dict[tuple[int, int], ImageFont.FreeTypeFont] = {}
+    cache: dict[tuple[int, int], ImageFont.FreeTypeFont] = {}  # (font index, px)
     images, labels = [], []
     for c, ch in enumerate(chars):
         for _ in range(per_class):
             f = int(rng.integers(len(fonts)))
-            px = int(round(big * rng.uniform(lo, hi)))
-            font = cache.setdefault((f, px), ImageFont.truetype(str(fonts[f]), px))
-            fg, bg = _contrasting_colours(rng, 80)
+            font = cache.setdefault((f, big), ImageFont.truetype(str(fonts[f]), big))
+            fg, bg = _colour(rng, 0, 100), _colour(rng, 155, 255)
             layer = Image.new("L", (big * 2, big * 2), 0)
             ImageDraw.Draw(layer).text((big, big), ch, font=font, fill=255, anchor="mm")
             layer = layer.rotate(float(rng.uniform(-max_rot, max_rot)), resample=Image.Resampling.BILINEAR)
@@ -199,10 +198,9 @@ def build_font_glyphs(name: str, cfg: Mapping, rng: np.random.Generator) -> Prep
             if box is None:
                 raise DataError(f"font {fonts[f].name} has no glyph for {ch!r}")
             glyph = layer.crop(box)
+            scale = big * rng.uniform(lo, hi) / max(glyph.size)  # the glyph's larger side, as a share of the frame
+            glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), RESAMPLE)
             gw, gh = glyph.size
-            if gw > big or gh > big:
-                glyph = glyph.resize((min(gw, big), min(gh, big)), RESAMPLE)
-                gw, gh = glyph.size
             canvas = Image.new("RGB", (big, big), bg)
             pos = (int(rng.integers(0, big - gw + 1)), int(rng.integers(0, big - gh + 1)))
             canvas.paste(Image.new("RGB", glyph.size, fg), pos, glyph)
@@ -261,8 +259,8 @@ SHAPES = ("circle", "ring", "ellipse", "triangle", "square", "pentagon", "hexago
 
 
 def _texture(big: int, rng: np.random.Generator) -> Image.Image:
-    """A smooth two-colour background: a linear gradient plus blurred noise."""
-    c0, c1 = rng.integers(0, 256, 3).astype(np.float64), rng.integers(0, 256, 3).astype(np.float64)
+    """A smooth dark two-colour background: a linear gradient plus blurred noise."""
+    c0, c1 = np.asarray(_colour(rng, 0, 110), np.float64), np.asarray(_colour(rng, 0, 110), np.float64)
     a = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:big, 0:big] / big
     t = (np.cos(a) * xx + np.sin(a) * yy)
@@ -274,7 +272,7 @@ def _texture(big: int, rng: np.random.Generator) -> Image.Image:
 
 
 def build_procedural_shapes(name: str, cfg: Mapping, rng: np.random.Generator) -> PreparedDataset:
-    """Filled shapes of random colour, size, position and rotation on textured backgrounds."""
+    """Filled shapes of random light colour, size, position and rotation on dark textured backgrounds."""
     size = P.positive_int(cfg, "image_size")
     shapes = P.get(cfg, "shapes", list)
     for s in shapes:
@@ -287,10 +285,7 @@ def build_procedural_shapes(name: str, cfg: Mapping, rng: np.random.Generator) -
         for _ in range(per_class):
             canvas = _texture(big, rng)
             bg_mean = tuple(int(v) for v in np.asarray(canvas).reshape(-1, 3).mean(0))
-            while True:
-                fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-                if abs(np.mean(fill) - np.mean(bg_mean)) >= 60:
-                    break
+            fill = _colour(rng, 145, 255)
             r = big * rng.uniform(0.2, 0.42)
             cx, cy = rng.uniform(r, big - r), rng.uniform(r, big - r)
             _draw_shape(ImageDraw.Draw(canvas), shape, cx, cy, r, rng.uniform(0, 2 * math.pi), fill, bg_mean)

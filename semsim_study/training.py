@@ -1,0 +1,295 @@
+"""Classifier training as in the paper's code (inversefed's "conservative" strategy).
+
+SGD with lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4; learning rate x0.1 after
+epochs // 2.667, // 1.6 and // 1.142 (3/8, 5/8 and 7/8 of training); cross-entropy; the
+setting's augmentation on every image of every batch; the gradient defence, when it acts in
+training, after backward and before the optimiser step.
+
+Determinism: the model's initial weights, the batch order, every augmentation draw and the
+defence noise come from generators seeded by (seed, dataset, model id), so the same params
+give the same weights on the same CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import augment, defenses, models
+from . import params as P
+from .datasets.standard import PreparedDataset
+from .errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+MILESTONE_DIVISORS = (2.667, 1.6, 1.142)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    augmentation: augment.Augmentation
+    defense: defenses.Defense
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    dataset: str
+    backbone: str
+    setting: Setting
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.backbone}_{self.setting.name}"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    defense_at: str = "training"
+    eval_batch_size: int = 256
+    device: str = "cpu"
+
+    @property
+    def milestones(self) -> list[int]:
+        return [int(self.epochs // d) for d in MILESTONE_DIVISORS]
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    test_accuracy: float = float("nan")
+    train_accuracy: float = float("nan")
+    seconds: float = 0.0
+
+
+def settings_from_params(params: Mapping) -> dict[str, Setting]:
+    raw = P.get(params, "train.settings", dict)
+    out = {}
+    for name, cfg in raw.items():
+        where = f"train.settings.{name}"
+        if "_" in str(name) or "/" in str(name):
+            raise ConfigError(f"params: setting name {name!r} may not contain '_' or '/' (it is part of model ids)")
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"params: '{where}' must be a mapping")
+        out[str(name)] = Setting(str(name), augment.from_config(cfg, where), defenses.from_config(cfg, where))
+    return out
+
+
+def train_config(params: Mapping, dataset: str, backbone: str) -> TrainConfig:
+    """Optimiser settings for one model; ``train.optimizer.backbone_lr.<backbone>`` overrides lr."""
+    opt = P.Section(P.get(params, "train.optimizer", dict), "train.optimizer")
+    defense_at = P.choice(params, "train.defense_at", defenses.THREAT_MODELS)
+    lr = P.get(opt, f"backbone_lr.{backbone}", (int, float), None)
+    return TrainConfig(
+        epochs=P.positive_int(params, f"train.datasets.{dataset}.epochs"),
+        batch_size=P.positive_int(params, f"train.datasets.{dataset}.batch_size"),
+        lr=float(lr if lr is not None else P.get(opt, "lr", (int, float))),
+        momentum=float(P.get(opt, "momentum", (int, float))),
+        nesterov=bool(P.get(opt, "nesterov", bool)),
+        weight_decay=float(P.get(opt, "weight_decay", (int, float))),
+        defense_at=defense_at,
+        device=resolve_device(P.get(params, "train.device", str, "cpu")),
+    )
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` picks CUDA when present. CPU runs are bit-reproducible; GPU runs are not."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"params: 'train.device' is {name!r}; valid values: auto, cpu, cuda, cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("params: 'train.device' asks for CUDA, but torch sees no GPU; use auto or cpu")
+    return name
+
+
+def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
+    """The models params name for ``dataset``: ``train.datasets.<dataset>.models.<backbone>: [settings]``."""
+    settings = settings_from_params(params)
+    grid = P.get(params, f"train.datasets.{dataset}.models", dict)
+    specs = []
+    for backbone, names in grid.items():
+        if backbone not in models.BACKBONES:
+            raise ConfigError(f"params: 'train.datasets.{dataset}.models' names unknown backbone {backbone!r}; "
+                              f"valid backbones: {', '.join(sorted(models.BACKBONES))}")
+        if "_" in backbone:
+            raise ConfigError(f"params: backbone name {backbone!r} may not contain '_'")
+        if not isinstance(names, list) or not names:
+            raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' must be a non-empty list of settings")
+        for name in names:
+            if name not in settings:
+                raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' names unknown setting {name!r}; "
+                                  f"valid settings: {', '.join(sorted(settings))}")
+            specs.append(ModelSpec(dataset, backbone, settings[name]))
+    ids = [s.model_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"params: 'train.datasets.{dataset}.models' lists a model twice")
+    return specs
+
+
+def seeds(seed: int, dataset: str, model_id: str) -> tuple[int, np.random.Generator, torch.Generator]:
+    """Torch seed for initialisation, a NumPy generator (order, augmentation), a torch one (noise)."""
+    key = [seed, zlib.crc32(dataset.encode()), zlib.crc32(model_id.encode())]
+    torch_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+    gen = torch.Generator().manual_seed(torch_seed + 1)
+    return torch_seed, np.random.default_rng(key), gen
+
+
+def to_tensor(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 256,
+             device: str = "cpu") -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        pred = model(to_tensor(images[i : i + batch_size], mean, std).to(device)).argmax(1).cpu().numpy()
+        correct += int((pred == labels[i : i + batch_size]).sum())
+    return correct / len(images)
+
+
+def train(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int,
+          on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train one model of the grid on ``ds``; ``on_epoch(epoch, metrics)`` after each epoch."""
+    torch_seed, rng, noise_gen = seeds(seed, ds.name, spec.model_id)
+    torch.manual_seed(torch_seed)
+    model = models.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
+    mean, std = ds.channel_stats()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                          weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=0.1)
+    defend = spec.setting.defense if cfg.defense_at in ("training", "both") else defenses.Defense()
+    if cfg.device != "cpu":
+        noise_gen = torch.Generator(device=cfg.device).manual_seed(torch_seed + 1)
+    x_all, y_all = ds.train_images, ds.train_labels
+    result = TrainResult(model)
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.epochs * len(x_all), unit="img", desc=f"{ds.name}/{spec.model_id}", leave=False, disable=None)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(len(x_all))
+        loss_sum, correct, seen = 0.0, 0, 0
+        lr = opt.param_groups[0]["lr"]
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            x = to_tensor(spec.setting.augmentation.batch(x_all[idx], rng), mean, std).to(cfg.device)
+            y = torch.from_numpy(y_all[idx]).to(cfg.device)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            if not torch.isfinite(loss):
+                raise DataError(f"{ds.name}/{spec.model_id}: training loss became {loss.item()} in epoch {epoch + 1}; "
+                                f"lower train.optimizer.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            defend.apply_((p.grad for p in model.parameters()), noise_gen)
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((out.argmax(1) == y).sum())
+            seen += len(idx)
+            bar.update(len(idx))
+        sched.step()
+        metrics = {"train_loss": loss_sum / seen, "train_acc": correct / seen,
+                   "test_acc": accuracy(model, ds.test_images, ds.test_labels, mean, std, cfg.eval_batch_size, cfg.device),
+                   "lr": lr}
+        result.history.append(metrics)
+        log.info("%s/%s epoch %d/%d: loss %.3f, train acc %.3f, test acc %.3f, lr %g", ds.name, spec.model_id,
+                 epoch + 1, cfg.epochs, metrics["train_loss"], metrics["train_acc"], metrics["test_acc"], lr)
+        if on_epoch:
+            on_epoch(epoch, metrics)
+    bar.close()
+    result.seconds = time.perf_counter() - start
+    result.test_accuracy = result.history[-1]["test_acc"]
+    result.train_accuracy = accuracy(model, ds.train_images, ds.train_labels, mean, std, cfg.eval_batch_size, cfg.device)
+    result.model = model.cpu().eval()
+    return result
+
+
+def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, result: TrainResult) -> dict:
+    """The JSON card written beside each checkpoint: everything later stages and readers need."""
+    mean, std = ds.channel_stats()
+    setting = spec.setting
+    return {
+        "dataset": ds.name,
+        "model_id": spec.model_id,
+        "backbone": spec.backbone,
+        "setting": setting.name,
+        "augmentation": setting.augmentation.describe(),
+        "ats_policy": setting.augmentation.policy,
+        "crop_flip": setting.augmentation.crop_flip,
+        "defense": {"kind": setting.defense.kind, "prune_ratio": setting.defense.prune_ratio,
+                    "noise_sigma": setting.defense.noise_sigma, "description": setting.defense.describe()},
+        "defense_at": cfg.defense_at,
+        "defense_in_training": setting.defense.kind != "none" and cfg.defense_at in ("training", "both"),
+        "defense_on_observed_gradient": setting.defense.kind != "none" and cfg.defense_at in ("attack", "both"),
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "optimizer": {"name": "SGD", "lr": cfg.lr, "momentum": cfg.momentum, "nesterov": cfg.nesterov,
+                      "weight_decay": cfg.weight_decay, "milestones": cfg.milestones, "gamma": 0.1},
+        "seed": seed,
+        "device": cfg.device,
+        "parameters": models.parameter_count(result.model),
+        "image_size": ds.image_size,
+        "num_classes": ds.num_classes,
+        "normalization": {"mean": mean, "std": std, "source": "training split of the prepared dataset"},
+        "test_accuracy": round(result.test_accuracy, 6),
+        "train_accuracy": round(result.train_accuracy, 6),
+        "chance_accuracy": round(1.0 / ds.num_classes, 6),
+        "offline_stand_in": bool(ds.source.get("offline_stand_in", False)),
+        "torch_version": torch.__version__.split("+")[0],
+    }
+
+
+def checkpoint_bytes(model: nn.Module) -> bytes:
+    """The state dict as torch.save bytes, written to memory so the archive name inside is fixed."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from ``<id>.pt`` and its card ``<id>.json`` (weights only, no code)."""
+    checkpoint = Path(checkpoint)
+    card_path = checkpoint.with_suffix(".json")
+    try:
+        info = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{card_path}: model card missing beside {checkpoint.name}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{card_path}: not valid JSON ({exc})") from None
+    model = models.build(info["backbone"], info["num_classes"], info["image_size"])
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{checkpoint}: checkpoint missing; rerun the train stage") from None
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise DataError(f"{checkpoint}: not a loadable weights-only checkpoint ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"{checkpoint}: weights do not fit backbone {info['backbone']!r} ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return model, info
