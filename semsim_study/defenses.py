@@ -29,9 +29,10 @@ def prune_(grad: torch.Tensor, ratio: float) -> torch.Tensor:
     """Zero the ``ratio`` smallest-magnitude entries of ``grad`` in place; returns it."""
     k = int(grad.numel() * ratio)
     if k > 0:
-        flat = grad.view(-1)
-        idx = torch.topk(flat.abs(), k, largest=False, sorted=False).indices
-        flat[idx] = 0
+        idx = torch.topk(grad.reshape(-1).abs(), k, largest=False, sorted=False).indices
+        keep = torch.ones(grad.numel(), dtype=grad.dtype, device=grad.device)
+        keep[idx] = 0
+        grad.mul_(keep.view(grad.shape))  # in place, also for non-contiguous autograd outputs
     return grad
 
 

@@ -13,9 +13,28 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from .errors import ConfigError
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock (same layer names, so state dicts match), defined here
+    because importing torchvision.models costs two seconds in every stage process."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
 
 
 class CifarResNet(nn.Module):

@@ -110,14 +110,14 @@ def train_config(params: Mapping, dataset: str, backbone: str) -> TrainConfig:
     )
 
 
-def resolve_device(name: str) -> str:
+def resolve_device(name: str, key: str = "train.device") -> str:
     """``auto`` picks CUDA when present. CPU runs are bit-reproducible; GPU runs are not."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"params: 'train.device' is {name!r}; valid values: auto, cpu, cuda, cuda:N")
+        raise ConfigError(f"params: '{key}' is {name!r}; valid values: auto, cpu, cuda, cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("params: 'train.device' asks for CUDA, but torch sees no GPU; use auto or cpu")
+        raise ConfigError(f"params: '{key}' asks for CUDA, but torch sees no GPU; use auto or cpu")
     return name
 
 
@@ -155,7 +155,10 @@ def seeds(seed: int, dataset: str, model_id: str) -> tuple[int, np.random.Genera
 
 def to_tensor(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     """uint8 NHWC -> normalised float NCHW."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # torch warns on read-only buffers; the copy is tiny
+        images = images.copy()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s

@@ -28,6 +28,10 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
     for cfg in p.get("train", {}).get("datasets", {}).values():
         cfg["epochs"] = 1
         cfg["models"] = {backbone: settings[:1] for backbone, settings in cfg["models"].items()}
+    if "attack" in p:
+        p["attack"]["images_per_model"] = 1
+        for name, overrides in p["attack"]["methods"].items():
+            overrides["iterations"] = 1 if name in ("dlg", "idlg") else 2
     return p
 
 

@@ -53,3 +53,10 @@ def test_config_errors_name_the_key():
         defenses.from_config({"defense": "gaussian"}, "train.settings.x")
     with pytest.raises(ConfigError, match="valid values: gaussian, none, prune"):
         defenses.from_config({"defense": "laplace"}, "train.settings.x")
+
+
+def test_prune_works_in_place_on_non_contiguous_gradients():
+    g = torch.randn(6, 4).t()  # a transposed view, as autograd.grad may return
+    assert not g.is_contiguous()
+    defenses.prune_(g, 0.5)
+    assert int((g == 0).sum()) == 12

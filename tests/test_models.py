@@ -45,3 +45,17 @@ def test_unknown_backbone_lists_valid_ones():
 def test_convnet_refuses_other_sizes():
     with pytest.raises(ConfigError, match="32x32 inputs only, got 64x64"):
         models.build("convnet", 10, 64)
+
+
+def test_basic_block_matches_torchvision():
+    from torchvision.models.resnet import BasicBlock as TorchvisionBlock
+
+    from semsim_study.models import BasicBlock
+
+    down = lambda: torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1, stride=2, bias=False), torch.nn.BatchNorm2d(8))
+    torch.manual_seed(0)
+    ours = BasicBlock(4, 8, 2, down()).eval()
+    theirs = TorchvisionBlock(4, 8, 2, down()).eval()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.allclose(ours(x), theirs(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import shutil
@@ -79,6 +80,19 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         for card in cards:
             assert card.with_suffix(".pt").is_file()
             assert (clone / "reports" / "train_curves" / name / card.stem / "plots" / "metrics" / "test_acc.tsv").is_file()
+    for name in DOMAINS:
+        n_models = len(tiny_params["train"]["datasets"][name]["models"])
+        for attack in tiny_params["attacks"]:
+            assert f"attack@{name}-{attack}" in first.stdout
+            out = clone / "data" / "attacks" / name / attack
+            with open(out / "index.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            assert len(rows) == n_models * tiny_params["attack"]["images_per_model"]
+            for row in rows:
+                assert row["item_id"] == f"{name}/{row['model']}/{attack}/{row['image_id']}"
+                assert row["status"] in ("ok", "diverged")
+                for col in ("original", "attacked", "reconstruction"):
+                    assert (out / row[col]).is_file()
     metrics = _dvc("metrics", "show", cwd=clone)
     assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
     digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
@@ -108,11 +122,14 @@ def test_paper_profile_dag_without_data(clone):
     dag = _dvc("dag", cwd=clone)
     for name in PAPER:
         assert f"prepare@{name}" in dag.stdout and f"train@{name}" in dag.stdout
+        assert f"attack@{name}-invgrad" in dag.stdout
     # --force: with no dvc.lock entry and no data, DVC cannot compare; it lists every stage
     dry = _dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
     for name in PAPER:
         for stage in ("prepare", "train"):
             assert f"Running stage '{stage}@{name}'" in dry.stdout
+        for attack in ("dlg", "idlg", "invgrad", "gradinversion"):
+            assert f"Running stage 'attack@{name}-{attack}'" in dry.stdout
     _run(["scripts/use-profile", "embedded"], clone)
     assert (clone / "params.yaml").read_text() == (clone / "profiles" / "embedded.yaml").read_text()
 

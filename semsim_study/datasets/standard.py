@@ -114,7 +114,9 @@ def stratified_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> n
     """Pick ``n`` indices spread as evenly over classes as possible (round-robin, seeded).
 
     Classes are visited in a random order and each contributes its next random image in turn,
-    so with fewer images than classes every image has a different class.
+    so with fewer images than classes every image has a different class. The indices come in
+    selection order, so any prefix of the subset is itself stratified (the attack stage may
+    use only the first few).
     """
     if n > len(labels):
         raise DataError(f"attack subset of {n} images asked from a split of {len(labels)}")
@@ -126,7 +128,7 @@ def stratified_subset(labels: np.ndarray, n: int, rng: np.random.Generator) -> n
             pool = pools[int(c)]
             if pool and len(chosen) < n:
                 chosen.append(int(pool.pop(0)))
-    return np.array(sorted(chosen), dtype=np.int64)
+    return np.array(chosen, dtype=np.int64)
 
 
 def image_id(split: str, index: int) -> str:

@@ -1,0 +1,243 @@
+"""Attack jobs (one model x one image), run in parallel processes and resumable.
+
+Each job is independent and seeded by (seed, dataset, model, attack, image id), so its
+result does not depend on which worker ran it or in which order. A finished job leaves its
+three PNGs and a ``result.json`` (written last, atomically) in a work folder; a killed stage,
+rerun, skips every job whose ``result.json`` carries the same job key (a hash of the attack
+config, the checkpoint's bytes, the image's pixels and the seed), so stale results from other
+params are never reused. The stage output is then assembled from the work folder in one
+atomic step. Every job runs torch on one thread, in workers and in-process alike, which is
+what makes a resumed run give the same pixels as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import atomic, augment, defenses, training
+from ..datasets import standard
+from ..datasets.imaging import png_bytes
+from . import engine
+from .engine import AttackConfig
+
+log = logging.getLogger(__name__)
+
+INDEX_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "label", "recovered_label", "final_loss",
+                 "iterations", "seconds", "status", "original", "attacked", "reconstruction")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every job of one (dataset, attack) stage shares; plain paths so it pickles cheaply."""
+
+    dataset: str
+    attack: str
+    prepared_dir: str
+    model_dir: str
+    work_dir: str
+    config: AttackConfig
+    seed: int
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Job:
+    model_id: str
+    image_id: str
+    split: str
+    index: int
+    label: int
+    key: str
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None) -> list[Job]:
+    """All (model, image) jobs of the stage, in output order, with their job keys.
+
+    ``images_per_model`` takes the first N images of the attack subset (a stratified prefix).
+    """
+    ds = standard.load(ctx.prepared_dir)
+    subset = standard.load_attack_subset(ctx.prepared_dir)[:images_per_model]
+    cfg = json.dumps(ctx.config.as_dict(), sort_keys=True)
+    jobs = []
+    for model_id in model_ids:
+        ckpt = Path(ctx.model_dir) / f"{model_id}.pt"
+        card = Path(ctx.model_dir) / f"{model_id}.json"
+        model_hash = _sha(ckpt.read_bytes() + card.read_bytes())
+        for row in subset:
+            pixels = ds.images(row["split"])[row["index"]].tobytes()
+            key = _sha("|".join([cfg, model_hash, _sha(pixels), str(ctx.seed), ctx.attack, row["image_id"]]).encode())
+            jobs.append(Job(model_id, row["image_id"], row["split"], row["index"], row["label"], key))
+    return jobs
+
+
+def job_seeds(ctx: Context, job: Job) -> tuple[np.random.Generator, torch.Generator]:
+    key = [ctx.seed] + [zlib.crc32(s.encode()) for s in (ctx.dataset, job.model_id, ctx.attack, job.image_id)]
+    torch_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+    return np.random.default_rng(key), torch.Generator().manual_seed(torch_seed)
+
+
+def _job_dir(ctx: Context, job: Job) -> Path:
+    return Path(ctx.work_dir) / job.model_id / job.image_id
+
+
+def is_done(ctx: Context, job: Job) -> bool:
+    try:
+        result = json.loads((_job_dir(ctx, job) / "result.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return result.get("key") == job.key
+
+
+class _Worker:
+    """Per-process cache of the prepared dataset and the models, loaded on first use."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.ds = standard.load(ctx.prepared_dir)
+        self.models: dict[str, tuple] = {}
+
+    def model(self, model_id: str):
+        if model_id not in self.models:
+            model, card = training.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
+            self.models[model_id] = (model.to(self.ctx.device), card)
+        return self.models[model_id]
+
+    def run(self, job: Job) -> dict:
+        ctx = self.ctx
+        torch.set_num_threads(1)
+        model, card = self.model(job.model_id)
+        rng, gen = job_seeds(ctx, job)
+        original = self.ds.images(job.split)[job.index]
+        # the threat model of the paper's code: the client's image passes the training transform
+        aug = augment.Augmentation(crop_flip=card["crop_flip"], policy=card["ats_policy"])
+        attacked = aug(original, rng) if (aug.crop_flip or aug.policy) else original
+        norm = card["normalization"]
+        x = training.to_tensor(attacked[None], norm["mean"], norm["std"]).to(ctx.device)
+        target = engine.observed_gradient(model, x, job.label, ctx.config.loss_scale)
+        if card.get("defense_on_observed_gradient"):  # on CPU with the job's generator: same noise anywhere
+            d = card["defense"]
+            target = [t.cpu() for t in target]
+            defenses.Defense(d["kind"], d["prune_ratio"], d["noise_sigma"]).apply_(target, gen)
+            target = [t.to(ctx.device) for t in target]
+        rec = engine.reconstruct(model, target, tuple(x.shape[1:]), norm["mean"], norm["std"], ctx.config, gen,
+                                 label=job.label, num_classes=card["num_classes"], device=ctx.device)
+        recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        out = _job_dir(ctx, job)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, arr in (("original", original), ("attacked", attacked), ("reconstruction", recon)):
+            atomic.write_bytes(out / f"{name}.png", png_bytes(arr))
+        result = {"key": job.key, "recovered_label": rec.label,
+                  "final_loss": rec.loss if math.isfinite(rec.loss) else None,
+                  "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "status": rec.status,
+                  "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]}
+        atomic.write_json(out / "result.json", result)
+        return result
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(ctx: Context) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = _Worker(ctx)
+
+
+def _run_in_worker(job: Job) -> tuple[Job, dict]:
+    return job, _WORKER.run(job)
+
+
+def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
+    """Run every job not yet done; ``workers`` > 1 uses that many spawned processes."""
+    todo = [j for j in jobs if not is_done(ctx, j)]
+    if len(todo) < len(jobs):
+        log.info("%s/%s: resuming, %d of %d jobs already done", ctx.dataset, ctx.attack, len(jobs) - len(todo), len(jobs))
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc=f"{ctx.dataset}/{ctx.attack}",
+               disable=None, dynamic_ncols=True)
+    iterations, seconds = 0, 0.0
+
+    def done(result: dict) -> None:
+        nonlocal iterations, seconds
+        iterations += result["iterations"]
+        seconds += result["seconds"]
+        bar.set_postfix_str(f"{iterations / max(seconds, 1e-9):.0f} it/s per worker")
+        bar.update(1)
+
+    if workers <= 1 or len(todo) <= 1:
+        worker = _Worker(ctx)
+        threads = torch.get_num_threads()
+        try:
+            for job in todo:
+                done(worker.run(job))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        # fork starts workers in milliseconds (the parent has run no torch op, so no thread pool
+        # is copied); spawn, where fork is unavailable, costs a fresh interpreter and torch import
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method),
+                                 initializer=_init_worker, initargs=(ctx,)) as pool:
+            for future in as_completed([pool.submit(_run_in_worker, job) for job in todo]):
+                done(future.result()[1])
+    bar.close()
+
+
+def assemble(ctx: Context, jobs: list[Job], out_dir: str | Path) -> list[dict]:
+    """Build the stage output (images + index.csv) from finished jobs, atomically."""
+    rows = []
+    with atomic.build_dir(out_dir) as tmp:
+        for job in jobs:
+            src = _job_dir(ctx, job)
+            result = json.loads((src / "result.json").read_text())
+            rel = Path("images") / job.model_id
+            (tmp / rel).mkdir(parents=True, exist_ok=True)
+            names = {}
+            for kind in ("original", "attacked", "reconstruction"):
+                names[kind] = str(rel / f"{job.image_id}_{kind}.png")
+                shutil.copyfile(src / f"{kind}.png", tmp / names[kind])
+            loss = result["final_loss"]
+            rows.append({
+                "item_id": f"{ctx.dataset}/{job.model_id}/{ctx.attack}/{job.image_id}",
+                "dataset": ctx.dataset, "model": job.model_id, "attack": ctx.attack, "image_id": job.image_id,
+                "label": job.label, "recovered_label": result["recovered_label"],
+                "final_loss": "nan" if loss is None else f"{loss:.6g}", "iterations": result["iterations"],
+                "seconds": result["seconds"], "status": result["status"], **names,
+            })
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        (tmp / "index.csv").write_text(buf.getvalue(), encoding="utf-8")
+        (tmp / "config.json").write_text(atomic.dumps_json({"attack": ctx.attack, "config": ctx.config.as_dict(),
+                                                            "seed": ctx.seed}), encoding="utf-8")
+    return rows
+
+
+def read_index(path: str | Path) -> list[dict]:
+    with open(Path(path) / "index.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def clear_work(ctx: Context) -> None:
+    shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    os.makedirs(Path(ctx.work_dir).parent, exist_ok=True)

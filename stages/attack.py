@@ -1,0 +1,54 @@
+"""DVC stage `attack@<dataset>-<attack>`: reconstruct the attack subset from every model's gradients.
+
+Output data/attacks/<dataset>/<attack>/: index.csv (one row per model x image),
+images/<model>/<image_id>_{original,attacked,reconstruction}.png and config.json. Jobs run
+in `attack.workers` processes and are saved as they finish under
+data/attack_jobs/<dataset>/<attack>/, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+
+from semsim_study import params as P, training
+from semsim_study.attacks import configs, jobs
+from semsim_study.errors import ConfigError
+
+from ._cli import run
+
+log = logging.getLogger("attack")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--attack", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = P.load(args.params)
+    attacks = P.get(params, "attacks", list)
+    if args.attack not in attacks:
+        raise ConfigError(f"params: attack {args.attack!r} is not listed in 'attacks' ({', '.join(attacks)})")
+    overrides = P.get(params, f"attack.methods.{args.attack}", dict, {}) or {}
+    ctx = jobs.Context(
+        dataset=args.dataset, attack=args.attack, prepared_dir=f"data/prepared/{args.dataset}",
+        model_dir=f"models/{args.dataset}", work_dir=f"data/attack_jobs/{args.dataset}/{args.attack}",
+        config=configs.build(args.attack, overrides), seed=P.get(params, "seed", int),
+        device=training.resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
+    )
+    model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
+    limit = P.get(params, "attack.images_per_model", int, None)
+    plan = jobs.plan(ctx, model_ids, limit)
+    jobs.run_jobs(ctx, plan, P.positive_int(params, "attack.workers"))
+    rows = jobs.assemble(ctx, plan, f"data/attacks/{args.dataset}/{args.attack}")
+    jobs.clear_work(ctx)
+    status = Counter(r["status"] for r in rows)
+    labels = sum(int(r["label"]) == int(r["recovered_label"]) for r in rows)
+    log.info("%s/%s: %d reconstructions (%s), labels recovered %d/%d", args.dataset, args.attack, len(rows),
+             ", ".join(f"{k} {v}" for k, v in sorted(status.items())), labels, len(rows))
+
+
+if __name__ == "__main__":
+    run(main)

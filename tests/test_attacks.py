@@ -1,0 +1,222 @@
+"""Attacks on tiny models: DLG/iDLG on DLG's sigmoid LeNet, Inverting Gradients, GradInversion,
+label inference, divergence, and the resumable parallel job runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from semsim_study import datasets, models, training
+from semsim_study.attacks import configs, engine, jobs
+from semsim_study.datasets import standard
+from semsim_study.errors import ConfigError
+
+SIZE = 16  # DLG's LeNet at 16 px converges in a few L-BFGS steps, which keeps the suite fast
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * math.log10(1 / max(((a - b) ** 2).mean().item(), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def photos(tiny_params):
+    ds, _, _ = datasets.prepare(tiny_params, "photos")
+    return ds
+
+
+@pytest.fixture(scope="module")
+def cases(photos):
+    """Four seeded real photo patches at 16 px, in [0, 1], with labels."""
+    rng = np.random.default_rng(7)
+    idx = rng.choice(len(photos.test_labels), 4, replace=False)
+    x = torch.from_numpy(photos.test_images[idx]).permute(0, 3, 1, 2).float().div(255)
+    x = torch.nn.functional.interpolate(x, size=(SIZE, SIZE), mode="area")
+    return [(x[i : i + 1], int(photos.test_labels[j])) for i, j in enumerate(idx)]
+
+
+def lenet() -> torch.nn.Module:
+    torch.manual_seed(1234)
+    return models.build("lenet", 100, SIZE)
+
+
+def _attack(name, model, x, label, seed, **overrides):
+    cfg = configs.build(name, overrides)
+    target = engine.observed_gradient(model, x, label, cfg.loss_scale)
+    return engine.reconstruct(model, target, (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg,
+                              torch.Generator().manual_seed(seed), label=label, num_classes=100)
+
+
+def test_idlg_reconstructs_most_images_and_every_label(cases):
+    model = lenet()
+    results = [_attack("idlg", model, x, y, i, iterations=20) for i, (x, y) in enumerate(cases)]
+    assert [r.label for r in results] == [y for _, y in cases]
+    scores = [psnr(r.image, x) for r, (x, _) in zip(results, cases)]
+    assert sum(s > 25 for s in scores) >= 3, scores
+
+
+def test_dlg_reconstructs_some_images(cases):
+    model = lenet()
+    scores = [psnr(_attack("dlg", model, x, y, i, iterations=20).image, x) for i, (x, y) in enumerate(cases[:3])]
+    assert sum(s > 25 for s in scores) >= 1, scores
+
+
+@pytest.mark.parametrize("name", ["invgrad", "gradinversion"])
+def test_adam_attacks_improve_well_over_the_random_start(cases, name):
+    model = lenet()
+    x, y = cases[0]
+    start = torch.clamp(torch.randn((1, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(0)), 0, 1)
+    r = _attack(name, model, x, y, 0, iterations=200)
+    assert r.status == "ok"
+    assert psnr(r.image, x) > psnr(start, x) + 6
+
+
+def test_gradinversion_bn_prior_reads_running_statistics():
+    torch.manual_seed(0)
+    model = models.build("resnet8", 10, 16).eval()
+    stats = engine._BNStatistics(model)
+    model(torch.randn(1, 3, 16, 16))
+    assert len(stats.losses) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert float(stats.take().detach()) > 0 and stats.losses == []
+    stats.close()
+
+
+@pytest.mark.parametrize("backbone", ["lenet", "resnet8", "convnet4"])
+def test_label_rules_recover_the_true_label(backbone):
+    torch.manual_seed(3)
+    model = models.build(backbone, 10, 32).eval()
+    for label in (0, 4, 9):
+        g = engine.observed_gradient(model, torch.randn(1, 3, 32, 32), label, 0.5)
+        assert engine.infer_label(model, g, "idlg") == label
+        assert engine.infer_label(model, g, "yin") == label
+
+
+def test_nan_gradient_gives_a_diverged_result_not_an_error(cases):
+    model = lenet()
+    x, y = cases[0]
+    target = engine.observed_gradient(model, x, y, 1.0)
+    target[0] = target[0] * float("nan")
+    for name in ("idlg", "invgrad"):
+        cfg = configs.build(name, {"iterations": 3})
+        r = engine.reconstruct(model, target, (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg, torch.Generator().manual_seed(0), label=y)
+        assert r.status == "diverged" and torch.isfinite(r.image).all()
+
+
+def test_reference_configs_and_overrides():
+    assert configs.build("invgrad").iterations == 8000 and configs.build("invgrad").distance == "cosine"
+    assert configs.build("dlg").labels == "joint" and configs.build("idlg").labels == "idlg"
+    assert configs.build("gradinversion").bn_prior > 0 and configs.build("gradinversion").labels == "yin"
+    assert configs.build("invgrad", {"iterations": 5}).iterations == 5
+    with pytest.raises(ConfigError, match="unknown attack 'ggl'"):
+        configs.build("ggl")
+    with pytest.raises(ConfigError, match=r"unknown keys \['steps'\]"):
+        configs.build("dlg", {"steps": 3})
+    with pytest.raises(ConfigError, match="'distance' is 'l1'"):
+        configs.build("dlg", {"distance": "l1"})
+
+
+# --------------------------------------------------------------------------- the job runner
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory, tiny_params):
+    """A prepared dataset and two briefly trained models, laid out as the stages expect."""
+    root = tmp_path_factory.mktemp("attack_stage")
+    ds, split, idx = datasets.prepare(tiny_params, "shapes")
+    standard.save(ds, root / "prepared", split, idx[:3])
+    ds.train_images, ds.train_labels = ds.train_images[:128], ds.train_labels[:128]
+    settings = training.settings_from_params(tiny_params)
+    for backbone, setting in (("resnet8", "crop"), ("convnet4", "crop-prune70")):
+        spec = training.ModelSpec("shapes", backbone, settings[setting])
+        cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
+        result = training.train(ds, spec, cfg, seed=0)
+        (root / "models").mkdir(exist_ok=True)
+        (root / "models" / f"{spec.model_id}.pt").write_bytes(training.checkpoint_bytes(result.model))
+        (root / "models" / f"{spec.model_id}.json").write_text(json.dumps(training.card(ds, spec, cfg, 0, result)))
+    return root, ["resnet8_crop", "convnet4_crop-prune70"]
+
+
+def _ctx(root: Path, work: str, attack="invgrad", **overrides) -> jobs.Context:
+    return jobs.Context("shapes", attack, str(root / "prepared"), str(root / "models"), str(root / work),
+                        configs.build(attack, {"iterations": 4, **overrides}), seed=0)
+
+
+def _without_seconds(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_killed_then_resumed_stage_equals_a_clean_parallel_run(stage_inputs):
+    root, model_ids = stage_inputs
+    clean = _ctx(root, "work_clean")
+    plan = jobs.plan(clean, model_ids)
+    assert len(plan) == 6
+    jobs.run_jobs(clean, plan, workers=2)
+    clean_rows = jobs.assemble(clean, plan, root / "out_clean")
+
+    resumed = _ctx(root, "work_resumed")
+    jobs.run_jobs(resumed, plan[:2], workers=1)  # the run that was killed after two jobs
+    first = (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns
+    jobs.run_jobs(resumed, plan, workers=1)
+    assert (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns == first
+    resumed_rows = jobs.assemble(resumed, plan, root / "out_resumed")
+
+    assert _without_seconds(clean_rows) == _without_seconds(resumed_rows)
+    assert _tree(root / "out_clean") == _tree(root / "out_resumed")
+    index = jobs.read_index(root / "out_clean")
+    assert [r["item_id"] for r in index] == [f"shapes/{j.model_id}/invgrad/{j.image_id}" for j in plan]
+    assert list(index[0]) == list(jobs.INDEX_COLUMNS)
+
+
+def test_results_from_other_params_are_not_reused(stage_inputs):
+    root, model_ids = stage_inputs
+    a = _ctx(root, "work_keys")
+    plan_a = jobs.plan(a, model_ids)
+    jobs.run_jobs(a, plan_a[:1], workers=1)
+    b = _ctx(root, "work_keys", iterations=5)
+    plan_b = jobs.plan(b, model_ids)
+    assert plan_a[0].key != plan_b[0].key
+    assert jobs.is_done(a, plan_a[0]) and not jobs.is_done(b, plan_b[0])
+
+
+def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observed_gradient(stage_inputs, monkeypatch):
+    root, model_ids = stage_inputs
+    ctx = _ctx(root, "work_threat")
+    plan = jobs.plan(ctx, model_ids)
+    applied = []
+    real = jobs.defenses.Defense.apply_
+    monkeypatch.setattr(jobs.defenses.Defense, "apply_", lambda self, g, gen=None: applied.append(self.kind) or real(self, g, gen))
+    worker = jobs._Worker(ctx)
+    worker.run(plan[0])  # resnet8_crop: no defence
+    worker.run(plan[3])  # convnet4_crop-prune70, trained with defense_at=both
+    assert applied == ["prune"]
+    out = root / "work_threat" / plan[0].model_id / plan[0].image_id
+    from PIL import Image
+
+    original = np.asarray(Image.open(out / "original.png"))
+    attacked = np.asarray(Image.open(out / "attacked.png"))
+    assert original.shape == attacked.shape and not np.array_equal(original, attacked)  # crop+flip was applied
+
+
+def test_nan_model_gives_diverged_rows(stage_inputs, tmp_path):
+    root, _ = stage_inputs
+    model, card = training.load(root / "models" / "resnet8_crop.pt")
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "resnet8_crop.pt").write_bytes(training.checkpoint_bytes(model))
+    (models_dir / "resnet8_crop.json").write_text(json.dumps(card))
+    ctx = jobs.Context("shapes", "invgrad", str(root / "prepared"), str(models_dir), str(tmp_path / "work"),
+                       configs.build("invgrad", {"iterations": 3}), seed=0)
+    plan = jobs.plan(ctx, ["resnet8_crop"])
+    jobs.run_jobs(ctx, plan, workers=1)
+    rows = jobs.assemble(ctx, plan, tmp_path / "out")
+    assert {r["status"] for r in rows} == {"diverged"} and {r["final_loss"] for r in rows} == {"nan"}
+    assert all((tmp_path / "out" / r["reconstruction"]).is_file() for r in rows)
