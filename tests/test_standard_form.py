@@ -127,3 +127,12 @@ def test_stratified_split_keeps_each_class_on_both_sides():
     assert len(set(tr) & set(te)) == 0 and len(tr) + len(te) == len(labels)
     for c in range(4):
         assert (labels[tr] == c).any() and (labels[te] == c).any()
+
+
+def test_build_dir_clears_what_a_killed_run_left(tmp_path):
+    stale = tmp_path / ".out.abc123.building"
+    stale.mkdir()
+    (stale / "half.npy").write_bytes(b"x")
+    with atomic.build_dir(tmp_path / "out") as tmp:
+        (tmp / "done.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
