@@ -174,14 +174,19 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
         log.info("%s/%s: resuming, %d of %d jobs already done", ctx.dataset, ctx.attack, len(jobs) - len(todo), len(jobs))
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc=f"{ctx.dataset}/{ctx.attack}",
                disable=None, dynamic_ncols=True)
-    iterations, seconds = 0, 0.0
+    iterations, seconds, finished = 0, 0.0, 0
+    log.info("%s/%s: %d jobs to run on %d worker(s)", ctx.dataset, ctx.attack, len(todo), max(1, min(workers, len(todo))))
 
     def done(result: dict) -> None:
-        nonlocal iterations, seconds
+        nonlocal iterations, seconds, finished
         iterations += result["iterations"]
         seconds += result["seconds"]
-        bar.set_postfix_str(f"{iterations / max(seconds, 1e-9):.0f} it/s per worker")
+        finished += 1
+        rate = f"{iterations / max(seconds, 1e-9):.0f} it/s per worker"
+        bar.set_postfix_str(rate)
         bar.update(1)
+        if bar.disable and (finished % max(1, len(todo) // 4) == 0 or finished == len(todo)):
+            log.info("%s/%s: %d/%d jobs done, %s", ctx.dataset, ctx.attack, finished, len(todo), rate)
 
     if workers <= 1 or len(todo) <= 1:
         worker = _Worker(ctx)
