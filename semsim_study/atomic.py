@@ -51,6 +51,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, dumps_json(obj))
 
 
+def read_json(path: str | os.PathLike, missing: str) -> Any:
+    """Read a JSON file this project wrote; ``missing`` says what to do when it is absent."""
+    from .errors import DataError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
 @contextlib.contextmanager
 def build_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty folder beside ``path``; on success it replaces ``path`` whole.

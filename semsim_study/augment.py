@@ -18,8 +18,6 @@ All randomness comes from one ``numpy.random.Generator`` (the reference mixes Py
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -179,5 +177,3 @@ def from_config(cfg: dict, where: str) -> Augmentation:
         raise ConfigError(f"params: '{where}': an ATS policy runs after crop+flip, so set augment: crop")
     return Augmentation(crop_flip=kind == "crop", policy=str(policy) if policy is not None else None)
 
-
-AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]

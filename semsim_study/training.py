@@ -13,7 +13,6 @@ give the same weights on the same CPU.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 import zlib
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import augment, defenses, models
+from . import atomic, augment, defenses, models
 from . import params as P
 from .datasets.standard import PreparedDataset
 from .errors import ConfigError, DataError
@@ -276,13 +275,7 @@ def checkpoint_bytes(model: nn.Module) -> bytes:
 def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from ``<id>.pt`` and its card ``<id>.json`` (weights only, no code)."""
     checkpoint = Path(checkpoint)
-    card_path = checkpoint.with_suffix(".json")
-    try:
-        info = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{card_path}: model card missing beside {checkpoint.name}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{card_path}: not valid JSON ({exc})") from None
+    info = atomic.read_json(checkpoint.with_suffix(".json"), f"model card missing beside {checkpoint.name}")
     model = models.build(info["backbone"], info["num_classes"], info["image_size"])
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)

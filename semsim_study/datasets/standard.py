@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,13 +188,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def load(path: str | Path) -> PreparedDataset:
     path = Path(path)
-    meta_path = path / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{meta_path}: missing; is {path} a prepared dataset?") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+    meta = atomic.read_json(path / "meta.json", f"missing; is {path} a prepared dataset?")
     ds = PreparedDataset(
         name=meta["name"],
         class_names=list(meta["class_names"]),
