@@ -40,7 +40,7 @@ def main() -> None:
     )
     model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
     limit = P.get(params, "attack.images_per_model", int, None)
-    plan = jobs.plan(ctx, model_ids, limit)
+    plan = jobs.plan(ctx, model_ids, limit, P.positive_int(params, "attack.batch_size", 1))
     jobs.run_jobs(ctx, plan, P.positive_int(params, "attack.workers"))
     rows = jobs.assemble(ctx, plan, f"data/attacks/{args.dataset}/{args.attack}")
     jobs.clear_work(ctx)

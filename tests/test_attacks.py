@@ -76,14 +76,83 @@ def test_adam_attacks_improve_well_over_the_random_start(cases, name):
     assert psnr(r.image, x) > psnr(start, x) + 6
 
 
-def test_gradinversion_bn_prior_reads_running_statistics():
+def test_gradinversion_bn_prior_is_measured_per_image():
     torch.manual_seed(0)
     model = models.build("resnet8", 10, 16).eval()
-    stats = engine._BNStatistics(model)
-    model(torch.randn(1, 3, 16, 16))
-    assert len(stats.losses) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert float(stats.take().detach()) > 0 and stats.losses == []
-    stats.close()
+    x = torch.randn(2, 3, 16, 16)
+    targets = [engine.observed_gradient(model, x[i : i + 1], i, 0.5) for i in range(2)]
+    base = configs.build("gradinversion", {"bn_prior": 0.0, "tv": 0.0, "l2_prior": 0.0})
+    with_bn = configs.build("gradinversion", {"bn_prior": 1.0, "tv": 0.0, "l2_prior": 0.0})
+    y = torch.tensor([0, 1])
+    prior = engine._Objective(model, with_bn, targets)(x, y) - engine._Objective(model, base, targets)(x, y)
+    for i in range(2):  # the prior of image i alone, from hooks on a plain forward pass
+        stats = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: stats.append(
+            torch.norm(inp[0].mean(dim=(0, 2, 3)) - mod.running_mean)
+            + torch.norm(inp[0].var(dim=(0, 2, 3), unbiased=False) - mod.running_var)))
+            for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        model(x[i : i + 1])
+        for h in hooks:
+            h.remove()
+        assert len(stats) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert float(prior[i].detach()) == pytest.approx(float(sum(stats).detach()), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["idlg", "dlg", "invgrad", "gradinversion"])
+def test_a_batch_of_attacks_equals_the_attacks_one_by_one(cases, name):
+    torch.manual_seed(5)
+    model = models.build("resnet8", 100, SIZE).eval() if name == "gradinversion" else lenet()
+    # few steps: L-BFGS on a non-convex objective amplifies float rounding, and batched kernels round differently
+    cfg = configs.build(name, {"iterations": 1, "lbfgs_inner": 4} if name in ("dlg", "idlg") else {"iterations": 5})
+    targets = [engine.observed_gradient(model, x, y, cfg.loss_scale) for x, y in cases[:3]]
+    labels = [y for _, y in cases[:3]]
+    batch = engine.reconstruct_batch(model, targets, (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg,
+                                     [torch.Generator().manual_seed(i) for i in range(3)], labels, 100)
+    for i in range(3):
+        one = engine.reconstruct(model, targets[i], (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg,
+                                 torch.Generator().manual_seed(i), label=labels[i], num_classes=100)
+        assert batch[i].label == one.label and batch[i].iterations == one.iterations
+        assert torch.allclose(batch[i].image, one.image, atol=2e-3), (batch[i].image - one.image).abs().max()
+        assert batch[i].loss == pytest.approx(one.loss, rel=1e-2, abs=1e-5)
+
+
+def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
+    from semsim_study.attacks.lbfgs import BatchedLBFGS
+
+    torch.manual_seed(0)
+    rows, size = 3, 10
+    a = torch.randn(rows, size, size)
+    a = a @ a.transpose(1, 2) + 0.1 * torch.eye(size)
+    c = torch.randn(rows, size)
+
+    def f(x, b):
+        return 0.5 * x @ a[b] @ x - c[b] @ x + 0.1 * (x**4).sum()
+
+    x0 = torch.randn(rows, size)
+    xb = x0.clone().requires_grad_(True)
+    opt = BatchedLBFGS(rows, size, lr=1.0, max_iter=20)
+
+    def closure():
+        xb.grad = None
+        v = torch.stack([f(xb[b], b) for b in range(rows)])
+        v.sum().backward()
+        return v.detach(), xb.grad.clone()
+
+    for _ in range(4):
+        opt.step(closure, lambda d: xb.data.add_(d))
+    for b in range(rows):
+        x = x0[b].clone().requires_grad_(True)
+        ref = torch.optim.LBFGS([x], lr=1.0, max_iter=20)
+
+        def one():
+            ref.zero_grad()
+            value = f(x, b)
+            value.backward()
+            return value
+
+        for _ in range(4):
+            ref.step(one)
+        assert torch.allclose(xb[b].detach(), x.detach(), atol=1e-5)
 
 
 @pytest.mark.parametrize("backbone", ["lenet", "resnet8", "convnet4"])
@@ -105,6 +174,21 @@ def test_nan_gradient_gives_a_diverged_result_not_an_error(cases):
         cfg = configs.build(name, {"iterations": 3})
         r = engine.reconstruct(model, target, (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg, torch.Generator().manual_seed(0), label=y)
         assert r.status == "diverged" and torch.isfinite(r.image).all()
+
+
+def test_a_diverging_row_does_not_disturb_its_batch(cases):
+    model = lenet()
+    for name in ("idlg", "invgrad"):
+        cfg = configs.build(name, {"iterations": 2, "lbfgs_inner": 4})
+        targets = [engine.observed_gradient(model, x, y, cfg.loss_scale) for x, y in cases[:2]]
+        broken = [t * float("nan") for t in targets[0]]
+        gens = lambda: [torch.Generator().manual_seed(i) for i in range(2)]  # noqa: E731
+        args = ((3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg)
+        labels = [y for _, y in cases[:2]]
+        mixed = engine.reconstruct_batch(model, [broken, targets[1]], *args, gens(), labels, 100)
+        clean = engine.reconstruct_batch(model, targets, *args, gens(), labels, 100)
+        assert mixed[0].status == "diverged" and torch.isfinite(mixed[0].image).all()
+        assert mixed[1].status == "ok" and torch.equal(mixed[1].image, clean[1].image)
 
 
 def test_reference_configs_and_overrides():
@@ -155,13 +239,13 @@ def _tree(folder: Path) -> dict:
 def test_killed_then_resumed_stage_equals_a_clean_parallel_run(stage_inputs):
     root, model_ids = stage_inputs
     clean = _ctx(root, "work_clean")
-    plan = jobs.plan(clean, model_ids)
-    assert len(plan) == 6
+    plan = jobs.plan(clean, model_ids, batch_size=2)
+    assert len(plan) == 6 and [j.batch for j in plan] == [0, 0, 1, 2, 2, 3]
     jobs.run_jobs(clean, plan, workers=2)
     clean_rows = jobs.assemble(clean, plan, root / "out_clean")
 
     resumed = _ctx(root, "work_resumed")
-    jobs.run_jobs(resumed, plan[:2], workers=1)  # the run that was killed after two jobs
+    jobs.run_jobs(resumed, plan[:2], workers=1)  # the run that was killed after one batch
     first = (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns
     jobs.run_jobs(resumed, plan, workers=1)
     assert (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns == first
@@ -183,6 +267,8 @@ def test_results_from_other_params_are_not_reused(stage_inputs):
     plan_b = jobs.plan(b, model_ids)
     assert plan_a[0].key != plan_b[0].key
     assert jobs.is_done(a, plan_a[0]) and not jobs.is_done(b, plan_b[0])
+    plan_c = jobs.plan(a, model_ids, batch_size=2)  # same params, other batch: rounding may differ
+    assert plan_c[0].key != plan_a[0].key and not jobs.is_done(a, plan_c[0])
 
 
 def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observed_gradient(stage_inputs, monkeypatch):
@@ -193,8 +279,8 @@ def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observ
     real = jobs.defenses.Defense.apply_
     monkeypatch.setattr(jobs.defenses.Defense, "apply_", lambda self, g, gen=None: applied.append(self.kind) or real(self, g, gen))
     worker = jobs._Worker(ctx)
-    worker.run(plan[0])  # resnet8_crop: no defence
-    worker.run(plan[3])  # convnet4_crop-prune70, trained with defense_at=both
+    worker.run([plan[0]])  # resnet8_crop: no defence
+    worker.run([plan[3]])  # convnet4_crop-prune70, trained with defense_at=both
     assert applied == ["prune"]
     out = root / "work_threat" / plan[0].model_id / plan[0].image_id
     from PIL import Image

@@ -130,23 +130,66 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean() + (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean()
 
 
-class _BNStatistics:
-    """Forward hooks that measure each BatchNorm layer's input statistics against its running ones."""
 
-    def __init__(self, model: nn.Module):
-        self.losses: list[torch.Tensor] = []
-        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+def _per_sample_tv(x: torch.Tensor) -> torch.Tensor:
+    """``total_variation`` of each image of the batch."""
+    return ((x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+            + (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)))
+
+
+class _Objective:
+    """The matching objective of every image of a batch at once, one value per image.
+
+    Each image's parameter gradient is its own (``torch.func.vmap`` over ``grad``): in eval
+    mode nothing couples the images, so image b's value, and its gradient with respect to
+    its own pixels, are what a batch of one would give. The BN prior is measured per image
+    by forward hooks inside the vmapped function and returned as its auxiliary output.
+    """
+
+    def __init__(self, model: nn.Module, cfg: AttackConfig, targets: Sequence[Sequence[torch.Tensor]]):
+        self.model, self.cfg = model, cfg
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = {n: p.detach() for n, p in named}
+        self.buffers = {n: b for n, b in model.named_buffers()}
+        self.target = {n: torch.stack([t[i].detach() for t in targets]) for i, n in enumerate(self.names)}
+        self.target_norm = torch.sqrt(sum((t * t).flatten(1).sum(1) for t in self.target.values()))
+        self._bn: list[torch.Tensor] = []
+        self.handles = ([m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+                        if cfg.bn_prior > 0 else [])
+        self.per_sample = torch.func.vmap(torch.func.grad(self._loss, has_aux=True), in_dims=(None, 0, 0))
 
     def _hook(self, module: nn.BatchNorm2d, inputs, _output):
+        # GradAttack's prior: L2 distance of the batch's mean/var (here: one image's) to the running ones
         x = inputs[0]
         mean = x.mean(dim=(0, 2, 3))
         var = x.var(dim=(0, 2, 3), unbiased=False)
-        self.losses.append(torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2))
+        self._bn.append(torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2))
 
-    def take(self) -> torch.Tensor | float:
-        total = sum(self.losses) if self.losses else 0.0
-        self.losses = []
-        return total
+    def _loss(self, params: dict, x: torch.Tensor, y: torch.Tensor):
+        self._bn = []
+        logits = torch.func.functional_call(self.model, (params, self.buffers), (x[None],))
+        loss = classification_loss(logits, y[None], self.cfg.loss_scale)
+        bn = sum(self._bn) if self._bn else torch.zeros((), device=x.device)
+        self._bn = []
+        return loss, bn
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        grads, bn = self.per_sample(self.params, x, y)
+        cfg = self.cfg
+        if cfg.distance == "l2":
+            value = sum(((grads[n] - self.target[n]) ** 2).flatten(1).sum(1) for n in self.names)
+        else:
+            dot = sum((grads[n] * self.target[n]).flatten(1).sum(1) for n in self.names)
+            norm = torch.sqrt(sum((grads[n] * grads[n]).flatten(1).sum(1) for n in self.names))
+            value = 1 - dot / (norm * self.target_norm + 1e-12)
+        if cfg.tv > 0:
+            value = value + cfg.tv * _per_sample_tv(x)
+        if cfg.bn_prior > 0:
+            value = value + cfg.bn_prior * bn
+        if cfg.l2_prior > 0:
+            value = value + cfg.l2_prior * (x**2).flatten(1).sum(1)
+        return value
 
     def close(self):
         for h in self.handles:
@@ -157,106 +200,160 @@ def _milestones(iterations: int) -> list[int]:
     return [int(iterations // d) for d in (2.667, 1.6, 1.142)]
 
 
+def _finite_rows(t: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(t.reshape(len(t), -1)).all(1)
+
+
 def reconstruct(model: nn.Module, target: Sequence[torch.Tensor], shape: tuple[int, int, int], mean: Sequence[float],
                 std: Sequence[float], cfg: AttackConfig, generator: torch.Generator, label: int | None = None,
                 num_classes: int | None = None, device: str = "cpu") -> Reconstruction:
-    """Invert ``target`` (the observed gradient) for one image of ``shape`` (C, H, W).
+    """Invert ``target`` (the observed gradient) for one image of ``shape`` (C, H, W)."""
+    return reconstruct_batch(model, [target], shape, mean, std, cfg, [generator], [label], num_classes, device)[0]
 
-    Random starts are drawn on the CPU from ``generator`` and moved to ``device``, so a seed
-    gives the same starts on any device.
+
+def reconstruct_batch(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]], shape: tuple[int, int, int],
+                      mean: Sequence[float], std: Sequence[float], cfg: AttackConfig,
+                      generators: Sequence[torch.Generator], labels: Sequence[int | None] | None = None,
+                      num_classes: int | None = None, device: str = "cpu") -> list[Reconstruction]:
+    """Invert B observed gradients of one model at once: B independent attacks, one batch.
+
+    Row b uses only ``targets[b]``, ``labels[b]`` and ``generators[b]`` (its random starts,
+    drawn on the CPU so a seed gives the same starts on any device); Adam is elementwise and
+    L-BFGS runs per row (``lbfgs.BatchedLBFGS``), so rows do not interact. ``seconds`` of
+    each result is its share of the batch's time.
     """
     start = time.perf_counter()
+    n = len(targets)
+    labels = list(labels) if labels is not None else [None] * n
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     lo, hi = (0 - m) / s, (1 - m) / s
-    target = [t.detach() for t in target]
-    params = parameters(model)
-    num_classes = num_classes or _last_weight_grad(model, target).shape[0]
+    num_classes = num_classes or _last_weight_grad(model, targets[0]).shape[0]
     if cfg.labels == "given":
-        if label is None:
+        if any(label is None for label in labels):
             raise ConfigError("attack: labels 'given' needs the true label")
-        fixed_label = label
+        fixed = [int(label) for label in labels]
     elif cfg.labels in ("idlg", "yin"):
-        fixed_label = infer_label(model, target, cfg.labels)
+        fixed = [infer_label(model, t, cfg.labels) for t in targets]
     else:
-        fixed_label = None
-    bn = _BNStatistics(model) if cfg.bn_prior > 0 else None
-    best: Reconstruction | None = None
-    fallback = None
-    total_iterations = 0
-    losses = []
+        fixed = None
+    objective = _Objective(model, cfg, targets)
+    best: list[Reconstruction | None] = [None] * n
+    fallback: list[tuple | None] = [None] * n
+    iterations = [0] * n
+    losses: list[list[float]] = [[] for _ in range(n)]
     try:
         for _ in range(cfg.restarts):
-            x = torch.randn((1, *shape), generator=generator).to(device).requires_grad_(True)
-            soft = (torch.randn((1, num_classes), generator=generator).to(device).requires_grad_(True)
-                    if fixed_label is None else None)
-            variables = [x] + ([soft] if soft is not None else [])
+            xs, softs = [], []
+            for gen in generators:
+                xs.append(torch.randn((1, *shape), generator=gen))
+                if fixed is None:
+                    softs.append(torch.randn((1, num_classes), generator=gen))
+            x = torch.cat(xs).to(device).requires_grad_(True)
+            soft = torch.cat(softs).to(device).requires_grad_(True) if fixed is None else None
+            y_fixed = torch.tensor(fixed, device=device) if fixed is not None else None
 
-            def objective() -> torch.Tensor:
-                y = torch.softmax(soft, dim=-1) if soft is not None else torch.tensor([fixed_label], device=device)
-                if bn is not None:
-                    bn.take()
-                loss = classification_loss(model(x), y, cfg.loss_scale)
-                grads = torch.autograd.grad(loss, params, create_graph=True)
-                value = gradient_distance(grads, target, cfg.distance)
-                if cfg.tv > 0:
-                    value = value + cfg.tv * total_variation(x)
-                if bn is not None:
-                    value = value + cfg.bn_prior * bn.take()
-                if cfg.l2_prior > 0:
-                    value = value + cfg.l2_prior * (x**2).sum()
-                return value
+            def values() -> torch.Tensor:
+                return objective(x, torch.softmax(soft, dim=-1) if soft is not None else y_fixed)
 
-            if cfg.optimizer == "adam":
-                opt = torch.optim.Adam(variables, lr=cfg.lr)
-            else:
-                opt = torch.optim.LBFGS(variables, lr=cfg.lr, max_iter=cfg.lbfgs_inner)
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(cfg.iterations), 0.1) if cfg.lr_decay else None
-            last_finite = x.detach().clone()
-            final = math.nan
-            diverged = False
-            for it in range(cfg.iterations):
-                def closure():
-                    opt.zero_grad()
-                    value = objective()
-                    value.backward()
-                    if cfg.signed:
-                        x.grad.sign_()
-                    return value
-
-                value = opt.step(closure)
-                total_iterations += 1
-                final = float(value.detach()) if value is not None else math.nan
-                if not math.isfinite(final) or not torch.isfinite(x).all():
-                    diverged = True
-                    break
-                with torch.no_grad():
-                    if cfg.boxed:
-                        x.data = torch.max(torch.min(x, hi), lo)
-                last_finite = x.detach().clone()
-                if sched is not None:
-                    sched.step()
-            if not diverged:  # the loss of the final image (the optimiser reports the one before its step)
-                final = float(objective().detach())
-                diverged = not math.isfinite(final)
-            losses.append(final)
-            got_label = fixed_label if soft is None else int(torch.argmax(soft.detach()))
-            image = torch.clamp(last_finite * s + m, 0, 1).cpu()
-            if diverged:
-                fallback = fallback or (image, got_label, final)
-                continue
-            if best is None or final < best.loss:
-                best = Reconstruction(image, got_label, final, 0, 0.0, "ok")
+            run = _run_adam if cfg.optimizer == "adam" else _run_lbfgs
+            frozen, counts, last_finite = run(cfg, x, soft, values, lo, hi)
+            with torch.no_grad():
+                final = values().detach()
+            for b in range(n):
+                iterations[b] += counts[b]
+                diverged = bool(frozen[b]) or not math.isfinite(float(final[b]))
+                value = math.nan if bool(frozen[b]) else float(final[b])
+                losses[b].append(value)
+                got = fixed[b] if fixed is not None else int(torch.argmax(soft[b].detach()))
+                image = torch.clamp(last_finite[b : b + 1] * s + m, 0, 1).cpu()
+                if diverged:
+                    fallback[b] = fallback[b] or (image, got, value)
+                elif best[b] is None or value < best[b].loss:
+                    best[b] = Reconstruction(image, got, value, 0, 0.0, "ok")
     finally:
-        if bn is not None:
-            bn.close()
-    if best is None:
-        image, got_label, final = fallback
-        best = Reconstruction(image, got_label, final, 0, 0.0, "diverged")
-    best.iterations = total_iterations
-    best.seconds = time.perf_counter() - start
-    best.restart_losses = losses
-    return best
+        objective.close()
+    share = (time.perf_counter() - start) / n
+    out = []
+    for b in range(n):
+        rec = best[b]
+        if rec is None:
+            image, got, value = fallback[b]
+            rec = Reconstruction(image, got, value, 0, 0.0, "diverged")
+        rec.iterations, rec.seconds, rec.restart_losses = iterations[b], share, losses[b]
+        out.append(rec)
+    return out
+
+
+def _settle(x: torch.Tensor, frozen: torch.Tensor, last_finite: torch.Tensor, step_loss: torch.Tensor,
+            counts: list[int], lo: torch.Tensor, hi: torch.Tensor, boxed: bool) -> None:
+    """After a step: freeze rows that turned non-finite (keeping their last finite image), box the rest."""
+    bad = ~torch.isfinite(step_loss) | ~_finite_rows(x.detach())
+    for b in torch.nonzero(~frozen).flatten().tolist():
+        counts[b] += 1
+    frozen |= bad
+    with torch.no_grad():
+        if boxed:
+            x.data = torch.max(torch.min(x, hi), lo)
+        x.data[frozen] = last_finite[frozen]
+        last_finite.copy_(x.detach())
+
+
+def _run_adam(cfg: AttackConfig, x, soft, values, lo, hi):
+    variables = [x] + ([soft] if soft is not None else [])
+    opt = torch.optim.Adam(variables, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(cfg.iterations), 0.1) if cfg.lr_decay else None
+    frozen = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    last_finite = x.detach().clone()
+    counts = [0] * len(x)
+    for _ in range(cfg.iterations):
+        opt.zero_grad()
+        v = values()
+        v.sum().backward()
+        if cfg.signed:
+            x.grad.sign_()
+        for var in variables:  # frozen rows stay put (their gradients may be NaN)
+            var.grad[frozen] = 0
+        opt.step()
+        _settle(x, frozen, last_finite, v.detach(), counts, lo, hi, cfg.boxed)
+        if bool(frozen.all()):
+            break
+        if sched is not None:
+            sched.step()
+    return frozen, counts, last_finite
+
+
+def _run_lbfgs(cfg: AttackConfig, x, soft, values, lo, hi):
+    from .lbfgs import BatchedLBFGS
+
+    variables = [x] + ([soft] if soft is not None else [])
+    sizes = [v[0].numel() for v in variables]
+    opt = BatchedLBFGS(len(x), sum(sizes), lr=cfg.lr, max_iter=cfg.lbfgs_inner, device=x.device)
+
+    def closure():
+        for var in variables:
+            var.grad = None
+        v = values()
+        v.sum().backward()
+        if cfg.signed:
+            x.grad.sign_()
+        return v.detach(), torch.cat([var.grad.reshape(len(var), -1) for var in variables], 1)
+
+    def move(delta: torch.Tensor) -> None:
+        for var, part in zip(variables, torch.split(delta, sizes, 1)):
+            var.data.add_(part.reshape(var.shape))
+
+    milestones = _milestones(cfg.iterations) if cfg.lr_decay else []  # as MultiStepLR would
+    frozen = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    last_finite = x.detach().clone()
+    counts = [0] * len(x)
+    for it in range(cfg.iterations):
+        opt.lr = cfg.lr * 0.1 ** sum(it >= mi for mi in milestones)
+        step_loss = opt.step(closure, move, frozen)
+        _settle(x, frozen, last_finite, step_loss, counts, lo, hi, cfg.boxed)
+        if bool(frozen.all()):
+            break
+    return frozen, counts, last_finite

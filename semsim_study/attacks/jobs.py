@@ -64,30 +64,48 @@ class Job:
     index: int
     label: int
     key: str
+    batch: int = 0  # jobs of one batch run as one optimisation (same model, fixed membership)
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None) -> list[Job]:
-    """All (model, image) jobs of the stage, in output order, with their job keys.
+def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None, batch_size: int = 1) -> list[Job]:
+    """All (model, image) jobs of the stage, in output order, with their job keys and batches.
 
     ``images_per_model`` takes the first N images of the attack subset (a stratified prefix).
+    Each model's images are cut into batches of ``batch_size`` in that order; a batch is one
+    vectorised optimisation. Rows of a batch are independent attacks, but batched kernels
+    round differently from single ones, so the key names the batch's members: a result is
+    reused only for the same batch, which keeps reruns and resumed runs byte-identical.
     """
     ds = standard.load(ctx.prepared_dir)
     subset = standard.load_attack_subset(ctx.prepared_dir)[:images_per_model]
     cfg = json.dumps(ctx.config.as_dict(), sort_keys=True)
     jobs = []
+    batch = 0
     for model_id in model_ids:
         ckpt = Path(ctx.model_dir) / f"{model_id}.pt"
         card = Path(ctx.model_dir) / f"{model_id}.json"
         model_hash = _sha(ckpt.read_bytes() + card.read_bytes())
-        for row in subset:
-            pixels = ds.images(row["split"])[row["index"]].tobytes()
-            key = _sha("|".join([cfg, model_hash, _sha(pixels), str(ctx.seed), ctx.attack, row["image_id"]]).encode())
-            jobs.append(Job(model_id, row["image_id"], row["split"], row["index"], row["label"], key))
+        for start in range(0, len(subset), batch_size):
+            members = subset[start : start + batch_size]
+            names = ",".join(r["image_id"] for r in members)
+            for row in members:
+                pixels = ds.images(row["split"])[row["index"]].tobytes()
+                key = _sha("|".join([cfg, model_hash, _sha(pixels), str(ctx.seed), ctx.attack, row["image_id"],
+                                     names]).encode())
+                jobs.append(Job(model_id, row["image_id"], row["split"], row["index"], row["label"], key, batch))
+            batch += 1
     return jobs
+
+
+def batches(jobs: list[Job]) -> list[list[Job]]:
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.batch, []).append(job)
+    return list(groups.values())
 
 
 def job_seeds(ctx: Context, job: Job) -> tuple[np.random.Generator, torch.Generator]:
@@ -122,36 +140,47 @@ class _Worker:
             self.models[model_id] = (model.to(self.ctx.device), card)
         return self.models[model_id]
 
-    def run(self, job: Job) -> dict:
+    def run(self, batch: list[Job]) -> list[dict]:
+        """Attack every image of ``batch`` (one model) in one vectorised optimisation."""
         ctx = self.ctx
         torch.set_num_threads(1)
-        model, card = self.model(job.model_id)
-        rng, gen = job_seeds(ctx, job)
-        original = self.ds.images(job.split)[job.index]
-        # the threat model of the paper's code: the client's image passes the training transform
-        aug = augment.Augmentation(crop_flip=card["crop_flip"], policy=card["ats_policy"])
-        attacked = aug(original, rng) if (aug.crop_flip or aug.policy) else original
+        model, card = self.model(batch[0].model_id)
         norm = card["normalization"]
-        x = training.to_tensor(attacked[None], norm["mean"], norm["std"]).to(ctx.device)
-        target = engine.observed_gradient(model, x, job.label, ctx.config.loss_scale)
-        if card.get("defense_on_observed_gradient"):  # on CPU with the job's generator: same noise anywhere
-            d = card["defense"]
-            target = [t.cpu() for t in target]
-            defenses.Defense(d["kind"], d["prune_ratio"], d["noise_sigma"]).apply_(target, gen)
-            target = [t.to(ctx.device) for t in target]
-        rec = engine.reconstruct(model, target, tuple(x.shape[1:]), norm["mean"], norm["std"], ctx.config, gen,
-                                 label=job.label, num_classes=card["num_classes"], device=ctx.device)
-        recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        out = _job_dir(ctx, job)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, arr in (("original", original), ("attacked", attacked), ("reconstruction", recon)):
-            atomic.write_bytes(out / f"{name}.png", png_bytes(arr))
-        result = {"key": job.key, "recovered_label": rec.label,
-                  "final_loss": rec.loss if math.isfinite(rec.loss) else None,
-                  "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "status": rec.status,
-                  "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]}
-        atomic.write_json(out / "result.json", result)
-        return result
+        aug = augment.Augmentation(crop_flip=card["crop_flip"], policy=card["ats_policy"])
+        originals, attacked, targets, gens, xs = [], [], [], [], []
+        for job in batch:
+            rng, gen = job_seeds(ctx, job)
+            original = self.ds.images(job.split)[job.index]
+            # the threat model of the paper's code: the client's image passes the training transform
+            seen = aug(original, rng) if (aug.crop_flip or aug.policy) else original
+            x = training.to_tensor(seen[None], norm["mean"], norm["std"]).to(ctx.device)
+            target = engine.observed_gradient(model, x, job.label, ctx.config.loss_scale)
+            if card.get("defense_on_observed_gradient"):  # on CPU with the job's generator: same noise anywhere
+                d = card["defense"]
+                target = [t.cpu() for t in target]
+                defenses.Defense(d["kind"], d["prune_ratio"], d["noise_sigma"]).apply_(target, gen)
+                target = [t.to(ctx.device) for t in target]
+            originals.append(original)
+            attacked.append(seen)
+            targets.append(target)
+            gens.append(gen)
+            xs.append(x)
+        recs = engine.reconstruct_batch(model, targets, tuple(xs[0].shape[1:]), norm["mean"], norm["std"], ctx.config,
+                                        gens, [job.label for job in batch], card["num_classes"], ctx.device)
+        results = []
+        for job, original, seen, rec in zip(batch, originals, attacked, recs):
+            recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            out = _job_dir(ctx, job)
+            out.mkdir(parents=True, exist_ok=True)
+            for name, arr in (("original", original), ("attacked", seen), ("reconstruction", recon)):
+                atomic.write_bytes(out / f"{name}.png", png_bytes(arr))
+            result = {"key": job.key, "recovered_label": rec.label,
+                      "final_loss": rec.loss if math.isfinite(rec.loss) else None,
+                      "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "status": rec.status,
+                      "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]}
+            atomic.write_json(out / "result.json", result)
+            results.append(result)
+        return results
 
 
 _WORKER: _Worker | None = None
@@ -163,19 +192,21 @@ def _init_worker(ctx: Context) -> None:
     _WORKER = _Worker(ctx)
 
 
-def _run_in_worker(job: Job) -> tuple[Job, dict]:
-    return job, _WORKER.run(job)
+def _run_in_worker(batch: list[Job]) -> list[dict]:
+    return _WORKER.run(batch)
 
 
 def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
-    """Run every job not yet done; ``workers`` > 1 uses that many spawned processes."""
-    todo = [j for j in jobs if not is_done(ctx, j)]
+    """Run every batch with a job not yet done; ``workers`` > 1 uses that many processes."""
+    todo_batches = [b for b in batches(jobs) if not all(is_done(ctx, j) for j in b)]
+    todo = [j for b in todo_batches for j in b]
     if len(todo) < len(jobs):
         log.info("%s/%s: resuming, %d of %d jobs already done", ctx.dataset, ctx.attack, len(jobs) - len(todo), len(jobs))
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc=f"{ctx.dataset}/{ctx.attack}",
                disable=None, dynamic_ncols=True)
     iterations, seconds, finished = 0, 0.0, 0
-    log.info("%s/%s: %d jobs to run on %d worker(s)", ctx.dataset, ctx.attack, len(todo), max(1, min(workers, len(todo))))
+    log.info("%s/%s: %d jobs in %d batches to run on %d worker(s)", ctx.dataset, ctx.attack, len(todo),
+             len(todo_batches), max(1, min(workers, len(todo_batches))))
 
     def done(result: dict) -> None:
         nonlocal iterations, seconds, finished
@@ -188,12 +219,13 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
         if bar.disable and (finished % max(1, len(todo) // 4) == 0 or finished == len(todo)):
             log.info("%s/%s: %d/%d jobs done, %s", ctx.dataset, ctx.attack, finished, len(todo), rate)
 
-    if workers <= 1 or len(todo) <= 1:
+    if workers <= 1 or len(todo_batches) <= 1:
         worker = _Worker(ctx)
         threads = torch.get_num_threads()
         try:
-            for job in todo:
-                done(worker.run(job))
+            for batch in todo_batches:
+                for result in worker.run(batch):
+                    done(result)
         finally:
             torch.set_num_threads(threads)
     else:
@@ -202,8 +234,9 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
         method = "fork" if "fork" in get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method),
                                  initializer=_init_worker, initargs=(ctx,)) as pool:
-            for future in as_completed([pool.submit(_run_in_worker, job) for job in todo]):
-                done(future.result()[1])
+            for future in as_completed([pool.submit(_run_in_worker, batch) for batch in todo_batches]):
+                for result in future.result():
+                    done(result)
     bar.close()
 
 
