@@ -1,0 +1,1 @@
+"""Annotation: tasks for annotators, the web app, importers of their answers, aggregation."""
