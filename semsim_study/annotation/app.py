@@ -4,7 +4,7 @@ One page (templates/index.html + static/app.js) talks to a small JSON API:
 
 - ``POST /api/session {"token"}``: checks a per-annotator token (made by ``tokens``) and keeps
   it in an HttpOnly, SameSite=Strict cookie, so the annotator can stop and come back;
-  ``DELETE /api/session`` forgets it;
+  ``GET /api/session`` says who is signed in (or null); ``DELETE /api/session`` forgets it;
 - ``GET /api/next``: the item to answer now (the same one until answered) and progress;
 - ``POST /api/answer {"ref", "answer"}``: stores the answer at once, returns the next item;
 - ``GET /img/<ref>/<kind>``: an image of the item this annotator is being shown, looked up
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
@@ -88,17 +89,18 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             "images": {kind: f"/img/{entry.ref}/{kind}" for kind in entry.images},
         }
 
-    def next_payload(who: str, **extra: Any) -> Response:
-        item = store.offer(who, pool, k, lease_seconds)
-        return jsonify({**extra, "annotator": who, "item": item_json(item), "progress": store.progress(who, pool, k)})
+    def payload(who: str, item: str | None, progress: dict, **extra: Any) -> Response:
+        return jsonify({**extra, "annotator": who, "item": item_json(item), "progress": progress})
 
     # ------------------------------------------------------------------ guards
 
     @app.before_request
     def same_origin_posts():
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            # Host only, not scheme: behind an HTTPS proxy the page's origin is https:// while
+            # the app sees http://. Browsers send Origin on every cross-site POST.
             origin = request.headers.get("Origin")
-            if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+            if origin is not None and urlsplit(origin).netloc != request.host:
                 raise ApiError(403, "cross-origin request refused")
 
     @app.errorhandler(ApiError)
@@ -126,6 +128,10 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     def index():
         return render_template("index.html")
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status=204)
+
     @app.post("/api/session")
     def sign_in():
         body = json_body(("token",))
@@ -137,6 +143,11 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
                         secure=request.is_secure, path="/")
         return resp
 
+    @app.get("/api/session")
+    def who_am_i():
+        token = request.cookies.get(COOKIE, "")
+        return jsonify({"annotator": store.authenticate(token) if token else None})
+
     @app.delete("/api/session")
     def sign_out():
         resp = jsonify({"signed_out": True})
@@ -145,7 +156,8 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
 
     @app.get("/api/next")
     def next_item():
-        return next_payload(annotator())
+        who = annotator()
+        return payload(who, *store.next_item(who, pool, k, lease_seconds))
 
     @app.post("/api/answer")
     def answer():
@@ -157,14 +169,15 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
         if body["answer"] not in entry.task.candidates:
             raise ApiError(400, "the answer is not one of this item's choices")
         try:
-            stored = store.submit(who, entry.task.item_id, entry.task.protocol, body["answer"], k)
+            stored, item, progress = store.answer(who, entry.task.item_id, entry.task.protocol, body["answer"],
+                                                  pool, k, lease_seconds)
         except NotOffered:
             raise ApiError(409, "this item is not the one you are being shown; reload the page") from None
         except AlreadyAnswered:
             raise ApiError(409, "you already answered this item differently; answers are final") from None
         except ItemComplete:
             raise ApiError(409, "this image got all its answers while you were away; here is the next one") from None
-        return next_payload(who, stored=stored)
+        return payload(who, item, progress, stored=stored)
 
     @app.get("/img/<ref>/<kind>")
     def image(ref: str, kind: str):

@@ -12,9 +12,10 @@ Tables (contract 3 of the project: ``answers`` is what importers read; the rest 
 - ``settings(key, value)``: schema version and the secret that makes public item refs.
 
 Durability and concurrency: WAL journal, ``synchronous=FULL`` (each answer is on disk when the
-request returns), one connection per operation, ``BEGIN IMMEDIATE`` around every
+request returns), one connection per thread (never shared), ``BEGIN IMMEDIATE`` around every
 read-modify-write (allocation, submission) so concurrent requests serialise on SQLite's write
-lock instead of racing, and a busy timeout so they wait rather than fail.
+lock instead of racing, and a busy timeout so they wait rather than fail. Storing an answer and
+choosing the next item is one transaction: one disk sync per answer.
 
 Allocation: least-covered first (answers plus live offers of others), never an item the
 annotator answered, never one with K answers; ties broken by a permutation seeded per
@@ -138,37 +139,57 @@ class Store:
         if not create and not self.path.is_file():
             raise DataError(f"{self.path}: no such annotation database")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("BEGIN IMMEDIATE")
+        self._local = threading.local()
+        with self.transaction() as db:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             db.execute("INSERT OR IGNORE INTO settings VALUES ('ref_secret', ?)", (secrets.token_hex(32),))
-            db.execute("COMMIT")
             version = db.execute("SELECT value FROM settings WHERE key='schema_version'").fetchone()[0]
             self._secret = bytes.fromhex(db.execute("SELECT value FROM settings WHERE key='ref_secret'").fetchone()[0])
         if version != SCHEMA_VERSION:
             raise DataError(f"{self.path}: database schema version {version}, this app writes {SCHEMA_VERSION}")
 
-    @contextlib.contextmanager
-    def connect(self, readonly: bool = False) -> Iterator[sqlite3.Connection]:
-        """One connection per operation: threads never share one (sqlite3 objects are not thread-safe)."""
+    def _open(self, readonly: bool = False) -> sqlite3.Connection:
         try:
             if readonly:
                 db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.busy_timeout,
                                      isolation_level=None)
             else:
                 db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise DataError(f"{self.path}: cannot open the database ({exc})") from None
-        try:
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             db.execute("PRAGMA synchronous=FULL")
-            yield db
-        finally:
+        except sqlite3.Error as exc:
+            raise DataError(f"{self.path}: cannot open the database ({exc})") from None
+        return db
+
+    @contextlib.contextmanager
+    def connect(self, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection: threads never share one (sqlite3 objects are not thread-safe).
+
+        Keeping it open between requests spares a connect and, more costly, the WAL
+        checkpoint SQLite runs when the last connection closes.
+        """
+        if readonly:
+            db = self._open(readonly=True)
+            try:
+                yield db
+            finally:
+                db.close()
+            return
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._open()
+        yield db
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
             db.close()
+            self._local.db = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -177,10 +198,11 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     # ------------------------------------------------------------------ refs and tokens
 
@@ -235,7 +257,8 @@ class Store:
 
     # ------------------------------------------------------------------ allocation
 
-    def _coverage(self, db: sqlite3.Connection, pool: Pool, annotator_id: str, now: float,
+    @staticmethod
+    def _coverage(db: sqlite3.Connection, pool: Pool, annotator_id: str, now: float,
                   lease_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(answers per item, answers + live offers of others per item, mask answered by me)."""
         answers = np.zeros(len(pool), dtype=np.int64)
@@ -256,72 +279,105 @@ class Store:
                 mine[i] = True
         return answers, load, mine
 
-    def offer(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> str | None:
-        """The item this annotator should answer now (the same one until answered), or None when done."""
+    @staticmethod
+    def _progress(answers: np.ndarray, mine: np.ndarray, k: int) -> dict:
+        return {
+            "answered": int(mine.sum()),
+            "available": int(((~mine) & (answers < k)).sum()),
+            "study_answers": int(np.minimum(answers, k).sum()),
+            "study_target": int(len(answers) * k),
+            "items_complete": int((answers >= k).sum()),
+            "items": int(len(answers)),
+            "annotators_per_item": k,
+        }
+
+    def _allocate(self, db: sqlite3.Connection, annotator_id: str, pool: Pool, k: int,
+                  lease_seconds: float) -> tuple[str | None, dict]:
+        """Inside a write transaction: the item to show now, and progress."""
         now = time.time()
-        with self.transaction() as db:
-            answers, load, mine = self._coverage(db, pool, annotator_id, now, lease_seconds)
-            row = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
-            if row and row[0] in pool.index:
-                i = pool.index[row[0]]
-                if not mine[i] and load[i] < k:
+        answers, load, mine = self._coverage(db, pool, annotator_id, now, lease_seconds)
+        progress = self._progress(answers, mine, k)
+        row = db.execute("SELECT item_id, offered_at FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
+        if row and row[0] in pool.index:
+            i = pool.index[row[0]]
+            if not mine[i] and load[i] < k:
+                if now - row[1] > lease_seconds / 4:  # keep the lease alive without a write per request
                     db.execute("UPDATE offers SET offered_at=? WHERE annotator_id=?", (now, annotator_id))
-                    return row[0]
-            # Items others are looking at count as covered until their lease ends, so no item
-            # collects more than K answers; a lapsed offer frees its slot for someone else.
-            eligible = (~mine) & (load < k)
-            if not eligible.any():
+                return row[0], progress
+        # Items others are looking at count as covered until their lease ends, so no item
+        # collects more than K answers; a lapsed offer frees its slot for someone else.
+        eligible = (~mine) & (load < k)
+        if not eligible.any():
+            if row:
                 db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
-                return None
-            key = np.where(eligible, load * len(pool) + pool.rank(annotator_id), np.iinfo(np.int64).max)
-            item_id = pool.items[int(np.argmin(key))]
-            db.execute("INSERT OR REPLACE INTO offers VALUES (?, ?, ?)", (annotator_id, item_id, now))
-            return item_id
+            return None, progress
+        key = np.where(eligible, load * len(pool) + pool.rank(annotator_id), np.iinfo(np.int64).max)
+        item_id = pool.items[int(np.argmin(key))]
+        db.execute("INSERT OR REPLACE INTO offers VALUES (?, ?, ?)", (annotator_id, item_id, now))
+        return item_id, progress
+
+    @staticmethod
+    def _submit(db: sqlite3.Connection, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> str:
+        """Inside a write transaction: 'stored', 'repeat' (same answer before) or 'complete'."""
+        row = db.execute("SELECT answer FROM answers WHERE item_id=? AND annotator_id=?",
+                         (item_id, annotator_id)).fetchone()
+        if row:
+            if row[0] == answer:
+                return "repeat"
+            raise AlreadyAnswered(item_id)
+        offer = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
+        if not offer or offer[0] != item_id:
+            raise NotOffered(item_id)
+        db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
+        if db.execute("SELECT COUNT(*) FROM answers WHERE item_id=?", (item_id,)).fetchone()[0] >= k:
+            return "complete"
+        db.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?)", (item_id, annotator_id, protocol, answer, now_iso()))
+        return "stored"
+
+    def next_item(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> tuple[str | None, dict]:
+        """The item this annotator should answer now (the same one until answered; None when
+        nothing is left for them) and their progress."""
+        with self.transaction() as db:
+            return self._allocate(db, annotator_id, pool, k, lease_seconds)
+
+    def answer(self, annotator_id: str, item_id: str, protocol: str, answer: str, pool: Pool, k: int,
+               lease_seconds: float = 900.0) -> tuple[bool, str | None, dict]:
+        """Store one answer and pick the next item in one transaction (one disk sync per answer).
+
+        Returns (stored now?, next item, progress); False means the same answer was stored
+        before (a retried request). Raises AlreadyAnswered for a different second answer,
+        NotOffered if the item is not the one this annotator was shown, ItemComplete if it got
+        its K answers while this annotator's offer had lapsed (the stale offer is dropped).
+        """
+        with self.transaction() as db:
+            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k)
+            if outcome != "complete":
+                item, progress = self._allocate(db, annotator_id, pool, k, lease_seconds)
+        if outcome == "complete":  # raised after COMMIT, so the stale offer is gone
+            raise ItemComplete(item_id)
+        return outcome == "stored", item, progress
+
+    def offer(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> str | None:
+        return self.next_item(annotator_id, pool, k, lease_seconds)[0]
+
+    def submit(self, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> bool:
+        """Store one answer without picking the next (see ``answer``)."""
+        with self.transaction() as db:
+            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k)
+        if outcome == "complete":
+            raise ItemComplete(item_id)
+        return outcome == "stored"
 
     def current_offer(self, annotator_id: str) -> str | None:
         with self.connect() as db:
             row = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
         return row[0] if row else None
 
-    def submit(self, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> bool:
-        """Store one answer; True if stored now, False if the same answer was stored before.
-
-        Raises AlreadyAnswered for a different second answer, NotOffered if the item is not
-        the one this annotator was shown, ItemComplete if it has K answers already.
-        """
-        with self.transaction() as db:
-            row = db.execute("SELECT answer FROM answers WHERE item_id=? AND annotator_id=?",
-                             (item_id, annotator_id)).fetchone()
-            if row:
-                if row[0] == answer:
-                    return False
-                raise AlreadyAnswered(item_id)
-            offer = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
-            if not offer or offer[0] != item_id:
-                raise NotOffered(item_id)
-            complete = db.execute("SELECT COUNT(*) FROM answers WHERE item_id=?", (item_id,)).fetchone()[0] >= k
-            if not complete:
-                db.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
-                           (item_id, annotator_id, protocol, answer, now_iso()))
-            db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
-        if complete:  # raised after COMMIT: the stale offer is gone, the next request gets a new item
-            raise ItemComplete(item_id)
-        return True
-
     def progress(self, annotator_id: str, pool: Pool, k: int) -> dict:
         """What the page shows: this annotator's count, what is left for them, the study's coverage."""
         with self.connect() as db:
             answers, _, mine = self._coverage(db, pool, annotator_id, time.time(), 0.0)
-        capped = np.minimum(answers, k)
-        return {
-            "answered": int(mine.sum()),
-            "available": int(((~mine) & (answers < k)).sum()),
-            "study_answers": int(capped.sum()),
-            "study_target": int(len(pool) * k),
-            "items_complete": int((answers >= k).sum()),
-            "items": len(pool),
-            "annotators_per_item": k,
-        }
+        return self._progress(answers, mine, k)
 
     # ------------------------------------------------------------------ export
 

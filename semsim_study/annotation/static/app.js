@@ -243,6 +243,16 @@ document.addEventListener("DOMContentLoaded", () => {
     history.replaceState(null, "", window.location.pathname);
     signIn(match[1]);
   } else {
-    load();
+    start();
   }
 });
+
+async function start() {
+  try {
+    const who = await api("GET", "/api/session");
+    if (who.annotator) await load();
+    else signInPage("");
+  } catch (err) {
+    signInPage(err.message);
+  }
+}
