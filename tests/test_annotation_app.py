@@ -12,7 +12,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests

@@ -17,7 +17,6 @@ error with a 4xx status and changes nothing. POSTs must be JSON from the app's o
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +26,6 @@ from werkzeug.exceptions import HTTPException
 from .catalog import Catalog
 from .store import AlreadyAnswered, ItemComplete, NotOffered, Pool, Store
 
-log = logging.getLogger(__name__)
 COOKIE = "semsim_annotator"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 QUESTIONS = {
@@ -50,7 +48,7 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     if annotators_per_item < 1:
         raise ValueError("annotators_per_item must be at least 1")
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=4096, JSON_SORT_KEYS=False, TEMPLATES_AUTO_RELOAD=False)
+    app.config.update(MAX_CONTENT_LENGTH=4096)
     pool = Pool(catalog.item_ids, seed)
     k = annotators_per_item
 
