@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from semsim_study.annotation import read_tasks
 from tests.conftest import ROOT
 
 DOMAINS = ["digits", "photos", "faces", "glyphs", "shapes"]
@@ -93,6 +94,10 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
                 assert row["status"] in ("ok", "diverged")
                 for col in ("original", "attacked", "reconstruction"):
                     assert (out / row[col]).is_file()
+        assert f"tasks@{name}" in first.stdout
+        tasks = read_tasks(clone / "data" / "tasks" / name / "tasks.csv")
+        assert len(tasks) == n_models * tiny_params["attack"]["images_per_model"] * len(tiny_params["attacks"])
+        assert all((clone / t.reconstruction).is_file() for t in tasks.values())
     metrics = _dvc("metrics", "show", cwd=clone)
     assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
     digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
@@ -126,7 +131,7 @@ def test_paper_profile_dag_without_data(clone):
     # --force: with no dvc.lock entry and no data, DVC cannot compare; it lists every stage
     dry = _dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
     for name in PAPER:
-        for stage in ("prepare", "train"):
+        for stage in ("prepare", "train", "tasks"):
             assert f"Running stage '{stage}@{name}'" in dry.stdout
         for attack in ("dlg", "idlg", "invgrad", "gradinversion"):
             assert f"Running stage 'attack@{name}-{attack}'" in dry.stdout

@@ -1,1 +1,15 @@
-"""Annotation: tasks for annotators, the web app, importers of their answers, aggregation."""
+"""Human annotation of reconstructions: tasks, the web app, importers, aggregation.
+
+- ``tasks``: builds, writes and reads ``data/tasks/<dataset>/tasks.csv`` (what each annotator
+  is shown and what counts as recognised). Light to import: torch is loaded only to build.
+- ``store``: the app's SQLite database (answers as they are given, tokens, allocation).
+- ``app``: the Flask application; ``cli`` (``python -m semsim_study.annotation``): serve,
+  tokens, export.
+- ``importers``: answers from CSV, the app's database, the paper's folders, Label Studio.
+- ``aggregate``, ``agreement``: per-item and per-set tables, Fleiss' kappa, Krippendorff's alpha.
+- ``simulated``: simulated annotators for the offline profile.
+"""
+
+from .tasks import PROTOCOLS, TASK_COLUMNS, Task, expected_answer, read_tasks, write_tasks
+
+__all__ = ["PROTOCOLS", "TASK_COLUMNS", "Task", "expected_answer", "read_tasks", "write_tasks"]

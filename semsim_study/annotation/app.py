@@ -1,0 +1,192 @@
+"""The annotation web app (Flask; served by waitress, see cli.py).
+
+One page (templates/index.html + static/app.js) talks to a small JSON API:
+
+- ``POST /api/session {"token"}``: checks a per-annotator token (made by ``tokens``) and keeps
+  it in an HttpOnly, SameSite=Strict cookie, so the annotator can stop and come back;
+  ``GET /api/session`` says who is signed in (or null); ``DELETE /api/session`` forgets it;
+- ``GET /api/next``: the item to answer now (the same one until answered) and progress;
+- ``POST /api/answer {"ref", "answer"}``: stores the answer at once, returns the next item;
+- ``GET /img/<ref>/<kind>``: an image of the item this annotator is being shown, looked up
+  by an opaque ref (never a path); protocol A serves no original.
+
+An item reaches the client as ``{ref, protocol, question, candidates, images}``: no item id
+(it names the model and attack), no truth. Every input is checked; a bad one gets a JSON
+error with a 4xx status and changes nothing. POSTs must be JSON from the app's own origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, jsonify, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from .catalog import Catalog
+from .store import AlreadyAnswered, ItemComplete, NotOffered, Pool, Store
+
+COOKIE = "semsim_annotator"
+COOKIE_MAX_AGE = 30 * 24 * 3600
+QUESTIONS = {
+    "A": "Which class does this image show?",
+    "B": "Do the two images show the same identity (same person, same letter, same breed)?",
+}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: int = 0,
+               lease_seconds: float = 900.0) -> Flask:
+    if annotators_per_item < 1:
+        raise ValueError("annotators_per_item must be at least 1")
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=4096)
+    pool = Pool(catalog.item_ids, seed)
+    k = annotators_per_item
+
+    # ------------------------------------------------------------------ helpers
+
+    def annotator() -> str:
+        token = request.cookies.get(COOKIE, "")
+        who = store.authenticate(token) if token else None
+        if who is None:
+            raise ApiError(401, "not signed in: enter the token the organiser gave you")
+        return who
+
+    def json_body(keys: tuple[str, ...]) -> dict[str, str]:
+        if not request.is_json:
+            raise ApiError(415, "send application/json")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        if set(body) != set(keys):
+            raise ApiError(400, f"the body must have exactly the fields {', '.join(keys)}")
+        for key in keys:
+            if not isinstance(body[key], str) or not 0 < len(body[key]) <= 200:
+                raise ApiError(400, f"{key} must be a non-empty string of at most 200 characters")
+        return body
+
+    def item_json(item_id: str | None) -> dict | None:
+        if item_id is None:
+            return None
+        entry = catalog.by_item[item_id]
+        task = entry.task
+        return {
+            "ref": entry.ref,
+            "protocol": task.protocol,
+            "question": QUESTIONS[task.protocol],
+            "candidates": list(task.candidates),
+            "images": {kind: f"/img/{entry.ref}/{kind}" for kind in entry.images},
+        }
+
+    def payload(who: str, item: str | None, progress: dict, **extra: Any) -> Response:
+        return jsonify({**extra, "annotator": who, "item": item_json(item), "progress": progress})
+
+    # ------------------------------------------------------------------ guards
+
+    @app.before_request
+    def same_origin_posts():
+        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            # Host only, not scheme: behind an HTTPS proxy the page's origin is https:// while
+            # the app sees http://. Browsers send Origin on every cross-site POST.
+            origin = request.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != request.host:
+                raise ApiError(403, "cross-origin request refused")
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return jsonify({"error": exc.message}), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/") or request.path.startswith("/img/"):
+            return jsonify({"error": exc.description}), exc.code
+        return exc
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    # ------------------------------------------------------------------ routes
+
+    @app.get("/")
+    def index():
+        return render_template("index.html")
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status=204)
+
+    @app.post("/api/session")
+    def sign_in():
+        body = json_body(("token",))
+        who = store.authenticate(body["token"])
+        if who is None:
+            raise ApiError(401, "unknown token")
+        resp = jsonify({"annotator": who})
+        resp.set_cookie(COOKIE, body["token"], max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict",
+                        secure=request.is_secure, path="/")
+        return resp
+
+    @app.get("/api/session")
+    def who_am_i():
+        token = request.cookies.get(COOKIE, "")
+        return jsonify({"annotator": store.authenticate(token) if token else None})
+
+    @app.delete("/api/session")
+    def sign_out():
+        resp = jsonify({"signed_out": True})
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict")
+        return resp
+
+    @app.get("/api/next")
+    def next_item():
+        who = annotator()
+        return payload(who, *store.next_item(who, pool, k, lease_seconds))
+
+    @app.post("/api/answer")
+    def answer():
+        who = annotator()
+        body = json_body(("ref", "answer"))
+        entry = catalog.by_ref.get(body["ref"])
+        if entry is None:
+            raise ApiError(404, "unknown item")
+        if body["answer"] not in entry.task.candidates:
+            raise ApiError(400, "the answer is not one of this item's choices")
+        try:
+            stored, item, progress = store.answer(who, entry.task.item_id, entry.task.protocol, body["answer"],
+                                                  pool, k, lease_seconds)
+        except NotOffered:
+            raise ApiError(409, "this item is not the one you are being shown; reload the page") from None
+        except AlreadyAnswered:
+            raise ApiError(409, "you already answered this item differently; answers are final") from None
+        except ItemComplete:
+            raise ApiError(409, "this image got all its answers while you were away; here is the next one") from None
+        return payload(who, item, progress, stored=stored)
+
+    @app.get("/img/<ref>/<kind>")
+    def image(ref: str, kind: str):
+        who = annotator()
+        entry = catalog.by_ref.get(ref)
+        if entry is None or kind not in entry.images:
+            abort(404)
+        if store.current_offer(who) != entry.task.item_id:
+            raise ApiError(403, "this image is not part of the item you are being shown")
+        resp = send_file(entry.images[kind], mimetype="image/png", conditional=False, etag=False, max_age=0)
+        resp.headers["Cache-Control"] = "private, no-store"
+        return resp
+
+    return app

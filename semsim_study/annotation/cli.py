@@ -1,0 +1,138 @@
+"""``python -m semsim_study.annotation {serve,tokens,export}``: run the annotation app.
+
+- ``serve``: the web app for the datasets' tasks (data/tasks/<dataset>/tasks.csv), on
+  127.0.0.1 unless told otherwise, served by waitress (threads; answers are written to SQLite
+  as they are given);
+- ``tokens``: create annotators and print their tokens (only a hash is stored), rotate a
+  token, list annotators;
+- ``export``: the long-format answers CSV (item_id,annotator_id,protocol,answer,submitted_at),
+  written atomically; safe while the app runs.
+
+Defaults come from params.yaml (``datasets``, ``seed``, ``annotate.app.*``) when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .. import params as P
+from ..errors import ConfigError, StudyError
+from .store import Store
+
+log = logging.getLogger("annotation")
+DEFAULT_DB = "data/annotation_app/answers.sqlite"
+
+
+def _params(path: str) -> dict:
+    return P.load(path) if Path(path).is_file() else {}
+
+
+def make_server(args: argparse.Namespace, params: dict):
+    """Build the app and its waitress server (not yet running); tests call it with port 0."""
+    import waitress
+
+    from .app import create_app
+    from .catalog import Catalog
+
+    datasets = args.datasets or P.get(params, "datasets", list, None)
+    if not datasets:
+        raise ConfigError("no datasets: pass --datasets or run where params.yaml lists them")
+    k = args.annotators_per_item or P.positive_int(params, "annotate.app.annotators_per_item", 3)
+    if k < 1:
+        raise ConfigError(f"--annotators-per-item must be at least 1, got {k}")
+    seed = args.seed if args.seed is not None else P.get(params, "seed", int, 0)
+    store = Store(args.db)
+    catalog = Catalog.load(args.root, datasets, store.ref)
+    app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease)
+    host = args.host or P.get(params, "annotate.app.host", str, "127.0.0.1")
+    port = args.port if args.port is not None else P.get(params, "annotate.app.port", int, 8765)
+    server = waitress.create_server(app, host=host, port=port, threads=args.threads, ident="semsim-annotation")
+    return server, catalog, k
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    params = _params(args.params)
+    server, catalog, k = make_server(args, params)
+    host, port = server.effective_host, server.effective_port
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: plain HTTP, reachable from other machines; put it behind HTTPS", host)
+    log.info("%d items (%s), %d annotators per item, answers in %s", len(catalog.entries),
+             ", ".join(sorted({e.task.dataset for e in catalog.entries})), k, args.db)
+    log.info("annotators open http://%s:%s/ and enter their token (Ctrl-C stops)", host, port)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def cmd_tokens(args: argparse.Namespace) -> None:
+    params = _params(args.params)
+    store = Store(args.db)
+    host = P.get(params, "annotate.app.host", str, "127.0.0.1")
+    port = P.get(params, "annotate.app.port", int, 8765)
+    made = {}
+    if args.add:
+        made.update(store.add_annotators(args.add))
+    if args.rotate:
+        made.update(store.rotate_tokens(args.rotate))
+    for name, token in made.items():
+        print(f"{name}\t{token}\thttp://{host}:{port}/#token={token}")
+    if args.list or not made:
+        for name, created, answers in store.annotators():
+            print(f"{name}\tcreated {created}\t{answers} answers")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    store = Store(args.db, create=False)
+    n = store.export_csv(args.out)
+    log.info("%d answers written to %s", n, args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m semsim_study.annotation", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app for annotators")
+    serve.add_argument("--datasets", nargs="+", help="datasets to annotate (default: params datasets)")
+    serve.add_argument("--annotators-per-item", type=int, help="K answers per reconstruction (default: params annotate.app.annotators_per_item, else 3)")
+    serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
+    serve.add_argument("--host", help="address to bind (default: params annotate.app.host, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: params annotate.app.port, else 8765; 0 = any free port)")
+    serve.add_argument("--root", default=".", help="project root holding data/tasks and data/attacks")
+    serve.add_argument("--params", default="params.yaml")
+    serve.add_argument("--seed", type=int, help="seed of the per-annotator tie-break order (default: params seed)")
+    serve.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    serve.add_argument("--lease", type=float, default=900.0,
+                       help="seconds an item shown to someone counts towards its coverage (default 900)")
+    serve.set_defaults(func=cmd_serve)
+
+    tokens = sub.add_parser("tokens", help="create annotators and print their tokens")
+    tokens.add_argument("--db", default=DEFAULT_DB)
+    tokens.add_argument("--add", nargs="+", default=[], metavar="NAME", help="new annotators")
+    tokens.add_argument("--rotate", nargs="+", default=[], metavar="NAME", help="new tokens for existing annotators")
+    tokens.add_argument("--list", action="store_true", help="list annotators and their answer counts")
+    tokens.add_argument("--params", default="params.yaml")
+    tokens.set_defaults(func=cmd_tokens)
+
+    export = sub.add_parser("export", help="write the long-format answers CSV")
+    export.add_argument("--db", default=DEFAULT_DB)
+    export.add_argument("--out", required=True, help="CSV to write (atomically)")
+    export.set_defaults(func=cmd_export)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,396 @@
+"""The annotation app's SQLite database: answers as they are given, annotators, allocation.
+
+Tables (contract 3 of the project: ``answers`` is what importers read; the rest is the app's):
+
+- ``answers(item_id, annotator_id, protocol, answer, submitted_at)``, primary key
+  (item_id, annotator_id): one answer per annotator per item, final once written;
+- ``annotators(annotator_id, token_sha256, created_at)``: only a hash of each token is kept;
+- ``offers(annotator_id, item_id, offered_at)``: the one item each annotator is looking at.
+  An offer counts towards the item's coverage for ``lease_seconds``, so K annotators looking
+  at once do not all get the same last slot; an annotator who leaves keeps the offer and sees
+  the same item on return;
+- ``settings(key, value)``: schema version and the secret that makes public item refs.
+
+Durability and concurrency: WAL journal, ``synchronous=FULL`` (each answer is on disk when the
+request returns), one connection per thread (never shared), ``BEGIN IMMEDIATE`` around every
+read-modify-write (allocation, submission) so concurrent requests serialise on SQLite's write
+lock instead of racing, and a busy timeout so they wait rather than fail. Storing an answer and
+choosing the next item is one transaction: one disk sync per answer.
+
+Allocation: least-covered first (answers plus live offers of others), never an item the
+annotator answered, never one with K answers; ties broken by a permutation seeded per
+annotator (and the study seed), so annotators spread over items instead of all starting on
+the first one, and the same annotator gets the same order after a restart. An answer to an
+item that reached K while the annotator's offer had lapsed is refused (ItemComplete), so
+every item ends with exactly K answers (what agreement statistics such as Fleiss' kappa want).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import hmac
+import io
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .. import atomic
+from ..errors import ConfigError, DataError
+
+SCHEMA_VERSION = "1"
+ANSWER_COLUMNS = ("item_id", "annotator_id", "protocol", "answer", "submitted_at")
+ANNOTATOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    item_id TEXT NOT NULL,
+    annotator_id TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, annotator_id)
+);
+CREATE INDEX IF NOT EXISTS answers_by_annotator ON answers (annotator_id);
+CREATE TABLE IF NOT EXISTS annotators (
+    annotator_id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offers (
+    annotator_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    offered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+class NotOffered(Exception):
+    """The item is not the one this annotator was shown."""
+
+
+class AlreadyAnswered(Exception):
+    """The annotator answered this item before, differently."""
+
+
+class ItemComplete(Exception):
+    """The item got its K answers from others while this annotator's offer had lapsed."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Pool:
+    """The items an app serves, in a fixed order, with each annotator's tie-break order."""
+
+    def __init__(self, items: Sequence[str], seed: int = 0, cache_size: int = 1024):
+        self.items = tuple(items)
+        self.seed = int(seed)
+        self.index = {item: i for i, item in enumerate(self.items)}
+        if len(self.index) != len(self.items):
+            raise DataError("the task pool lists an item twice")
+        self._ranks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def rank(self, annotator_id: str) -> np.ndarray:
+        """rank[i]: where item i comes in this annotator's order among equally covered items."""
+        with self._lock:
+            rank = self._ranks.get(annotator_id)
+            if rank is not None:
+                self._ranks.move_to_end(annotator_id)
+                return rank
+        digest = hashlib.sha256(annotator_id.encode("utf-8")).digest()
+        rng = np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
+        rank = np.empty(len(self.items), dtype=np.int64)
+        rank[rng.permutation(len(self.items))] = np.arange(len(self.items))
+        rank.setflags(write=False)
+        with self._lock:
+            self._ranks[annotator_id] = rank
+            while len(self._ranks) > self._cache_size:
+                self._ranks.popitem(last=False)
+        return rank
+
+
+class Store:
+    def __init__(self, path: str | Path, busy_timeout: float = 30.0, create: bool = True):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        if not create and not self.path.is_file():
+            raise DataError(f"{self.path}: no such annotation database")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self.transaction() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            db.execute("INSERT OR IGNORE INTO settings VALUES ('ref_secret', ?)", (secrets.token_hex(32),))
+            version = db.execute("SELECT value FROM settings WHERE key='schema_version'").fetchone()[0]
+            self._secret = bytes.fromhex(db.execute("SELECT value FROM settings WHERE key='ref_secret'").fetchone()[0])
+        if version != SCHEMA_VERSION:
+            raise DataError(f"{self.path}: database schema version {version}, this app writes {SCHEMA_VERSION}")
+
+    def _open(self, readonly: bool = False) -> sqlite3.Connection:
+        try:
+            if readonly:
+                db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.busy_timeout,
+                                     isolation_level=None)
+            else:
+                db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise DataError(f"{self.path}: cannot open the database ({exc})") from None
+        return db
+
+    @contextlib.contextmanager
+    def connect(self, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection: threads never share one (sqlite3 objects are not thread-safe).
+
+        Keeping it open between requests spares a connect and, more costly, the WAL
+        checkpoint SQLite runs when the last connection closes.
+        """
+        if readonly:
+            db = self._open(readonly=True)
+            try:
+                yield db
+            finally:
+                db.close()
+            return
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._open()
+        yield db
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their thread ends)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front, so read-then-write sequences cannot interleave."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ refs and tokens
+
+    def ref(self, item_id: str) -> str:
+        """A public handle for an item that says nothing about its model, attack or truth."""
+        return hmac.new(self._secret, item_id.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+
+    def add_annotators(self, names: Sequence[str]) -> dict[str, str]:
+        """Create annotators; returns name -> token (shown once: only its hash is stored)."""
+        self._check_names(names)
+        tokens = {name: secrets.token_urlsafe(24) for name in names}
+        with self.transaction() as db:
+            taken = [n for n in names if db.execute("SELECT 1 FROM annotators WHERE annotator_id=?", (n,)).fetchone()]
+            if taken:
+                raise ConfigError(f"{self.path}: annotator(s) already exist: {', '.join(taken)} (use --rotate for a new token)")
+            db.executemany("INSERT INTO annotators VALUES (?, ?, ?)",
+                           [(n, token_hash(t), now_iso()) for n, t in tokens.items()])
+        return tokens
+
+    def rotate_tokens(self, names: Sequence[str]) -> dict[str, str]:
+        """New tokens for existing annotators (the old ones stop working); their answers stay."""
+        self._check_names(names)
+        tokens = {name: secrets.token_urlsafe(24) for name in names}
+        with self.transaction() as db:
+            for name, token in tokens.items():
+                if not db.execute("UPDATE annotators SET token_sha256=? WHERE annotator_id=?",
+                                  (token_hash(token), name)).rowcount:
+                    raise ConfigError(f"{self.path}: no annotator {name!r} (use --add)")
+        return tokens
+
+    @staticmethod
+    def _check_names(names: Sequence[str]) -> None:
+        for name in names:
+            if not ANNOTATOR_ID.match(name):
+                raise ConfigError(f"annotator id {name!r}: use 1-64 letters, digits, '_', '.', '-' (starting with a letter or digit)")
+        if len(set(names)) != len(names):
+            raise ConfigError("an annotator id is given twice")
+
+    def annotators(self) -> list[tuple[str, str, int]]:
+        """(annotator_id, created_at, answers) for every annotator."""
+        with self.connect() as db:
+            return db.execute("""SELECT a.annotator_id, a.created_at, COUNT(x.item_id) FROM annotators a
+                                 LEFT JOIN answers x ON x.annotator_id = a.annotator_id
+                                 GROUP BY a.annotator_id ORDER BY a.annotator_id""").fetchall()
+
+    def authenticate(self, token: str) -> str | None:
+        if not isinstance(token, str) or not 16 <= len(token) <= 128:
+            return None
+        with self.connect() as db:
+            row = db.execute("SELECT annotator_id FROM annotators WHERE token_sha256=?", (token_hash(token),)).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------------ allocation
+
+    @staticmethod
+    def _coverage(db: sqlite3.Connection, pool: Pool, annotator_id: str, now: float,
+                  lease_seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(answers per item, answers + live offers of others per item, mask answered by me)."""
+        answers = np.zeros(len(pool), dtype=np.int64)
+        for item_id, n in db.execute("SELECT item_id, COUNT(*) FROM answers GROUP BY item_id"):
+            i = pool.index.get(item_id)
+            if i is not None:
+                answers[i] = n
+        load = answers.copy()
+        for (item_id,) in db.execute("SELECT item_id FROM offers WHERE annotator_id != ? AND offered_at > ?",
+                                     (annotator_id, now - lease_seconds)):
+            i = pool.index.get(item_id)
+            if i is not None:
+                load[i] += 1
+        mine = np.zeros(len(pool), dtype=bool)
+        for (item_id,) in db.execute("SELECT item_id FROM answers WHERE annotator_id = ?", (annotator_id,)):
+            i = pool.index.get(item_id)
+            if i is not None:
+                mine[i] = True
+        return answers, load, mine
+
+    @staticmethod
+    def _progress(answers: np.ndarray, mine: np.ndarray, k: int) -> dict:
+        return {
+            "answered": int(mine.sum()),
+            "available": int(((~mine) & (answers < k)).sum()),
+            "study_answers": int(np.minimum(answers, k).sum()),
+            "study_target": int(len(answers) * k),
+            "items_complete": int((answers >= k).sum()),
+            "items": int(len(answers)),
+            "annotators_per_item": k,
+        }
+
+    def _allocate(self, db: sqlite3.Connection, annotator_id: str, pool: Pool, k: int,
+                  lease_seconds: float) -> tuple[str | None, dict]:
+        """Inside a write transaction: the item to show now, and progress."""
+        now = time.time()
+        answers, load, mine = self._coverage(db, pool, annotator_id, now, lease_seconds)
+        progress = self._progress(answers, mine, k)
+        row = db.execute("SELECT item_id, offered_at FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
+        if row and row[0] in pool.index:
+            i = pool.index[row[0]]
+            if not mine[i] and load[i] < k:
+                if now - row[1] > lease_seconds / 4:  # keep the lease alive without a write per request
+                    db.execute("UPDATE offers SET offered_at=? WHERE annotator_id=?", (now, annotator_id))
+                return row[0], progress
+        # Items others are looking at count as covered until their lease ends, so no item
+        # collects more than K answers; a lapsed offer frees its slot for someone else.
+        eligible = (~mine) & (load < k)
+        if not eligible.any():
+            if row:
+                db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
+            return None, progress
+        key = np.where(eligible, load * len(pool) + pool.rank(annotator_id), np.iinfo(np.int64).max)
+        item_id = pool.items[int(np.argmin(key))]
+        db.execute("INSERT OR REPLACE INTO offers VALUES (?, ?, ?)", (annotator_id, item_id, now))
+        return item_id, progress
+
+    @staticmethod
+    def _submit(db: sqlite3.Connection, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> str:
+        """Inside a write transaction: 'stored', 'repeat' (same answer before) or 'complete'."""
+        row = db.execute("SELECT answer FROM answers WHERE item_id=? AND annotator_id=?",
+                         (item_id, annotator_id)).fetchone()
+        if row:
+            if row[0] == answer:
+                return "repeat"
+            raise AlreadyAnswered(item_id)
+        offer = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
+        if not offer or offer[0] != item_id:
+            raise NotOffered(item_id)
+        db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
+        if db.execute("SELECT COUNT(*) FROM answers WHERE item_id=?", (item_id,)).fetchone()[0] >= k:
+            return "complete"
+        db.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?)", (item_id, annotator_id, protocol, answer, now_iso()))
+        return "stored"
+
+    def next_item(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> tuple[str | None, dict]:
+        """The item this annotator should answer now (the same one until answered; None when
+        nothing is left for them) and their progress."""
+        with self.transaction() as db:
+            return self._allocate(db, annotator_id, pool, k, lease_seconds)
+
+    def answer(self, annotator_id: str, item_id: str, protocol: str, answer: str, pool: Pool, k: int,
+               lease_seconds: float = 900.0) -> tuple[bool, str | None, dict]:
+        """Store one answer and pick the next item in one transaction (one disk sync per answer).
+
+        Returns (stored now?, next item, progress); False means the same answer was stored
+        before (a retried request). Raises AlreadyAnswered for a different second answer,
+        NotOffered if the item is not the one this annotator was shown, ItemComplete if it got
+        its K answers while this annotator's offer had lapsed (the stale offer is dropped).
+        """
+        with self.transaction() as db:
+            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k)
+            if outcome != "complete":
+                item, progress = self._allocate(db, annotator_id, pool, k, lease_seconds)
+        if outcome == "complete":  # raised after COMMIT, so the stale offer is gone
+            raise ItemComplete(item_id)
+        return outcome == "stored", item, progress
+
+    def offer(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> str | None:
+        return self.next_item(annotator_id, pool, k, lease_seconds)[0]
+
+    def submit(self, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> bool:
+        """Store one answer without picking the next (see ``answer``)."""
+        with self.transaction() as db:
+            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k)
+        if outcome == "complete":
+            raise ItemComplete(item_id)
+        return outcome == "stored"
+
+    def current_offer(self, annotator_id: str) -> str | None:
+        with self.connect() as db:
+            row = db.execute("SELECT item_id FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
+        return row[0] if row else None
+
+    def progress(self, annotator_id: str, pool: Pool, k: int) -> dict:
+        """What the page shows: this annotator's count, what is left for them, the study's coverage."""
+        with self.connect() as db:
+            answers, _, mine = self._coverage(db, pool, annotator_id, time.time(), 0.0)
+        return self._progress(answers, mine, k)
+
+    # ------------------------------------------------------------------ export
+
+    def answer_rows(self) -> list[tuple[str, str, str, str, str]]:
+        with self.connect(readonly=True) as db:
+            return db.execute(f"SELECT {', '.join(ANSWER_COLUMNS)} FROM answers ORDER BY item_id, annotator_id").fetchall()
+
+    def export_csv(self, out: str | Path) -> int:
+        """Write the long-format answers CSV atomically; returns the number of rows."""
+        rows = self.answer_rows()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(ANSWER_COLUMNS)
+        writer.writerows(rows)
+        atomic.write_text(out, buf.getvalue())
+        return len(rows)
