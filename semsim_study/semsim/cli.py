@@ -1,0 +1,109 @@
+"""Command line: score a folder of originals against a folder of reconstructions.
+
+    python -m semsim_study.semsim score --model models/semsim/dataset-digits \\
+        --originals DIR --reconstructions DIR --out scores.csv
+
+Files are matched by name without extension (``cat.png`` with ``cat.jpg``); with
+``--original-suffix``/``--reconstruction-suffix`` a suffix is removed first, so one folder
+of ``<id>_original.png`` and ``<id>_reconstruction.png`` (the attack stage's layout) works.
+Every name must have a partner: otherwise the error lists the unmatched names. The output CSV
+has columns name,original,reconstruction,semsim (one row per pair, sorted by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+from .. import atomic
+from ..errors import DataError, StudyError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def image_files(folder: str | Path, suffix: str = "") -> dict[str, Path]:
+    """{name: path} of the image files in ``folder`` (by extension; hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        stem = path.stem
+        if suffix:
+            if not stem.endswith(suffix):
+                continue
+            stem = stem[: -len(suffix)]
+        if stem in found:
+            raise DataError(f"{folder}: two images named {stem!r} ({found[stem].name}, {path.name})")
+        found[stem] = path
+    if not found:
+        raise DataError(f"{folder}: no image files{f' ending in {suffix!r}' if suffix else ''} "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
+
+
+def match(originals: dict[str, Path], reconstructions: dict[str, Path], where: tuple[str, str]) -> list[str]:
+    """Names present in both; a DataError listing the unmatched names otherwise."""
+    only_o = sorted(set(originals) - set(reconstructions))
+    only_r = sorted(set(reconstructions) - set(originals))
+    if only_o or only_r:
+        def show(names: list[str]) -> str:
+            return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        parts = []
+        if only_o:
+            parts.append(f"{len(only_o)} original(s) in {where[0]} without a reconstruction: {show(only_o)}")
+        if only_r:
+            parts.append(f"{len(only_r)} reconstruction(s) in {where[1]} without an original: {show(only_r)}")
+        raise DataError("unmatched names: " + "; ".join(parts))
+    return sorted(originals)
+
+
+def score_folders(model: str, originals: str, reconstructions: str, out: str, baseline: bool = False,
+                  original_suffix: str = "", reconstruction_suffix: str = "", batch_size: int = 256,
+                  device: str = "cpu") -> int:
+    from .metric import SemSim
+
+    o = image_files(originals, original_suffix)
+    r = image_files(reconstructions, reconstruction_suffix)
+    names = match(o, r, (originals, reconstructions))
+    metric = SemSim.load(model, baseline=baseline, device=device, batch_size=batch_size)
+    scores = metric.score([o[n] for n in names], [r[n] for n in names]).tolist()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", "original", "reconstruction", "semsim"])
+    for n, s in zip(names, scores):
+        writer.writerow([n, str(o[n]), str(r[n]), f"{s:.6f}"])
+    atomic.write_text(out, buf.getvalue())
+    return len(names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m semsim_study.semsim",
+                                     description="SemSim: privacy leakage of reconstructed images")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="score originals against reconstructions matched by file name")
+    s.add_argument("--model", required=True, help="a SemSim model folder, e.g. models/semsim/dataset-digits")
+    s.add_argument("--originals", required=True, help="folder of original images")
+    s.add_argument("--reconstructions", required=True, help="folder of reconstructed images")
+    s.add_argument("--out", required=True, help="CSV to write: name,original,reconstruction,semsim")
+    s.add_argument("--baseline", action="store_true", help="use the cross-entropy baseline's features instead")
+    s.add_argument("--original-suffix", default="", help="suffix removed from original names before matching")
+    s.add_argument("--reconstruction-suffix", default="", help="suffix removed from reconstruction names")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    if args.batch_size <= 0:
+        parser.error("--batch-size must be positive")
+    try:
+        n = score_folders(args.model, args.originals, args.reconstructions, args.out, args.baseline,
+                          args.original_suffix, args.reconstruction_suffix, args.batch_size, args.device)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"scored {n} pair(s) -> {args.out}")
+    return 0

@@ -1,0 +1,164 @@
+"""SemSim as a metric people can use: load a trained model with its card, score image pairs.
+
+    from semsim_study.semsim import SemSim
+    metric = SemSim.load("models/semsim/dataset-digits")      # folder, semsim.pt or semsim.json
+    d = metric.score(originals, reconstructions)              # tensors (N,3,H,W) in [0,1] or file lists
+    # d[i] = || e(x_i) - e(x^_i) ||_2 of L2-normalised embeddings, in [0, 2]; larger = less leakage
+
+A model folder holds ``semsim.pt`` (the embedding net's state dict), ``ce_baseline.pt`` (the
+cross-entropy baseline's feature extractor) and ``semsim.json`` (the card: backbone, input
+size, normalisation, alpha, what it was trained on). Weights load with
+``torch.load(..., weights_only=True)``; the card is validated before they are read.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+
+from .. import atomic
+from ..errors import DataError
+from . import backbones, preprocess
+from .loss import distance
+
+CARD_NAME = "semsim.json"
+CARD_FORMAT = "semsim-card"
+CARD_VERSION = 1
+WEIGHTS = {"semsim": "semsim.pt", "ce_baseline": "ce_baseline.pt"}
+
+Images = Union[torch.Tensor, Sequence[Union[str, Path]]]
+
+
+def _number_list(value, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def validate_card(card: object, where: str) -> dict:
+    """Check the keys scoring depends on; a DataError names the card and the key at fault."""
+    if not isinstance(card, dict):
+        raise DataError(f"{where}: a SemSim card must be a JSON object")
+
+    def need(key: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise DataError(f"{where}: card key '{key}' must be {what}, got {card.get(key, '<missing>')!r}")
+
+    need("format", card.get("format") == CARD_FORMAT, repr(CARD_FORMAT))
+    need("format_version", card.get("format_version") == CARD_VERSION, str(CARD_VERSION))
+    need("backbone", card.get("backbone") in backbones.BACKBONES, f"one of {', '.join(sorted(backbones.BACKBONES))}")
+    for key in ("input_size", "embedding_dim"):
+        v = card.get(key)
+        need(key, isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer")
+    norm = card.get("normalization")
+    need("normalization", isinstance(norm, dict) and _number_list(norm.get("mean"), 3)
+         and _number_list(norm.get("std"), 3) and all(s > 0 for s in norm["std"]),
+         "an object with 3-number 'mean' and positive 3-number 'std'")
+    need("embedding_normalized", card.get("embedding_normalized") is True, "true")
+    weights = card.get("weights")
+    need("weights", isinstance(weights, dict) and isinstance(weights.get("semsim"), str)
+         and all(isinstance(v, str) and "/" not in v and "\\" not in v for v in weights.values()),
+         "an object naming weight files in the model folder (at least 'semsim')")
+    return card
+
+
+def _resolve(path: str | Path) -> tuple[Path, Path]:
+    """(model folder, card path) from a folder, its card or one of its weight files."""
+    path = Path(path)
+    if path.is_dir():
+        return path, path / CARD_NAME
+    if path.suffix == ".json":
+        return path.parent, path
+    if path.suffix == ".pt":
+        return path.parent, path.parent / CARD_NAME
+    if not path.exists():
+        raise DataError(f"{path}: SemSim model not found (give a model folder such as models/semsim/dataset-digits)")
+    raise DataError(f"{path}: not a SemSim model folder, card (.json) or weight file (.pt)")
+
+
+def checkpoint_bytes(net: torch.nn.Module) -> bytes:
+    """The state dict on the CPU as torch.save bytes (written to memory: a fixed archive name inside)."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+class SemSim:
+    """A trained embedding net and its card; ``score`` gives SemSim distances of image pairs."""
+
+    def __init__(self, net: backbones.EmbeddingNet, card: dict, device: str = "cpu", batch_size: int = 256):
+        self.card = validate_card(card, "SemSim card")
+        self.device = device
+        self.net = net.to(device).eval()
+        self.batch_size = int(batch_size)
+        self.input_size = int(card["input_size"])
+        self.mean = [float(v) for v in card["normalization"]["mean"]]
+        self.std = [float(v) for v in card["normalization"]["std"]]
+
+    @classmethod
+    def load(cls, path: str | Path, baseline: bool = False, device: str = "cpu", batch_size: int = 256) -> "SemSim":
+        """Load a model folder (or its card/weight file); ``baseline=True`` loads the CE baseline."""
+        folder, card_path = _resolve(path)
+        card = validate_card(atomic.read_json(card_path, "SemSim card missing (is this a SemSim model folder?)"),
+                             str(card_path))
+        which = "ce_baseline" if baseline else "semsim"
+        if which not in card["weights"]:
+            raise DataError(f"{card_path}: this model has no {which} weights")
+        weights = folder / card["weights"][which]
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise DataError(f"{weights}: SemSim weight file missing (rerun the semsim stage)") from None
+        except Exception as exc:  # torch raises several types for corrupt, truncated or unsafe files
+            raise DataError(f"{weights}: not a loadable weights-only checkpoint ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        net = backbones.build(card["backbone"])
+        if not isinstance(state, dict):
+            raise DataError(f"{weights}: expected a state dict, got {type(state).__name__}")
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise DataError(f"{weights}: weights do not fit backbone {card['backbone']!r} "
+                            f"({str(exc).splitlines()[0]})") from None
+        if net.out_dim != card["embedding_dim"]:
+            raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
+        return cls(net, card, device=device, batch_size=batch_size)
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _batches(self, images: Images, what: str):
+        """Yield float [0,1] NCHW chunks of at most batch_size images, resized to the input size."""
+        if isinstance(images, torch.Tensor):
+            preprocess.check_tensor(images, what)
+            for i in range(0, len(images), self.batch_size):
+                yield preprocess.resize(images[i : i + self.batch_size].float(), self.input_size)
+            return
+        if isinstance(images, (str, Path)):
+            raise DataError(f"{what}: expected a list of image files or a tensor, got a single path {str(images)!r}")
+        paths = list(images)
+        for i in range(0, len(paths), self.batch_size):
+            chunk = [preprocess.resize(preprocess.uint8_to_float(preprocess.load_rgb(p)[None]), self.input_size)
+                     for p in paths[i : i + self.batch_size]]
+            yield torch.cat(chunk) if chunk else torch.zeros(0, 3, self.input_size, self.input_size)
+
+    # -- outputs ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(self, images: Images) -> torch.Tensor:
+        """L2-normalised embeddings (N, embedding_dim), on the CPU."""
+        out = [self.net.embed(preprocess.normalize_input(x, self.mean, self.std).to(self.device)).cpu()
+               for x in self._batches(images, "images")]
+        return torch.cat(out) if out else torch.zeros(0, self.card["embedding_dim"])
+
+    @torch.no_grad()
+    def score(self, originals: Images, reconstructions: Images) -> torch.Tensor:
+        """SemSim(x_i, x^_i) for each pair: a float tensor (N,) on the CPU; larger = less leakage."""
+        n, m = len(originals), len(reconstructions)
+        if n != m:
+            raise DataError(f"{n} original(s) but {m} reconstruction(s): SemSim scores pairs")
+        out = []
+        for x, y in zip(self._batches(originals, "originals"), self._batches(reconstructions, "reconstructions")):
+            ex = self.net(preprocess.normalize_input(x, self.mean, self.std).to(self.device))
+            ey = self.net(preprocess.normalize_input(y, self.mean, self.std).to(self.device))
+            out.append(distance(ex, ey).cpu())
+        return torch.cat(out) if out else torch.zeros(0)

@@ -1,0 +1,302 @@
+"""Training SemSim (triplet loss) and its cross-entropy baseline on the same images.
+
+Optimisation as the official code's "bi-conservative" strategy: SGD lr 0.05, momentum 0.9,
+Nesterov, weight decay 5e-4, batch 64, learning rate x0.1 at epochs 37, 62 and 87 of 100;
+every image randomly cropped (padding 4) and flipped each time it is drawn. The embedded
+profile keeps the recipe with fewer epochs and its own milestones (params ``semsim.training``).
+
+The cross-entropy baseline is the official code's ``--semsim False``: the same backbone,
+with a linear classifier on its features, trained over the classes of the official
+annotation tree read as an ImageFolder: per original, ``<id>`` (the original and its
+recognised reconstructions) and ``-<id>`` (its unrecognised ones; absent when empty). Ties
+of the annotators' vote are left out, as in triplet sampling. Only the feature extractor is
+kept; its feature distance is scored exactly like SemSim's.
+
+Determinism: the initial weights, the triplets, the batch order and every crop/flip come
+from generators seeded by (seed, split, held-out value, which model), so the same params give
+the same weights on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import params as P
+from ..errors import ConfigError, DataError
+from . import backbones, preprocess
+from .loss import distance, triplet_loss
+from .triplets import TripletSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str
+    input_size: int
+    normalization: str
+    alpha: float
+    epochs: int
+    batch_size: int
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (37, 62, 87)
+    gamma: float = 0.1
+    crop_flip: bool = True
+    device: str = "cpu"
+    baseline: bool = True
+
+    @property
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        norm = preprocess.normalization(self.normalization)
+        return norm["mean"], norm["std"]
+
+    def optimizer_card(self) -> dict:
+        return {"name": "SGD", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay, "milestones": list(self.milestones), "gamma": self.gamma}
+
+
+def config_from_params(params: Mapping) -> TrainConfig:
+    """params.yaml -> TrainConfig: top-level ``alpha``, ``semsim.model``, ``semsim.training``."""
+    alpha = float(P.get(params, "alpha", (int, float)))
+    if not alpha > 0:
+        raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
+    P.get(params, "semsim.model", dict)
+    P.get(params, "semsim.training", dict)
+    backbone = P.choice(params, "semsim.model.backbone", backbones.BACKBONES)
+    norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
+    epochs = P.positive_int(params, "semsim.training.epochs")
+    milestones = P.get(params, "semsim.training.milestones", list, [])
+    if any(not isinstance(m, int) or isinstance(m, bool) or m <= 0 for m in milestones) or milestones != sorted(milestones):
+        raise ConfigError(f"params: 'semsim.training.milestones' must be increasing positive epochs, got {milestones!r}")
+    cfg = TrainConfig(
+        backbone=backbone,
+        input_size=P.positive_int(params, "semsim.model.input_size"),
+        normalization=norm,
+        alpha=alpha,
+        epochs=epochs,
+        batch_size=P.positive_int(params, "semsim.training.batch_size"),
+        lr=float(P.get(params, "semsim.training.lr", (int, float))),
+        momentum=float(P.get(params, "semsim.training.momentum", (int, float))),
+        nesterov=bool(P.get(params, "semsim.training.nesterov", bool)),
+        weight_decay=float(P.get(params, "semsim.training.weight_decay", (int, float))),
+        milestones=tuple(milestones),
+        gamma=float(P.get(params, "semsim.training.gamma", (int, float), 0.1)),
+        crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
+        device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu")),
+        baseline=bool(P.get(params, "semsim.training.baseline", bool, True)),
+    )
+    return cfg
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` picks CUDA when present (as training.resolve_device; importing that module would
+    make every dataset builder a dependency of this stage)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("params: 'semsim.device' asks for CUDA, but torch sees no GPU; use auto or cpu")
+    return name
+
+
+def seeds(seed: int, split: str, held_out: str, kind: str) -> tuple[int, np.random.Generator]:
+    """Torch seed (initial weights) and a NumPy generator (triplets, order, crops) for one model."""
+    key = [seed, zlib.crc32(split.encode()), zlib.crc32(held_out.encode()), zlib.crc32(kind.encode())]
+    return int(np.random.SeedSequence(key).generate_state(1)[0]), np.random.default_rng(key)
+
+
+def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
+    """RandomCrop(size, padding) with zero padding, then a horizontal flip with p = 0.5, per image.
+
+    The same transform as ``augment.random_crop_flip`` (torchvision's, as the official code),
+    with the padding done once per batch: padding image by image cost a quarter of the time.
+    """
+    n, h, w = images.shape[:3]
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    ys = rng.integers(0, 2 * padding + 1, size=n)
+    xs = rng.integers(0, 2 * padding + 1, size=n)
+    flips = rng.random(n) < 0.5
+    out = np.empty_like(images)
+    for i in range(n):
+        crop = padded[i, ys[i] : ys[i] + h, xs[i] : xs[i] + w]
+        out[i] = crop[:, ::-1] if flips[i] else crop
+    return out
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """The step schedule (torch's MultiStepLR stepped once per epoch): x gamma at each milestone."""
+    return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
+
+
+class NesterovSGD:
+    """torch.optim.SGD's update (momentum, no dampening, optional Nesterov, L2 weight decay).
+
+    Written out because constructing any torch.optim optimiser imports torch._dynamo, 2-4 s
+    per process on the 2-core build machine: more than a whole embedded SemSim training, paid
+    by each of the 11 stage processes. tests/test_semsim.py checks that the parameters match
+    torch.optim.SGD's step for step.
+    """
+
+    def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            d = p.grad
+            if self.weight_decay:
+                d = d.add(p, alpha=self.weight_decay)
+            if self.momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = torch.clone(d).detach()
+                else:
+                    buf.mul_(self.momentum).add_(d)
+                d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
+            p.add_(d, alpha=-self.lr)
+
+
+class _Trainer:
+    """Shared parts: the net, SGD with the step schedule, the augmented batch tensor."""
+
+    def __init__(self, cfg: TrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
+        self.cfg, self.rng = cfg, rng
+        torch.manual_seed(torch_seed)
+        self.net = backbones.build(cfg.backbone).to(cfg.device)
+        self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
+        params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
+        self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+        self.mean, self.std = cfg.mean_std
+
+    def start_epoch(self, epoch: int) -> float:
+        self.opt.lr = lr_at(self.cfg, epoch)
+        self.net.train()
+        if self.head is not None:
+            self.head.train()
+        return self.opt.lr
+
+    def batch(self, images: np.ndarray) -> torch.Tensor:
+        if self.cfg.crop_flip:
+            images = crop_flip_batch(images, self.rng, padding=4)
+        x = preprocess.uint8_to_float(images)
+        return preprocess.normalize_input(x, self.mean, self.std).to(self.cfg.device)
+
+    def step(self, loss: torch.Tensor, what: str, epoch: int) -> None:
+        if not torch.isfinite(loss):
+            raise DataError(f"SemSim {what}: training loss became {loss.item()} in epoch {epoch + 1}; "
+                            f"lower semsim.training.lr")
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+
+class TripletTrainer(_Trainer):
+    """SemSim proper: triplets (original, recognised, unrecognised), margin ``alpha``."""
+
+    def __init__(self, cfg: TrainConfig, sampler: TripletSampler, originals: np.ndarray, reconstructions: np.ndarray,
+                 torch_seed: int, rng: np.random.Generator):
+        super().__init__(cfg, torch_seed, rng)
+        self.sampler, self.originals, self.reconstructions = sampler, originals, reconstructions
+
+    def run_epoch(self, epoch: int) -> dict:
+        lr = self.start_epoch(epoch)
+        triplets = self.sampler.epoch(self.rng)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(0, len(triplets), self.cfg.batch_size):
+            t = triplets[i : i + self.cfg.batch_size]
+            n = len(t)
+            x = self.batch(np.concatenate([self.originals[t[:, 0]], self.reconstructions[t[:, 1]],
+                                           self.reconstructions[t[:, 2]]]))
+            emb = self.net(x)
+            a, p, q = emb[:n], emb[n : 2 * n], emb[2 * n :]
+            loss = triplet_loss(a, p, q, self.cfg.alpha)
+            self.step(loss, "triplet", epoch)
+            with torch.no_grad():
+                correct += int((distance(a, p) < distance(a, q)).sum())
+            loss_sum += loss.item() * n
+            seen += n
+        return {"triplet_loss": loss_sum / seen, "triplet_accuracy": correct / seen, "lr": lr}
+
+
+@dataclass
+class CEData:
+    images: np.ndarray  # uint8 NHWC at the input size
+    labels: np.ndarray
+    classes: int
+    class_names: list[str] = field(default_factory=list)
+
+
+def ce_data(sampler: TripletSampler, originals: np.ndarray, reconstructions: np.ndarray) -> CEData:
+    """The official ImageFolder classes: ``<id>`` = original + recognised, ``-<id>`` = unrecognised."""
+    images, labels, names = [], [], []
+    for k_idx, key in enumerate(sampler.originals):
+        label = len(names)
+        names.append(f"{key[0]}/{key[1]}")
+        images.append(originals[k_idx])
+        labels.append(label)
+        for i in sampler.positives_of(key):
+            images.append(reconstructions[i])
+            labels.append(label)
+        neg = sampler.unrecognised_of(key)
+        if len(neg):
+            names.append(f"-{key[0]}/{key[1]}")
+            for i in neg:
+                images.append(reconstructions[i])
+                labels.append(len(names) - 1)
+    return CEData(np.stack(images), np.array(labels, dtype=np.int64), len(names), names)
+
+
+class CETrainer(_Trainer):
+    """The baseline: cross-entropy over the annotation tree's classes, then feature distance."""
+
+    def __init__(self, cfg: TrainConfig, data: CEData, torch_seed: int, rng: np.random.Generator):
+        super().__init__(cfg, torch_seed, rng, head=data.classes)
+        self.data = data
+
+    def run_epoch(self, epoch: int) -> dict:
+        self.start_epoch(epoch)
+        order = self.rng.permutation(len(self.data.labels))
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(0, len(order), self.cfg.batch_size):
+            idx = order[i : i + self.cfg.batch_size]
+            x = self.batch(self.data.images[idx])
+            y = torch.from_numpy(self.data.labels[idx]).to(self.cfg.device)
+            out = self.head(self.net(x))
+            loss = F.cross_entropy(out, y)
+            self.step(loss, "cross-entropy baseline", epoch)
+            correct += int((out.argmax(1) == y).sum())
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+        return {"ce_loss": loss_sum / seen, "ce_accuracy": correct / seen}
+
+
+def image_table(paths: Sequence, size: int, cache: dict | None = None) -> np.ndarray:
+    """Load image files once each (``cache`` by path) into uint8 NHWC at ``size``."""
+    cache = {} if cache is None else cache
+    out = []
+    for path in paths:
+        if path not in cache:
+            cache[path] = preprocess.resize_uint8(preprocess.load_rgb(path), size)
+        out.append(cache[path])
+    if not out:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    return np.stack(out)

@@ -1,0 +1,442 @@
+"""SemSim: triplet sampling, splits without leakage, the loss, training, scoring, the stage and CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+from tests import semsim_fixture as F
+from semsim_study.errors import ConfigError, DataError
+from semsim_study.semsim import SemSim, cli, distance, items as I, metric, study, train, triplet_loss
+from semsim_study.semsim.triplets import TripletSampler, ranking_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory) -> Path:
+    """Three datasets x 2 models x 2 attacks x 4 originals, half recognised."""
+    return F.make_study(tmp_path_factory.mktemp("semsim"))
+
+
+@pytest.fixture(scope="module")
+def trained(fx, tmp_path_factory):
+    """The stage run in a copy of the fixture: leave-one-dataset-out, gamma held out."""
+    work = tmp_path_factory.mktemp("stage")
+    shutil.copytree(fx / "data", work / "data")
+    (work / "params.yaml").write_text(yaml.safe_dump(F.params(epochs=2)))
+    from stages import semsim as stage
+
+    mp = pytest.MonkeyPatch()
+    mp.chdir(work)
+    mp.setattr(sys, "argv", ["semsim", "--split", "dataset", "--held-out", "gamma"])
+    try:
+        stage.main()
+    finally:
+        mp.undo()
+    return work
+
+
+def _items(root, datasets=("alpha", "beta", "gamma")):
+    return I.collect(root, list(datasets), list(F.ATTACKS))
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# -- triplet sampling ----------------------------------------------------------------------------
+
+def _labels_with_ties(ds, model, attack, k):
+    if k == 0 and model == "resnet8_none" and attack == "invgrad":
+        return "tie"
+    if k == 1 and attack == "invgrad":
+        return None  # unannotated
+    if k == 2:  # an original whose reconstructions were all recognised: fallback negatives
+        return "recognised"
+    if k == 3 and ds == "beta":  # none recognised: no anchor
+        return "unrecognised"
+    return F._rule(ds, model, attack, k)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return F.make_study(tmp_path_factory.mktemp("mixed"), labels=_labels_with_ties)
+
+
+def test_triplets_pair_an_original_with_recognised_and_unrecognised(mixed):
+    train_items, _ = I.split(_items(mixed), "dataset", "gamma")
+    sampler = TripletSampler(train_items)
+    trip = sampler.epoch(np.random.default_rng(0))
+    assert len(trip) == sampler.stats.triplets_per_epoch > 0
+    for a, p, n in trip:
+        key = sampler.originals[a]
+        pos, neg = train_items[p], train_items[n]
+        assert pos.original_key == key and pos.label.majority == "recognised"
+        # the anchor is the original image, never its own positive: the positive is a reconstruction
+        assert pos.reconstruction != pos.original and pos.reconstruction.name.endswith("_reconstruction.png")
+        if len(sampler.unrecognised_of(key)):
+            assert neg.original_key == key and neg.label.majority == "unrecognised"
+        else:  # the others/ pool: a reconstruction of another original of the same dataset
+            assert neg.original_key != key and neg.dataset == key[0]
+    # every positive and every negative of every anchor is drawn each epoch
+    for key in sampler.anchors:
+        mine = trip[trip[:, 0] == sampler.originals.index(key)]
+        assert set(mine[:, 1]) == set(sampler.positives_of(key))
+        if len(sampler.unrecognised_of(key)):
+            assert set(mine[:, 2]) == set(sampler.unrecognised_of(key))
+
+
+def test_ties_unannotated_and_anchorless_originals(mixed):
+    train_items, _ = I.split(_items(mixed), "dataset", "gamma")
+    assert all(i.annotated for i in train_items)
+    assert not any(i.item_id.endswith("test-000001") and i.attack == "invgrad" for i in train_items)
+    sampler = TripletSampler(train_items)
+    s = sampler.stats
+    assert s.ties == 2  # alpha and beta each have one tie; it is neither positive nor negative
+    tie_idx = {n for n, i in enumerate(train_items) if i.label.majority == "tie"}
+    trip = sampler.epoch(np.random.default_rng(1))
+    assert not tie_idx & set(trip[:, 1])
+    assert ("beta", "test-000003") not in sampler.anchors  # no recognised reconstruction: no triplet
+    assert s.fallback_anchors == 2  # test-000002 of alpha and beta
+
+
+def test_sampling_is_seeded_and_resampled_each_epoch(fx):
+    train_items, _ = I.split(_items(fx), "dataset", "gamma")
+    sampler = TripletSampler(train_items)
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    e1, e1b = sampler.epoch(rng_a), sampler.epoch(rng_b)
+    assert np.array_equal(e1, e1b)
+    assert not np.array_equal(e1, sampler.epoch(rng_a))
+
+
+def test_held_out_dataset_absent_from_training(fx):
+    all_items = _items(fx)
+    for split, held in (("dataset", "beta"), ("attack", "dlg"), ("backbone", "convnet4")):
+        train_items, test_items = I.split(all_items, split, held)
+        assert train_items and all(i.key(split) != held for i in train_items)
+        assert test_items and all(i.key(split) == held for i in test_items)
+        assert len(test_items) == sum(1 for i in all_items if i.key(split) == held)
+    train_items, _ = I.split(all_items, "dataset", "beta")
+    sampler = TripletSampler(train_items)
+    assert all(k[0] != "beta" for k in sampler.originals)
+    with pytest.raises(ConfigError, match="'delta' has no reconstructions"):
+        I.split(all_items, "dataset", "delta")
+
+
+def test_held_out_data_cannot_change_the_trained_model(fx, tmp_path):
+    """Relabel and redraw every held-out image: the trained weights stay byte-identical."""
+    p = F.params(epochs=1)
+    a = study.run_split(p, "dataset", "gamma", fx)
+    other = F.make_study(tmp_path, seed=99, labels=lambda ds, m, at, k: "unrecognised" if ds == "gamma" else F._rule(ds, m, at, k))
+    for ds in ("alpha", "beta"):  # same training data as fx
+        shutil.rmtree(other / "data" / "attacks" / ds)
+        shutil.copytree(fx / "data" / "attacks" / ds, other / "data" / "attacks" / ds)
+        shutil.copy(fx / "data" / "annotations" / ds / "items.csv", other / "data" / "annotations" / ds / "items.csv")
+    b = study.run_split(p, "dataset", "gamma", other)
+    assert metric.checkpoint_bytes(a.semsim.net) == metric.checkpoint_bytes(b.semsim.net)
+    assert metric.checkpoint_bytes(a.baseline.net) == metric.checkpoint_bytes(b.baseline.net)
+    assert a.card == b.card
+    assert [r["semsim"] for r in a.rows] != [r["semsim"] for r in b.rows]  # the held-out images did change
+
+
+# -- loss, margin, optimiser ----------------------------------------------------------------------
+
+def test_triplet_loss_on_hand_made_embeddings():
+    a, p, n = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 0.5]]), torch.tensor([[-2.0, 0.0]])
+    # normalised: a=(1,0), p=(0,1), n=(-1,0): d(a,p)=sqrt(2), d(a,n)=2
+    assert triplet_loss(a, p, n, alpha=1.0).item() == pytest.approx(np.sqrt(2) - 2 + 1, abs=1e-5)
+    assert triplet_loss(a, p, n, alpha=0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert triplet_loss(a, p, n, alpha=2.0).item() == pytest.approx(np.sqrt(2), abs=1e-5)
+    assert distance(a, n).item() == pytest.approx(2.0, abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    x, y, z = (torch.randn(16, 8, generator=g) * 5 for _ in range(3))
+    ref = nn.TripletMarginLoss(margin=0.7, p=2)(*(nn.functional.normalize(t, dim=1) for t in (x, y, z)))
+    assert triplet_loss(x, y, z, 0.7).item() == pytest.approx(ref.item(), abs=1e-6)
+    with pytest.raises(ValueError):
+        triplet_loss(x, y, z, 0.0)
+
+
+def test_margin_comes_from_params_alpha(fx, monkeypatch):
+    seen = []
+    real = train.triplet_loss
+
+    def spy(a, p, n, alpha, **kw):
+        seen.append(alpha)
+        return real(a, p, n, alpha, **kw)
+
+    monkeypatch.setattr(train, "triplet_loss", spy)
+    r = study.run_split(F.params(epochs=1, alpha=0.37, baseline=False), "dataset", "gamma", fx)
+    assert seen and set(seen) == {0.37}
+    assert r.card["alpha"] == 0.37 and r.baseline is None
+    assert train.config_from_params(F.params(alpha=2)).alpha == 2.0
+    with pytest.raises(ConfigError, match="alpha"):
+        train.config_from_params(F.params(alpha=-1))
+    p = F.params()
+    del p["alpha"]
+    with pytest.raises(ConfigError, match="missing key 'alpha'"):
+        train.config_from_params(p)
+
+
+def test_sgd_matches_torch_and_schedule_matches_multisteplr():
+    torch.manual_seed(0)
+    net_a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    net_b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    net_b.load_state_dict(net_a.state_dict())
+    ours = train.NesterovSGD(net_a.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    ref = torch.optim.SGD(net_b.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(32, 4)
+    for _ in range(5):
+        for net, opt in ((net_a, ours), (net_b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(pa, pb)
+    cfg = train.TrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
+    sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05),
+                                                 milestones=[37, 62, 87], gamma=0.1)
+    for epoch in range(100):
+        assert train.lr_at(cfg, epoch) == pytest.approx(sched.get_last_lr()[0])
+        sched.optimizer.step()
+        sched.step()
+
+
+# -- training ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def separable(tmp_path_factory):
+    return F.make_study(tmp_path_factory.mktemp("separable"), images=8)
+
+
+def test_recognised_reconstructions_score_closer_after_training(separable):
+    untrained = study.run_split(F.params(epochs=1, lr=1e-12), "dataset", "gamma", separable)
+    assert untrained.metrics["heldout_triplet_accuracy"] < 0.75  # the fixture is not solved by chance
+    r = study.run_split(F.params(epochs=8), "dataset", "gamma", separable)
+    m = r.metrics
+    assert m["heldout_triplet_accuracy"] >= 0.9
+    assert m["heldout_mean_semsim_recognised"] < m["heldout_mean_semsim_unrecognised"]
+    assert r.history[-1]["triplet_loss"] < r.history[0]["triplet_loss"]
+
+
+def test_training_is_deterministic(fx):
+    a = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
+    b = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
+    assert metric.checkpoint_bytes(a.semsim.net) == metric.checkpoint_bytes(b.semsim.net)
+    assert a.rows == b.rows and a.metrics == b.metrics
+    c = study.run_split(F.params(epochs=1) | {"seed": 1}, "attack", "dlg", fx)
+    assert metric.checkpoint_bytes(a.semsim.net) != metric.checkpoint_bytes(c.semsim.net)
+
+
+def test_ce_baseline_uses_the_official_annotation_classes(fx):
+    train_items, _ = I.split(_items(fx), "dataset", "gamma")
+    sampler = TripletSampler(train_items)
+    n = len(sampler.originals)
+    imgs = np.zeros((n, 32, 32, 3), np.uint8)
+    data = train.ce_data(sampler, imgs, np.zeros((len(train_items), 32, 32, 3), np.uint8))
+    assert data.classes == 2 * n  # <id> and -<id> per original
+    assert len(data.labels) == n + len(train_items)
+    assert data.class_names[:2] == ["alpha/test-000000", "-alpha/test-000000"]
+
+
+def test_ranking_accuracy_counts_pairs_of_one_original(fx):
+    items = [i for i in _items(fx) if i.dataset == "alpha" and i.image_id == "test-000000"]
+    rec = [i.label.majority == "recognised" for i in items]
+    perfect = [0.1 if r else 0.9 for r in rec]
+    assert ranking_accuracy(items, perfect) == (1.0, sum(rec) * (len(rec) - sum(rec)))
+    assert ranking_accuracy(items, [0.5] * len(items))[0] == 0.5
+    assert ranking_accuracy(items, [0.9 if r else 0.1 for r in rec])[0] == 0.0
+
+
+# -- the stage's outputs --------------------------------------------------------------------------
+
+def test_stage_outputs(trained):
+    name = "dataset-gamma"
+    rows = _read_csv(trained / "data" / "semsim" / name / "scores.csv")
+    assert list(rows[0]) == ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim",
+                             "ce_distance"]
+    assert len(rows) == 2 * 2 * 4 and {r["dataset"] for r in rows} == {"gamma"}
+    assert all(r["split"] == "dataset" and r["held_out"] == "gamma" for r in rows)
+    assert all(0.0 <= float(r["semsim"]) <= 2.0 and 0.0 <= float(r["ce_distance"]) <= 2.0 for r in rows)
+    card = json.loads((trained / "models" / "semsim" / name / "semsim.json").read_text())
+    assert card["training_datasets"] == ["alpha", "beta"] and card["held_out"] == "gamma"
+    assert card["backbone"] == "tinyconv16" and card["input_size"] == 32 and card["alpha"] == 1.0
+    assert card["normalization"]["name"] == "cifar100" and card["embedding_normalized"] is True
+    assert card["simulated_annotations"] is True and card["annotation_sources"] == ["simulated"]
+    assert card["offline_stand_in"] is True
+    assert (trained / "models" / "semsim" / name / "semsim.pt").is_file()
+    assert (trained / "models" / "semsim" / name / "ce_baseline.pt").is_file()
+    m = json.loads((trained / "reports" / "semsim" / f"{name}.json").read_text())
+    assert m["heldout_pairs"] == 16 and 0 <= m["heldout_triplet_accuracy"] <= 1 and m["final_triplet_loss"] >= 0
+    curves = trained / "reports" / "semsim_curves" / name
+    assert (curves / "plots" / "metrics" / "triplet_loss.tsv").is_file()
+    assert (curves / "plots" / "metrics" / "ce_loss.tsv").is_file()
+    assert not (curves / "metrics.json").exists() and not (trained / "dvc.yaml").exists()
+
+
+# -- scoring from Python and the command line ------------------------------------------------------
+
+def _pairs(trained, n=None):
+    rows = _read_csv(trained / "data" / "semsim" / "dataset-gamma" / "scores.csv")[:n]
+    base = trained / "data" / "attacks" / "gamma"
+    o = [base / r["attack"] / "images" / r["model"] / f"{r['image_id']}_original.png" for r in rows]
+    x = [base / r["attack"] / "images" / r["model"] / f"{r['image_id']}_reconstruction.png" for r in rows]
+    return rows, o, x
+
+
+def test_python_scoring_files_and_tensors_match_the_stage(trained):
+    model = trained / "models" / "semsim" / "dataset-gamma"
+    rows, o, x = _pairs(trained)
+    m = SemSim.load(model, batch_size=3)
+    from_files = m.score(o, x)
+    assert from_files.shape == (len(rows),)
+    assert from_files.numpy() == pytest.approx([float(r["semsim"]) for r in rows], abs=2e-6)
+
+    def to_t(paths):  # files -> float (N, 3, H, W) in [0, 1], independently of the library's loader
+        return torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                            for p in paths])
+
+    tens = SemSim.load(model / "semsim.pt").score(to_t(o), to_t(x))
+    assert torch.allclose(tens, from_files, atol=1e-5)
+    assert SemSim.load(model).score(to_t(o[:2]), to_t(o[:2])).abs().max() < 1e-5  # same image: distance 0
+    base = SemSim.load(model, baseline=True).score(o, x)
+    assert base.numpy() == pytest.approx([float(r["ce_distance"]) for r in rows], abs=2e-6)
+    # a different input size is resized to the card's 32 px
+    big = torch.nn.functional.interpolate(to_t(o[:2]), size=(64, 64), mode="nearest")
+    assert torch.allclose(m.score(big, to_t(x[:2])), from_files[:2], atol=0.2)
+    e = m.embed(o[:3])
+    assert e.shape == (3, m.card["embedding_dim"]) and torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_python_scoring_rejects_bad_tensors(trained):
+    m = SemSim.load(trained / "models" / "semsim" / "dataset-gamma")
+    ok = torch.rand(2, 3, 32, 32)
+    with pytest.raises(DataError, match="2 original"):
+        m.score(ok, torch.rand(3, 3, 32, 32))
+    with pytest.raises(DataError, match=r"shape \(N, 3, H, W\)"):
+        m.score(ok, torch.rand(2, 1, 32, 32))
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        m.score(ok, ok * 255)
+    with pytest.raises(DataError, match="NaN"):
+        m.score(ok, torch.full((2, 3, 32, 32), float("nan")))
+
+
+def test_cli_scores_a_folder_pair(trained, tmp_path):
+    rows, o, x = _pairs(trained)
+    model = trained / "models" / "semsim" / "dataset-gamma"
+    orig_dir, rec_dir = tmp_path / "o", tmp_path / "r"
+    orig_dir.mkdir(), rec_dir.mkdir()
+    for r, a, b in zip(rows, o, x):
+        name = f"{r['model']}-{r['attack']}-{r['image_id']}"
+        shutil.copy(a, orig_dir / f"{name}.png")
+        shutil.copy(b, rec_dir / f"{name}.png")
+    (rec_dir / "notes.txt").write_text("not an image, ignored")
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--model", str(model), "--originals", str(orig_dir), "--reconstructions", str(rec_dir),
+                     "--out", str(out)]) == 0
+    got = {r["name"]: float(r["semsim"]) for r in _read_csv(out)}
+    want = {f"{r['model']}-{r['attack']}-{r['image_id']}": float(r["semsim"]) for r in rows}
+    assert list(_read_csv(out)[0]) == ["name", "original", "reconstruction", "semsim"]
+    assert got == pytest.approx(want, abs=2e-6)
+    # one attack folder, matched by suffix, through the real entry point
+    folder = trained / "data" / "attacks" / "gamma" / "dlg" / "images" / "resnet8_none"
+    out2 = tmp_path / "suffix.csv"
+    proc = subprocess.run([sys.executable, "-m", "semsim_study.semsim", "score", "--model", str(model),
+                           "--originals", str(folder), "--reconstructions", str(folder),
+                           "--original-suffix", "_original", "--reconstruction-suffix", "_reconstruction",
+                           "--out", str(out2)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got2 = {r["name"]: float(r["semsim"]) for r in _read_csv(out2)}
+    assert got2 == pytest.approx({r["image_id"]: float(r["semsim"]) for r in rows
+                                  if r["attack"] == "dlg" and r["model"] == "resnet8_none"}, abs=2e-6)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def test_missing_or_corrupt_weights_and_cards(trained, tmp_path):
+    src = trained / "models" / "semsim" / "dataset-gamma"
+    model = tmp_path / "m"
+    shutil.copytree(src, model)
+    (model / "semsim.pt").unlink()
+    with pytest.raises(DataError, match=r"semsim\.pt: SemSim weight file missing"):
+        SemSim.load(model)
+    (model / "semsim.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match=r"semsim\.pt: not a loadable weights-only checkpoint"):
+        SemSim.load(model)
+    (model / "semsim.pt").write_bytes((src / "semsim.pt").read_bytes()[:300])  # truncated
+    with pytest.raises(DataError, match="not a loadable"):
+        SemSim.load(model)
+    shutil.copy(src / "ce_baseline.pt", model / "semsim.pt")  # right format, same shapes: loads
+    SemSim.load(model)
+    card = json.loads((src / "semsim.json").read_text())
+    (model / "semsim.json").write_text(json.dumps(card | {"backbone": "resnet8"}))
+    with pytest.raises(DataError, match="do not fit backbone 'resnet8'"):
+        SemSim.load(model)
+    (model / "semsim.json").write_text(json.dumps(card | {"backbone": "vgg"}))
+    with pytest.raises(DataError, match="card key 'backbone'"):
+        SemSim.load(model)
+    (model / "semsim.json").write_text(json.dumps({k: v for k, v in card.items() if k != "normalization"}))
+    with pytest.raises(DataError, match="card key 'normalization'"):
+        SemSim.load(model)
+    (model / "semsim.json").write_text("{broken")
+    with pytest.raises(DataError, match="not valid JSON"):
+        SemSim.load(model)
+    (model / "semsim.json").unlink()
+    with pytest.raises(DataError, match="SemSim card missing"):
+        SemSim.load(model)
+    with pytest.raises(DataError, match="SemSim model not found"):
+        SemSim.load(tmp_path / "nowhere")
+
+
+def test_cli_reports_unmatched_names_and_unreadable_images(trained, tmp_path, capsys):
+    _, o, x = _pairs(trained, 3)
+    model = trained / "models" / "semsim" / "dataset-gamma"
+    od, rd = tmp_path / "o", tmp_path / "r"
+    od.mkdir(), rd.mkdir()
+    for n, (a, b) in enumerate(zip(o, x)):
+        shutil.copy(a, od / f"img{n}.png")
+        shutil.copy(b, rd / f"img{n}.jpg.png" if n == 2 else rd / f"img{n}.png")
+    args = ["score", "--model", str(model), "--originals", str(od), "--reconstructions", str(rd),
+            "--out", str(tmp_path / "s.csv")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "unmatched names" in err and "img2" in err and "img2.jpg" in err
+    assert not (tmp_path / "s.csv").exists()
+    (rd / "img2.jpg.png").rename(rd / "img2.png")
+    (rd / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "img1.png: unreadable or corrupt image" in err
+    assert not (tmp_path / "s.csv").exists()
+    shutil.copy(x[1], rd / "img1.png")
+    assert cli.main(args) == 0 and len(_read_csv(tmp_path / "s.csv")) == 3
+    with pytest.raises(DataError, match="two images named 'img0'"):
+        shutil.copy(x[0], rd / "img0.jpg")
+        cli.image_files(rd)
+
+
+def test_bad_annotation_files_name_file_and_line(fx, tmp_path):
+    shutil.copytree(fx / "data", tmp_path / "data")
+    items = tmp_path / "data" / "annotations" / "beta" / "items.csv"
+    text = items.read_text().splitlines()
+    items.write_text("\n".join(text[:3] + [text[3].replace(",recognised,", ",maybe,").replace(",unrecognised,", ",maybe,")] + text[4:]) + "\n")
+    with pytest.raises(DataError, match=r"beta/items\.csv:4: majority 'maybe'"):
+        _items(tmp_path)
+    items.write_text("item_id,dataset\n")
+    with pytest.raises(DataError, match="missing column"):
+        _items(tmp_path)
+    items.unlink()
+    with pytest.raises(DataError, match=r"items\.csv: file not found \(run the annotate stage\)"):
+        _items(tmp_path)
