@@ -1,0 +1,133 @@
+"""The annotate stage's work: collect answers from the source params name, aggregate them.
+
+Kept out of stages/annotate.py so that it can be tested without DVC. Whatever the source,
+the answers pass through one importer (``importers``) and one aggregation (``aggregate``,
+``agreement``); simulated answers are written to a long-format CSV and read back by the CSV
+importer, exactly as a file from people would be.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import atomic, params as P
+from ..datasets import standard
+from ..datasets.imaging import decode
+from ..errors import ConfigError, DataError
+from . import aggregate, agreement, importers, observer, simulated
+from .longformat import COLUMNS
+from .tasks import Task, read_tasks
+
+SOURCES = ("simulated",) + tuple(importers.SOURCES)
+#: Where files of people's answers live (a DVC dependency of every annotate stage).
+INPUT_DIR = Path("annotations")
+
+
+@dataclass
+class Result:
+    answers: pd.DataFrame
+    items: pd.DataFrame
+    sets: pd.DataFrame
+    info: dict
+    summary: dict = field(default_factory=dict)
+
+    def write(self, folder: Path) -> None:
+        for name, table in (("answers", self.answers), ("items", self.items), ("sets", self.sets)):
+            buf = io.StringIO()
+            table.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
+            (folder / f"{name}.csv").write_text(buf.getvalue(), encoding="utf-8")
+        atomic.write_json(folder / "annotators.json", self.info)
+
+
+def _dataclass_from(cls, section: Mapping, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"params: '{where}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
+    return cls(**section)
+
+
+def _read_image(path: str, item_id: str) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image of item {item_id} is missing (rerun the attack stage)") from None
+    return np.asarray(decode(data, path).convert("RGB"))
+
+
+def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Answers of the simulated pool for ``tasks``, through the CSV importer; and what was simulated."""
+    section = P.Section(P.get(params, "annotate.simulated", dict, {}) or {}, "annotate.simulated")
+    obs_cfg = _dataclass_from(observer.ObserverConfig, dict(section.get("observer", {}) or {}), "annotate.simulated.observer")
+    pool_cfg = _dataclass_from(simulated.PoolConfig, {k: v for k, v in section.items() if k != "observer"},
+                               "annotate.simulated")
+    if not 1 <= pool_cfg.per_item <= pool_cfg.pool:
+        raise ConfigError("params: 'annotate.simulated.per_item' must be between 1 and 'pool'")
+    ds = standard.load(f"data/prepared/{dataset}")
+    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, obs_cfg,
+                                  seed=int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
+    ids = sorted(tasks)
+    originals = np.stack([_read_image(tasks[i].original, i) for i in ids])
+    recons = np.stack([_read_image(tasks[i].reconstruction, i) for i in ids])
+    if originals.shape[1:] != ds.train_images.shape[1:] or recons.shape[1:] != ds.train_images.shape[1:]:
+        raise DataError(f"data/tasks/{dataset}: images are {recons.shape[1:]}, the prepared dataset's are "
+                        f"{ds.train_images.shape[1:]}; rerun the attack and tasks stages")
+    p_orig, p_rec = net.posterior(originals), net.posterior(recons)
+    posteriors = {i: (p_orig[k], p_rec[k]) for k, i in enumerate(ids)}
+    rows = simulated.annotate(tasks, posteriors, ds.class_names, pool_cfg, seed, dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / f"simulated-{dataset}.csv"
+        pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(raw, index=False, lineterminator="\n")
+        answers = importers.read_csv_answers([raw], tasks)
+    people = simulated.make_pool(pool_cfg, ds.class_names, seed, dataset)
+    info = simulated.describe(pool_cfg, people)
+    info["observer"] = {"network": "two-layer perceptron on standardised pixels, trained in this stage",
+                        "config": obs_cfg.__dict__,
+                        "test_accuracy": observer.accuracy(net, ds.test_images, ds.test_labels),
+                        "shares_nothing_with": ["attacked classifiers", "LPIPS/FID feature networks", "SemSim"]}
+    return answers, info
+
+
+def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, source: str) -> tuple[pd.DataFrame, dict]:
+    paths = P.get(params, f"annotate.paths.{dataset}", list, None)
+    if not paths:
+        raise ConfigError(f"params: 'annotate.source' is {source!r} but 'annotate.paths.{dataset}' lists no files "
+                          f"(put them under {INPUT_DIR}/ and list them there)")
+    # reader options of this source only (paper_folders: mapping; label_studio: item_key, from_name, choice_map)
+    options = dict(P.get(params, f"annotate.options.{source}", dict, {}) or {})
+    others = set(P.get(params, "datasets", list)) - {dataset}
+    answers = importers.import_answers(source, paths, tasks, skip_datasets=others, **options)
+    return answers, {"source": "human", "format": source, "paths": [str(p) for p in paths]}
+
+
+def run(params: Mapping, dataset: str) -> Result:
+    source = P.choice(params, "annotate.source", SOURCES)
+    seed = P.get(params, "seed", int)
+    tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
+    if source == "simulated":
+        answers, info = simulate(tasks, dataset, params, seed)
+    else:
+        answers, info = import_people(tasks, dataset, params, source)
+    kind = info["source"]
+    items = aggregate.aggregate_items(answers, tasks, source=kind)
+    sets = aggregate.aggregate_sets(items, source=kind)
+    table = aggregate.answers_with_recognised(answers, tasks, source=kind)
+    agree = agreement.dataset_agreement(answers, tasks).get(dataset, agreement.binary_agreement({}))
+    info["agreement"] = agree
+    rates = items["recognised_rate"].dropna()
+    summary = {
+        "dataset": dataset, "source": kind, **aggregate.coverage(items),
+        "recognised_rate": round(float(rates.mean()), 6) if len(rates) else None,
+        "fleiss_kappa": agree["fleiss_kappa"]["value"], "krippendorff_alpha": agree["krippendorff_alpha"]["value"],
+        "simulated": kind == "simulated",
+    }
+    if kind == "simulated":
+        summary["observer_test_accuracy"] = round(info["observer"]["test_accuracy"], 6)
+    return Result(table, items, sets, info, summary)

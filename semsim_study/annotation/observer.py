@@ -1,0 +1,110 @@
+"""The simulated annotators' eyes: a small recogniser trained on the dataset's clean images.
+
+Offline there are no people, so the embedded profile needs something that recognises images
+the way an annotator would: by what they show, not by how many pixels match. Its only
+requirement beyond that is independence from everything the study evaluates: if simulated
+people saw through the same network as LPIPS/FID, SemSim or the attacked classifiers, the
+correlations would be rigged. So the observer is its own model (a three-layer convolutional
+net with global pooling, so it finds a shape wherever it lies; an architecture used nowhere
+else in the project), trained here from the prepared training split with its own seed, and
+it reads nothing from models/.
+
+Two properties make it behave like a person rather than like a classifier:
+- each image is standardised (zero mean, unit contrast) first: people are not fooled by a
+  reconstruction that is darker or washed out, which Inverting Gradients' cosine loss often
+  produces;
+- it is trained to answer "no idea" (a uniform posterior) on noise and on blurred, washed-out
+  junk, so a reconstruction that shows nothing leads to a guess, not to a confident class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ObserverConfig:
+    width: int = 16
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    junk_fraction: float = 0.25  # share of each batch that is noise / junk with a uniform target
+    noise: float = 0.15  # std of pixel noise added to clean training images (robustness)
+
+
+def standardise(images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8, or float in [0, 1] -> (N, 3, H, W), zero mean and unit std per image."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    flat = x.reshape(len(x), -1)
+    x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 0.05)
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+class Observer(nn.Module):
+    def __init__(self, classes: int, width: int):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(),
+        )
+        self.head = nn.Linear(8 * w, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], 1))
+
+    @torch.no_grad()
+    def posterior(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for (N, H, W, 3) uint8 images."""
+        self.eval()
+        return torch.softmax(self(standardise(torch.from_numpy(np.ascontiguousarray(images)))), 1).numpy()
+
+
+def _junk(n: int, shape: tuple[int, ...], gen: torch.Generator, clean: torch.Tensor) -> torch.Tensor:
+    """Images that show nothing recognisable: coloured noise, and clean images drowned in it."""
+    noise = torch.rand((n, *shape), generator=gen)
+    mix = torch.rand((n, 1, 1, 1), generator=gen) * 0.25  # at most a quarter of the signal survives
+    pick = torch.randint(0, len(clean), (n,), generator=gen)
+    return mix * clean[pick] + (1 - mix) * noise
+
+
+def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: ObserverConfig,
+                   seed: int) -> Observer:
+    """Train on (N, H, W, 3) uint8 clean images; deterministic for a seed on CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    clean = torch.from_numpy(images).float() / 255.0
+    y = torch.from_numpy(labels.astype(np.int64))
+    model = Observer(classes, cfg.width)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    n_junk = max(1, int(round(cfg.batch_size * cfg.junk_fraction)))
+    uniform = torch.full((n_junk, classes), 1.0 / classes)
+    for _ in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(len(clean), generator=gen)
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            shift = torch.randint(-2, 3, (2,), generator=gen).tolist()  # people find a shape wherever it is
+            x = torch.roll(clean[idx], shifts=shift, dims=(1, 2))
+            x = (x + cfg.noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+            junk = _junk(n_junk, tuple(clean.shape[1:]), gen, clean)
+            logits = model(standardise(torch.cat([x, junk])))
+            loss = F.cross_entropy(logits[: len(idx)], y[idx])
+            loss = loss + F.cross_entropy(logits[len(idx):], uniform) * n_junk / len(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def accuracy(model: Observer, images: np.ndarray, labels: np.ndarray) -> float:
+    return float((model.posterior(images).argmax(1) == labels).mean())

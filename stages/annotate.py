@@ -1,0 +1,46 @@
+"""DVC stage `annotate@<dataset>`: answers for every reconstruction, aggregated.
+
+Answers come from the source params name (`annotate.source`): `simulated` (the embedded
+profile: a pool of simulated annotators, semsim_study/annotation/simulated.py) or files that
+people's answers came in (`csv`, `app`, `paper_folders`, `label_studio`; listed per dataset
+in `annotate.paths`, kept under annotations/). Simulated answers are written as a raw
+long-format CSV first and imported from it like any other file.
+
+Output data/annotations/<dataset>/: answers.csv, items.csv, sets.csv (contract 4),
+annotators.json (the source, and for simulated answers the pool and the observer network);
+metrics reports/annotate/<dataset>.json (coverage, recognised rate, agreement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from semsim_study import atomic, params as P
+from semsim_study.annotation import annotate_stage
+
+from ._cli import run
+
+log = logging.getLogger("annotate")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    params = P.load(args.params)
+    result = annotate_stage.run(params, args.dataset)
+    with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
+        result.write(tmp)
+    atomic.write_json(f"reports/annotate/{args.dataset}.json", result.summary)
+    s = result.summary
+    log.info("%s: %d answers (%s) on %d/%d items, recognised rate %.3f, Fleiss kappa %s, in %.1f s", args.dataset,
+             s["answers"], s["source"], s["annotated"], s["items"], s["recognised_rate"], s["fleiss_kappa"],
+             time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    run(main)

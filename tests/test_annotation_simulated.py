@@ -1,0 +1,197 @@
+"""Simulated annotators: decision rules, realistic disagreement, independence from the metrics,
+and the annotate stage end to end on a small project (copies are recognised, noise is not)."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from semsim_study import datasets
+from semsim_study.annotation import agreement, annotate_stage, observer, simulated
+from semsim_study.annotation.tasks import Task, read_tasks, tasks_csv
+from semsim_study.datasets import standard
+from semsim_study.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = [f"c{i}" for i in range(8)]
+
+
+def _task(i: int, protocol: str, truth: str = "c0") -> Task:
+    cands = tuple(CLASSES) if protocol == "A" else ("same", "different")
+    return Task(f"d/m/a/test-{i:06d}", "d", "m", "a", f"test-{i:06d}", protocol, truth, cands, "o.png", "r.png", "ok")
+
+
+def _answers(protocol: str, posterior_rec: np.ndarray, n_items: int = 300, per_item: int = 3, pool: int = 8):
+    tasks = {t.item_id: t for t in (_task(i, protocol) for i in range(n_items))}
+    p_orig = np.eye(len(CLASSES))[0] * 0.9 + 0.1 / len(CLASSES)
+    posts = {i: (p_orig, posterior_rec) for i in tasks}
+    cfg = simulated.PoolConfig(pool=pool, per_item=per_item)
+    return tasks, simulated.annotate(tasks, posts, CLASSES, cfg, seed=0, dataset="d")
+
+
+def _recognised_share(tasks, rows):
+    expected = {i: (t.truth if t.protocol == "A" else "same") for i, t in tasks.items()}
+    return np.mean([r["answer"] == expected[r["item_id"]] for r in rows])
+
+
+@pytest.mark.parametrize("protocol", ["A", "B"])
+def test_clear_reconstructions_are_recognised_and_blank_ones_are_not(protocol):
+    clear = np.eye(len(CLASSES))[0] * 0.9 + 0.1 / len(CLASSES)
+    blank = np.full(len(CLASSES), 1 / len(CLASSES))
+    tasks, rows = _answers(protocol, clear)
+    assert _recognised_share(tasks, rows) > 0.8
+    tasks, rows = _answers(protocol, blank)
+    chance = 1 / len(CLASSES) if protocol == "A" else 0.0
+    assert _recognised_share(tasks, rows) < chance + 0.1
+
+
+def test_every_item_gets_k_distinct_annotators_and_answers_are_seeded():
+    tasks, rows = _answers("A", np.full(len(CLASSES), 1 / len(CLASSES)), n_items=40, per_item=3, pool=5)
+    by_item = {}
+    for r in rows:
+        by_item.setdefault(r["item_id"], []).append(r["annotator_id"])
+    assert all(len(v) == 3 == len(set(v)) for v in by_item.values()) and len(by_item) == 40
+    assert len({a for v in by_item.values() for a in v}) == 5
+    assert _answers("A", np.full(len(CLASSES), 1 / len(CLASSES)), n_items=40, per_item=3, pool=5)[1] == rows
+    assert all(r["answer"] in CLASSES for r in rows)
+
+
+def test_people_disagree_realistically_on_ambiguous_reconstructions():
+    """Half the items clear, half ambiguous: agreement is well above chance but not perfect."""
+    rng = np.random.default_rng(0)
+    tasks = {t.item_id: t for t in (_task(i, "B") for i in range(200))}
+    p_orig = np.eye(len(CLASSES))[0] * 0.9 + 0.1 / len(CLASSES)
+    posts = {}
+    for k, item in enumerate(sorted(tasks)):
+        w = rng.uniform(0, 1)  # how much of the original survives
+        posts[item] = (p_orig, w * p_orig + (1 - w) / len(CLASSES))
+    rows = simulated.annotate(tasks, posts, CLASSES, simulated.PoolConfig(), seed=0, dataset="d")
+    units = {}
+    for r in rows:
+        units.setdefault(r["item_id"], []).append(int(r["answer"] == "same"))
+    kappa = agreement.binary_agreement(units)["fleiss_kappa"]["value"]
+    assert 0.3 < kappa < 0.95
+
+
+def test_agreement_evidence_runs_from_blank_to_copy():
+    p = np.array([0.7, 0.2, 0.1])
+    assert simulated.agreement_evidence(p, p) == pytest.approx(1.0)
+    assert simulated.agreement_evidence(p, np.full(3, 1 / 3)) == pytest.approx(0.0, abs=1e-9)
+
+
+# ---------------------------------------------------------------- independence from the metrics
+
+FORBIDDEN = ("semsim_study.metrics", "semsim_study.semsim", "semsim_study.training", "semsim_study.models",
+             "semsim_study.attacks", "lpips", "pytorch_fid", "torchvision")
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = "semsim_study." + (node.module or "") if node.level == 2 else (
+                "semsim_study.annotation." + (node.module or "") if node.level == 1 else node.module)
+            names.add(base)
+            names |= {f"{base}.{a.name}" if node.level else base for a in node.names}
+    return names
+
+
+def test_simulated_annotators_share_no_network_with_any_metric():
+    """By construction: the annotate stage's code imports no metric, SemSim, classifier or
+    feature-network module, and its DVC deps include no model folder or metric output."""
+    folder = ROOT / "semsim_study" / "annotation"
+    for name in ("observer.py", "simulated.py", "annotate_stage.py", "importers.py", "aggregate.py",
+                 "agreement.py", "longformat.py"):
+        bad = [m for m in _imports(folder / name) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+        assert not bad, f"{name} imports {bad}"
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["annotate"]["do"]
+    assert not [d for d in stage["deps"] if d.startswith("models") or d.startswith("data/metrics")
+                or d.startswith("data/semsim")]
+
+
+# ---------------------------------------------------------------- observer and the stage
+
+
+@pytest.fixture(scope="module")
+def shapes(tiny_params):
+    """The digits domain at 16 px (named for what the stage sees: one small prepared dataset)."""
+    ds, split, idx = datasets.prepare(tiny_params, "digits")
+    return ds, split, idx
+
+
+def test_observer_reads_clean_images_and_shrugs_at_noise(shapes):
+    ds, _, _ = shapes
+    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, observer.ObserverConfig(epochs=10), 0)
+    assert observer.accuracy(net, ds.test_images, ds.test_labels) > 0.8
+    noise = np.random.default_rng(0).integers(0, 256, (50, *ds.train_images.shape[1:]), dtype=np.uint8)
+    assert net.posterior(noise).max(1).mean() < 2.5 / ds.num_classes
+
+
+def _project(root: Path, ds, split, idx, params: dict) -> dict[str, Task]:
+    """A prepared dataset, and tasks whose reconstructions are copies (model 'good') or noise ('bad')."""
+    standard.save(ds, root / "data" / "prepared" / ds.name, split, idx)
+    rng = np.random.default_rng(1)
+    tasks = []
+    for model in ("good", "bad"):
+        for k in idx[:8]:
+            image_id = standard.image_id(split, int(k))
+            folder = root / "data" / "attacks" / ds.name / "invgrad" / "images" / model
+            folder.mkdir(parents=True, exist_ok=True)
+            original = ds.images(split)[k]
+            rec = original if model == "good" else rng.integers(0, 256, original.shape, dtype=np.uint8)
+            Image.fromarray(original).save(folder / f"{image_id}_original.png")
+            Image.fromarray(rec).save(folder / f"{image_id}_reconstruction.png")
+            rel = f"data/attacks/{ds.name}/invgrad/images/{model}/{image_id}"
+            truth = ds.class_names[int(ds.labels(split)[k])]
+            cands = tuple(ds.class_names) if ds.protocol == "A" else ("same", "different")
+            tasks.append(Task(f"{ds.name}/{model}/invgrad/{image_id}", ds.name, model, "invgrad", image_id,
+                              ds.protocol, truth, cands, f"{rel}_original.png", f"{rel}_reconstruction.png", "ok"))
+    out = root / "data" / "tasks" / ds.name
+    out.mkdir(parents=True)
+    (out / "tasks.csv").write_text(tasks_csv(tasks), encoding="utf-8")
+    return read_tasks(out / "tasks.csv")
+
+
+@pytest.mark.parametrize("protocol", ["A", "B"])
+def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, tmp_path, monkeypatch, protocol):
+    ds, split, idx = shapes
+    ds = copy.copy(ds)
+    ds.protocol = protocol
+    params = copy.deepcopy(tiny_params)
+    params["annotate"]["simulated"]["observer"]["epochs"] = 10
+    _project(tmp_path, ds, split, idx, params)
+    monkeypatch.chdir(tmp_path)
+    result = annotate_stage.run(params, "digits")
+    sets = result.sets.set_index("model")
+    assert sets.loc["good", "recognised_rate"] > 0.7 and sets.loc["bad", "unrecognised_rate"] > 0.7
+    assert set(result.answers["source"]) == {"simulated"} and set(result.items["source"]) == {"simulated"}
+    assert result.summary["simulated"] is True and result.info["source"] == "simulated"
+    assert (result.items["annotators"] == params["annotate"]["simulated"]["per_item"]).all()
+    out = tmp_path / "out"
+    out.mkdir()
+    result.write(out)
+    assert json.loads((out / "annotators.json").read_text())["observer"]["test_accuracy"] > 0
+    again = annotate_stage.run(params, "digits")
+    assert again.answers.equals(result.answers)
+
+
+def test_annotate_stage_names_missing_answer_files(shapes, tiny_params, tmp_path, monkeypatch):
+    ds, split, idx = shapes
+    params = copy.deepcopy(tiny_params)
+    params["annotate"]["source"] = "csv"
+    _project(tmp_path, ds, split, idx, params)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="annotate.paths.digits"):
+        annotate_stage.run(params, "digits")
+    params["annotate"]["paths"] = {"digits": ["annotations/digits.csv"]}
+    with pytest.raises(Exception, match="annotations/digits.csv"):
+        annotate_stage.run(params, "digits")
