@@ -1,0 +1,160 @@
+"""The alpha sweep (supplementary Fig. 2): SemSim's rho and tau against the triplet margin.
+
+Run the experiments first (each reruns only SemSim and the report):
+    dvc exp run --queue -S alpha=0.25
+    dvc exp run --queue -S alpha=0.5 ...
+    dvc queue start            # then wait: dvc queue status
+    python -m semsim_study.analysis.alpha_sweep
+It reads `dvc exp show --json` (or a saved copy: --json-file), takes each experiment's (and the
+workspace's) params.yaml `alpha` and the oriented model-level SemSim rho / tau pooled over
+datasets from reports/report/summary.json, and writes reports/alpha_sweep.csv and .svg.
+The JSON layout differs between DVC versions, so it is walked generically: any record with a
+`data` block holding params and metrics counts, wherever it sits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from .. import atomic
+from ..errors import DataError, StudyError
+
+SUMMARY = "reports/report/summary.json"
+COLUMNS = ("experiment", "rev", "alpha", "semsim_spearman", "semsim_kendall", "scope")
+
+
+def _records(node: Any) -> Iterator[dict]:
+    """Every dict that looks like one revision's record: {'rev'?, 'name'?, 'data': {...}}."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and ("params" in data or "metrics" in data):
+            yield node
+        for value in node.values():
+            yield from _records(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _records(value)
+
+
+def _file_data(block: Any, suffix: str) -> dict | None:
+    """The parsed content of the file whose path ends with ``suffix`` in a params/metrics block."""
+    if not isinstance(block, dict):
+        return None
+    for path, entry in block.items():
+        if str(path).replace("\\", "/").endswith(suffix) and isinstance(entry, dict):
+            data = entry.get("data", entry)
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _dig(d: Any, *keys) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def parse(exp_show: Any, scope: str = "all", summary: str = SUMMARY) -> list[dict]:
+    """One row per revision that has an alpha; sorted by alpha then experiment name."""
+    rows, seen = [], set()
+    for rec in _records(exp_show):
+        data = rec["data"]
+        rev = str(data.get("rev") or rec.get("rev") or "")
+        name = str(rec.get("name") or data.get("name") or rev[:7] or "workspace")
+        if rec.get("rev") == "workspace" or data.get("rev") == "workspace":
+            name = "workspace"
+        params = _file_data(data.get("params"), "params.yaml")
+        alpha = _float(params.get("alpha")) if params else math.nan
+        if not math.isfinite(alpha) or (name, rev) in seen:
+            continue
+        seen.add((name, rev))
+        metrics = _file_data(data.get("metrics"), summary) or {}
+        semsim = _dig(metrics, "model_level", scope, "semsim") or {}
+        rows.append({"experiment": name, "rev": rev, "alpha": alpha, "semsim_spearman": _float(semsim.get("spearman")),
+                     "semsim_kendall": _float(semsim.get("kendall")), "scope": scope})
+    rows.sort(key=lambda r: (r["alpha"], r["experiment"]))
+    return rows
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def plot(rows: list[dict]) -> str:
+    from . import figures
+
+    usable = [r for r in rows if math.isfinite(r["semsim_spearman"]) or math.isfinite(r["semsim_kendall"])]
+    # one point per alpha: the latest record wins when several experiments share an alpha
+    by_alpha = {r["alpha"]: r for r in usable}
+    alphas = sorted(by_alpha)
+    return figures.lines(alphas, {"Spearman ρ": [by_alpha[a]["semsim_spearman"] for a in alphas],
+                                  "Kendall τ": [by_alpha[a]["semsim_kendall"] for a in alphas]},
+                         xlabel="alpha (triplet margin)", ylabel="oriented correlation (model level)",
+                         title="SemSim vs alpha")
+
+
+def exp_show_json() -> Any:
+    try:
+        done = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise StudyError("dvc is not on PATH (activate .venv)") from None
+    if done.returncode != 0:
+        raise StudyError(f"dvc exp show --json failed: {done.stderr.strip()[-500:]}")
+    text = done.stdout
+    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+    try:
+        return json.loads(text[start:] if start >= 0 else text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"dvc exp show --json: output is not JSON ({exc})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json-file", help="a saved `dvc exp show --json` output instead of running dvc")
+    parser.add_argument("--scope", default="all", help="dataset or 'all' (pooled; default)")
+    parser.add_argument("--out", default="reports/alpha_sweep")
+    args = parser.parse_args(argv)
+    try:
+        if args.json_file:
+            try:
+                data = json.loads(Path(args.json_file).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise DataError(f"{args.json_file}: cannot read JSON ({exc})") from None
+        else:
+            data = exp_show_json()
+        rows = parse(data, args.scope)
+        if not rows:
+            raise DataError("no experiment with an `alpha` param found in dvc exp show --json")
+        atomic.write_text(f"{args.out}.csv", to_csv(rows))
+        atomic.write_text(f"{args.out}.svg", plot(rows))
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(rows)} runs -> {args.out}.csv, {args.out}.svg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

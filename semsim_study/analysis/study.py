@@ -1,0 +1,166 @@
+"""Every correlation the report shows, as rows of one long table, plus the DVC metrics summary.
+
+Levels and scopes (the ``level`` and ``scope`` columns of correlations.csv):
+- model: each (model, attack) set's metric (FID per set; SemSim/CE = mean of the set's scores)
+  against its unrecognised rate, per dataset and pooled over datasets (scope ``all``);
+- image: each reconstruction's metric against its recognised rate (annotated items only);
+- contradiction: per dataset (and ``all``), pairs of metrics against each other;
+- model / image with scope ``attack-<a>`` / ``backbone-<b>``: the items a SemSim trained
+  without that attack / attacked backbone scored, every metric on those same items.
+Per-dataset SemSim values are already "held-out dataset" results: the semsim stage scores
+each dataset with a SemSim trained on the other datasets only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import contradictions
+from .correlate import COEFFICIENTS, correlate
+from .inputs import DatasetInputs, held_out_tables, load_dataset, read_scores
+from .orientation import IMAGE_METRICS, LABELS, SET_METRICS, expected_sign
+
+CORR_COLUMNS = ("level", "scope", "metric", "coefficient", "value", "oriented", "p", "ci_low", "ci_high", "n",
+                "reason", "expected_sign", "oriented_ci_low", "oriented_ci_high")
+POOLED = "all"
+
+
+@dataclass(frozen=True)
+class Settings:
+    reps: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class Study:
+    datasets: list[DatasetInputs]
+    correlations: pd.DataFrame
+    held_out: list[str]                      # generalisation scopes, e.g. attack-dlg
+    notes: dict[str, str]                    # scope -> why it has no data
+
+    def __post_init__(self) -> None:
+        cols = list(self.correlations.columns)
+        self.index = {(r[0], r[1], r[2], r[3]): dict(zip(cols, r))
+                      for r in self.correlations.itertuples(index=False, name=None)}
+
+    def dataset(self, name: str) -> DatasetInputs:
+        return next(d for d in self.datasets if d.name == name)
+
+
+def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: Settings,
+          missing_reason: str = "") -> list[dict]:
+    rows = []
+    for metric in metrics:
+        sign = expected_sign(metric, target)
+        if missing_reason:
+            reason, results = missing_reason, None
+        elif metric not in table.columns or table[metric].isna().all():
+            reason, results = f"no {LABELS[metric]} values", None
+        else:
+            reason = ""
+            results = correlate(table[metric], table[target], reps=s.reps, seed=s.seed,
+                                key=f"{level}/{scope}", confidence=s.confidence,
+                                x_name=LABELS[metric], y_name=target.replace("_", " "))
+        for c in COEFFICIENTS:
+            if results is None:
+                rows.append({"level": level, "scope": scope, "metric": metric, "coefficient": c, "value": math.nan,
+                             "oriented": math.nan, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                             "n": int(table[[target]].notna().sum().iloc[0]) if target in table else 0,
+                             "reason": reason, "expected_sign": sign, "oriented_ci_low": math.nan,
+                             "oriented_ci_high": math.nan})
+                continue
+            r = results[c]
+            o = r.oriented(sign)
+            rows.append({"level": level, "scope": scope, "metric": metric, "coefficient": c, "value": r.value,
+                         "oriented": o.value, "p": r.p, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n,
+                         "reason": r.reason, "expected_sign": sign, "oriented_ci_low": o.ci_low,
+                         "oriented_ci_high": o.ci_high})
+    return rows
+
+
+def model_table(d: DatasetInputs) -> pd.DataFrame:
+    return d.sets[d.sets["unrecognised_rate"].notna()]
+
+
+def image_table(d: DatasetInputs) -> pd.DataFrame:
+    return d.images[(d.images["annotators"] > 0) & d.images["recognised_rate"].notna()]
+
+
+def _contradiction_rows(scope: str, images: pd.DataFrame) -> list[dict]:
+    rows = []
+    for r in contradictions.pairwise(images, IMAGE_METRICS):
+        for coef, value, n, reason in (("spearman", r["spearman"], r["n"], r["spearman_reason"]),
+                                       ("discordant_share", r["discordant_share"], r["pairs"], r["share_reason"])):
+            rows.append({"level": "contradiction", "scope": scope, "metric": r["metric"], "coefficient": coef,
+                         "value": value, "oriented": value, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                         "n": n, "reason": reason, "expected_sign": 1, "oriented_ci_low": math.nan,
+                         "oriented_ci_high": math.nan})
+    return rows
+
+
+def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
+          s: Settings) -> Study:
+    root = Path(root)
+    loaded = [load_dataset(root, name) for name in datasets]
+    rows: list[dict] = []
+    for d in loaded:
+        missing = d.annotation_note
+        rows += _rows("model", d.name, model_table(d), SET_METRICS, "unrecognised_rate", s, missing)
+        rows += _rows("image", d.name, image_table(d), IMAGE_METRICS, "recognised_rate", s, missing)
+    annotated = [d for d in loaded if d.annotated]
+    none_reason = "" if annotated else "no dataset has annotations"
+    all_sets = pd.concat([model_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
+    all_images = pd.concat([image_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
+    rows += _rows("model", POOLED, all_sets, SET_METRICS, "unrecognised_rate", s, none_reason)
+    rows += _rows("image", POOLED, all_images, IMAGE_METRICS, "recognised_rate", s, none_reason)
+    for d in annotated:
+        rows += _contradiction_rows(d.name, image_table(d))
+    if annotated:
+        rows += _contradiction_rows(POOLED, all_images)
+
+    scopes, notes = [], {}
+    for kind, names in (("attack", held_out_attacks), ("backbone", held_out_backbones)):
+        for name in names:
+            scope = f"{kind}-{name}"
+            scopes.append(scope)
+            path = root / "data" / "semsim" / scope / "scores.csv"
+            reason = none_reason
+            if not path.exists():
+                reason = f"no SemSim scores ({path.relative_to(root).as_posix()} missing)"
+            if reason:
+                notes[scope] = reason
+                rows += _rows("model", scope, pd.DataFrame(), SET_METRICS, "unrecognised_rate", s, reason)
+                rows += _rows("image", scope, pd.DataFrame(), IMAGE_METRICS, "recognised_rate", s, reason)
+                continue
+            images, sets = held_out_tables(all_images, all_sets, read_scores(path))
+            rows += _rows("model", scope, sets, SET_METRICS, "unrecognised_rate", s)
+            rows += _rows("image", scope, images, IMAGE_METRICS, "recognised_rate", s)
+    table = pd.DataFrame(rows, columns=list(CORR_COLUMNS))
+    return Study(loaded, table, scopes, notes)
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), 6)
+
+
+def summary(study: Study) -> dict:
+    """DVC metrics: oriented coefficients only, nested level -> scope -> metric -> coefficient."""
+    out: dict = {"model_level": {}, "image_level": {}, "generalisation": {}}
+    t = study.correlations
+    for row in t[t["level"].isin(["model", "image"])].itertuples(index=False):
+        if row.scope in study.held_out:
+            scope = out["generalisation"].setdefault(row.scope, {}).setdefault(f"{row.level}_level", {})
+        else:
+            scope = out[f"{row.level}_level"].setdefault(row.scope, {})
+        scope.setdefault(row.metric, {})[row.coefficient] = _num(row.oriented)
+    return out
+
+
+def get(study: Study, level: str, scope: str, metric: str, coefficient: str) -> dict:
+    """One row of the correlation table as a dict (empty dict if absent)."""
+    return study.index.get((level, scope, metric, coefficient), {})

@@ -1,0 +1,263 @@
+"""Report: correlations against scipy, bootstrap, orientation, contradictions, bad input, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from semsim_study.analysis import alpha_sweep, contradictions, correlate as C, report, study as S
+from semsim_study.analysis.orientation import expected_sign, leakage_sign
+
+from .report_fixtures import make_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- correlation values -------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, y", [
+    ([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]),
+    ([1, 2, 2, 3, 7, 7, 9], [3, 1, 1, 2, 8, 6, 6]),          # ties in both
+    ([0.1, 0.5, 0.2, 0.9], [10, 3, 8, 1]),                    # negative
+])
+def test_values_and_p_match_scipy(x, y):
+    res = C.correlate(x, y, reps=100, seed=0, key="k")
+    for name, fn in (("spearman", stats.spearmanr), ("kendall", stats.kendalltau), ("pearson", stats.pearsonr)):
+        ref = fn(x, y)
+        assert res[name].value == pytest.approx(ref.statistic, abs=1e-12)
+        assert res[name].p == pytest.approx(ref.pvalue, rel=1e-9)
+        assert res[name].n == len(x) and res[name].reason == ""
+
+
+def test_hand_computed_kendall():
+    # pairs of (1,2,3) vs (1,3,2): concordant (1,2),(1,3); discordant (2,3) -> tau = 1/3
+    assert C.correlate([1, 2, 3], [1, 3, 2], reps=0, seed=0, key="k")["kendall"].value == pytest.approx(1 / 3)
+
+
+def test_bootstrap_statistics_equal_scipy_on_each_resample():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 25).astype(float)        # many ties
+    y = x + rng.normal(size=25)
+    counts = C.resample_counts(25, 5, rng)
+    boot = C.bootstrap(x, y, counts)
+    for r in range(5):
+        idx = np.repeat(np.arange(25), counts[r].astype(int))
+        assert boot["spearman"][r] == pytest.approx(stats.spearmanr(x[idx], y[idx]).statistic, abs=1e-9)
+        assert boot["kendall"][r] == pytest.approx(stats.kendalltau(x[idx], y[idx]).statistic, abs=1e-9)
+        assert boot["pearson"][r] == pytest.approx(stats.pearsonr(x[idx], y[idx]).statistic, abs=1e-9)
+
+
+def test_bootstrap_ci_contains_estimate_and_is_seeded():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = 0.6 * x + rng.normal(size=40)
+    a = C.correlate(x, y, reps=500, seed=7, key="model/digits")
+    b = C.correlate(x, y, reps=500, seed=7, key="model/digits")
+    c = C.correlate(x, y, reps=500, seed=8, key="model/digits")
+    for name in C.COEFFICIENTS:
+        assert a[name].ci_low < a[name].value < a[name].ci_high
+        assert (a[name].ci_low, a[name].ci_high) == (b[name].ci_low, b[name].ci_high)
+        assert a[name].ci_low != c[name].ci_low
+    assert a["spearman"].ci_high - a["spearman"].ci_low < 0.8
+
+
+def test_bootstrap_is_fast():
+    x = np.random.default_rng(0).normal(size=500)
+    start = time.perf_counter()
+    C.correlate(x, x + 1, reps=1000, seed=0, key="speed")
+    assert time.perf_counter() - start < 5
+
+
+# --- orientation ----------------------------------------------------------------------------
+
+def test_orientation_signs():
+    for m in ("psnr", "ssim", "classification"):
+        assert expected_sign(m, "unrecognised_rate") == -1 and expected_sign(m, "recognised_rate") == 1
+        assert leakage_sign(m) == 1
+    for m in ("mse", "lpips", "fid", "semsim", "ce_distance"):
+        assert expected_sign(m, "unrecognised_rate") == 1 and expected_sign(m, "recognised_rate") == -1
+        assert leakage_sign(m) == -1
+    r = C.Corr("spearman", -0.8, 0.01, -0.9, -0.6, 10)
+    o = r.oriented(-1)
+    assert (o.value, o.ci_low, o.ci_high) == pytest.approx((0.8, 0.6, 0.9))
+
+
+def test_oriented_values_positive_for_faithful_synthetic_metrics(tmp_path):
+    p = make_project(tmp_path, datasets=("digits",), images=4, pngs=False)
+    st = S.build(tmp_path, ["digits"], [], [], S.Settings(reps=50))
+    t = st.correlations
+    model = t[(t.level == "model") & (t.scope == "digits") & (t.coefficient == "spearman")].set_index("metric")
+    assert model.loc["psnr", "value"] < 0 < model.loc["psnr", "oriented"]        # PSNR falls as unrecognised rises
+    assert model.loc["mse", "value"] > 0 and model.loc["mse", "oriented"] > 0
+    image = t[(t.level == "image") & (t.scope == "digits") & (t.coefficient == "spearman")].set_index("metric")
+    assert image.loc["psnr", "value"] > 0 and image.loc["semsim", "value"] < 0 < image.loc["semsim", "oriented"]
+    assert p["datasets"] == ["digits"]
+
+
+# --- contradictions -------------------------------------------------------------------------
+
+def test_discordant_share_by_hand():
+    # a = (1,2,3,4), b = (1,3,2,2): pairs (i<j) signs of a all +; b: (0,1)+ (0,2)+ (0,3)+ (1,2)- (1,3)- (2,3)0
+    # strictly ordered by both: 5 pairs, 2 opposite -> 0.4
+    share, pairs = contradictions.discordant_share([1, 2, 3, 4], [1, 3, 2, 2])
+    assert (share, pairs) == (pytest.approx(0.4), 5)
+    assert contradictions.discordant_share([1, 2, 3], [3, 2, 1]) == (1.0, 3)
+
+
+def test_pairwise_orients_distances():
+    images = pd.DataFrame({"psnr": [10.0, 20, 30, 40], "mse": [0.1, 0.01, 0.001, 0.0001],
+                           "ssim": [0.4, 0.3, 0.2, 0.1]})
+    rows = {r["metric"]: r for r in contradictions.pairwise(images, ["mse", "psnr", "ssim"])}
+    assert rows["mse~psnr"]["spearman"] == pytest.approx(1.0) and rows["mse~psnr"]["discordant_share"] == 0.0
+    assert rows["psnr~ssim"]["spearman"] == pytest.approx(-1.0) and rows["psnr~ssim"]["discordant_share"] == 1.0
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, y, reason", [
+    ([1, 2], [1, 2], "fewer than 3 points (n=2)"),
+    ([1, 1, 1, 1], [1, 2, 3, 4], "metric is constant"),
+    ([1, 2, 3, 4], [0.5, 0.5, 0.5, 0.5], "human rate is constant"),
+    ([1, 2, np.nan, np.nan], [1, 2, 3, 4], "fewer than 3 points (n=2)"),
+])
+def test_nan_with_reason(x, y, reason):
+    res = C.correlate(x, y, reps=10, seed=0, key="k")
+    for c in C.COEFFICIENTS:
+        assert math.isnan(res[c].value) and res[c].reason == reason
+
+
+def test_missing_annotations_listed_and_few_sets(tmp_path):
+    make_project(tmp_path, datasets=("digits", "faces", "glyphs"), models=("lenet_none",), attacks=("dlg", "idlg"),
+                 images=3, annotated=("digits", "faces"), pngs=False, held_out_attacks=(), held_out_backbones=())
+    # faces: annotations exist but nobody annotated anything
+    items = tmp_path / "data/annotations/faces/items.csv"
+    df = pd.read_csv(items)
+    df["annotators"] = 0
+    df["recognised_rate"] = np.nan
+    df.to_csv(items, index=False)
+    st = S.build(tmp_path, ["digits", "faces", "glyphs"], ["dlg"], [], S.Settings(reps=20))
+    t = st.correlations
+    model = t[t.level == "model"]
+    assert (model[model.scope == "digits"].reason == "fewer than 3 points (n=2)").all()   # 2 sets only
+    assert model[model.scope == "glyphs"].reason.str.startswith("no annotations").all()
+    assert model[model.scope == "faces"].reason.str.startswith("no annotated item").all()
+    assert model[model.scope == "attack-dlg"].reason.str.startswith("no SemSim scores").all()
+    assert not st.dataset("glyphs").annotated and st.dataset("digits").annotation_source == "simulated"
+    from semsim_study.analysis import render
+    text = " ".join(render.banner(st))
+    assert "glyphs" in text and "faces" in text and "Simulated annotators" in text and "Pipeline-trained" in text
+
+
+def test_bad_metrics_file_names_file(tmp_path):
+    make_project(tmp_path, datasets=("digits",), images=2, pngs=False)
+    (tmp_path / "data/metrics/digits/images.csv").write_text("item_id,mse\nx,1\n")
+    from semsim_study.errors import DataError
+    with pytest.raises(DataError, match=r"images.csv: missing column\(s\) dataset"):
+        S.build(tmp_path, ["digits"], [], [], S.Settings(reps=0))
+
+
+def test_human_and_imagenet_give_no_warning_lines(tmp_path):
+    make_project(tmp_path, datasets=("digits",), images=3, source="human", features="imagenet", pngs=False,
+                 held_out_attacks=(), held_out_backbones=())
+    from semsim_study.analysis import render
+    st = S.build(tmp_path, ["digits"], [], [], S.Settings(reps=0))
+    assert render.banner(st) == [] and render.column_label(st, "digits") == "digits"
+
+
+# --- the stage end to end ------------------------------------------------------------------
+
+def _params(tmp_path: Path, p: dict) -> Path:
+    import yaml
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def run_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.report", "--params", str(_params(tmp_path, params)),
+                           "--root", str(tmp_path), "--out", str(tmp_path / "reports/report")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_stage_writes_every_file_deterministically(tmp_path):
+    params = make_project(tmp_path, datasets=("digits", "faces", "shapes"), images=3, annotated=("digits", "faces"))
+    done = run_stage(tmp_path, params)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "reports/report"
+    for name in ("summary.json", "correlations.csv", "provenance.json", "report.md", "index.html",
+                 "plots/scatter/digits/semsim.csv", "plots/scatter/faces/fid.csv", "plots/spearman/all.csv"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_level"]["digits"]["semsim"]["spearman"] > 0
+    assert set(summary["model_level"]["digits"]["psnr"]) == {"spearman", "kendall", "pearson"}
+    assert summary["model_level"]["shapes"]["mse"]["spearman"] is None
+    assert "image_level" in summary["generalisation"]["attack-dlg"]
+    table = pd.read_csv(out / "correlations.csv")
+    assert list(table.columns[:11]) == ["level", "scope", "metric", "coefficient", "value", "oriented", "p",
+                                        "ci_low", "ci_high", "n", "reason"]
+    assert {"model", "image", "contradiction"} <= set(table.level)
+    md = (out / "report.md").read_text()
+    assert "| metric | digits†‡ | faces†‡ | shapes‡ | all |" in md and "no annotations" in md
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert run_stage(tmp_path, params).returncode == 0
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert before == after                                     # same inputs, same bytes
+
+
+def test_stage_bad_param_one_line(tmp_path):
+    params = make_project(tmp_path, datasets=("digits",), images=2, pngs=False)
+    params["report"]["bootstrap"] = -1
+    done = run_stage(tmp_path, params)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: params: 'report.bootstrap'")
+
+
+def test_embedded_size_within_budget(tmp_path):
+    """~480 items / 80 sets / 5 datasets / 6 held-out runs with 1000 resamples: <= 20 s."""
+    params = make_project(tmp_path, datasets=("digits", "photos", "faces", "glyphs", "shapes"), images=6,
+                          held_out_attacks=("dlg", "idlg", "invgrad", "gradinversion"),
+                          held_out_backbones=("resnet8", "lenet"))
+    params["report"].update(bootstrap=1000, grid_images=8)
+    start = time.perf_counter()
+    done = run_stage(tmp_path, params)
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 20
+
+
+# --- alpha sweep ----------------------------------------------------------------------------
+
+def test_alpha_sweep_parses_recorded_exp_show(tmp_path):
+    sample = json.loads((ROOT / "tests/data/exp_show_dvc3.json").read_text())
+    rows = alpha_sweep.parse(sample)
+    got = {(r["experiment"], r["alpha"], r["semsim_spearman"], r["semsim_kendall"]) for r in rows}
+    assert ("master", 1.0, 0.6, 0.5) in got and ("awful-grip", 0.25, 0.525, 0.425) in got
+    assert ("naive-goos", 2.0, 0.7, 0.6) in got and len(rows) == 4      # workspace too
+    assert [r["alpha"] for r in rows] == sorted(r["alpha"] for r in rows)
+    # robust: errors, missing metrics and other layouts do not crash
+    odd = [{"rev": "x", "data": {"params": {"params.yaml": {"data": {"alpha": "0.5"}}}, "metrics": None},
+            "error": {"msg": "failed"}}, {"unrelated": [1, 2]}]
+    (r,) = alpha_sweep.parse(odd)
+    assert r["alpha"] == 0.5 and math.isnan(r["semsim_spearman"])
+    assert alpha_sweep.main(["--json-file", str(ROOT / "tests/data/exp_show_dvc3.json"),
+                             "--out", str(tmp_path / "sweep")]) == 0
+    assert (tmp_path / "sweep.csv").read_text().startswith("experiment,rev,alpha,")
+    assert "<svg" in (tmp_path / "sweep.svg").read_text()
+
+
+def test_dvc_yaml_declares_report():
+    import yaml
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    stage = dvc["stages"]["report"]
+    assert "report" in stage["params"] and "data/metrics" in stage["deps"]
+    imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")
+                if p.name != "alpha_sweep.py"}
+    assert imported <= set(stage["deps"])
+    assert any("reports/report/summary.json" in m for m in stage["metrics"])
