@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+import torch
+
 from semsim_study import atomic, params as P, training
 from semsim_study.datasets import standard
 from semsim_study.metrics import featurenet
@@ -35,6 +37,7 @@ def main() -> None:
             (out / featurenet.CARD).write_text(atomic.dumps_json(card), encoding="utf-8")
             log.info("metrics.features is %s: no feature network trained", kind)
             return
+        torch.set_num_threads(cfg.threads)
         names = P.get(params, "datasets", list)
         datasets = [standard.load(f"data/prepared/{name}") for name in names]
         model, card = featurenet.train(datasets, cfg, P.get(params, "seed", int))

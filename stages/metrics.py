@@ -15,6 +15,8 @@ import csv
 import logging
 import time
 
+import torch
+
 from semsim_study import atomic, params as P
 from semsim_study.errors import DataError
 from semsim_study.metrics import backbones, classification, compute, settings
@@ -34,6 +36,7 @@ def main() -> None:
     params = P.load(args.params)
     name = args.dataset
     cfg = settings.metrics_settings(params)
+    torch.set_num_threads(cfg.threads)
     attacks = P.get(params, "attacks", list)
     pairs = read_pairs(f"data/attacks/{name}", attacks)
     if not pairs:

@@ -20,7 +20,11 @@ at stride 2), then a global average pool and a linear head. Its uses:
 - FID: the global-average-pooled output of the last stage (``widths[-1]`` dimensions).
 
 Inputs are RGB scaled to [-1, 1], as LPIPS feeds its trunks. Training is seeded and runs on
-the CPU in seconds (cosine learning rate, crop+flip augmentation from ``augment``).
+the CPU in about half a minute (cosine learning rate, crop+flip augmentation from
+``augment``) with ``features.threads`` torch threads (default 1): float reductions depend on
+the thread count, so a fixed count gives the same bytes on every machine, and on a shared
+2-core CPU two OpenMP threads were measured 10x slower than one (they spin while the other
+core is busy).
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ class FeatureNetConfig:
     epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
+    threads: int = 1
     momentum: float = 0.9
     weight_decay: float = 5e-4
 
@@ -121,7 +126,8 @@ def config_from_params(params: Mapping) -> FeatureNetConfig:
     if lr <= 0:
         raise ConfigError(f"params: 'features.lr' must be positive, got {lr!r}")
     return FeatureNetConfig(widths=tuple(widths), image_size=P.positive_int(f, "image_size"),
-                            epochs=P.positive_int(f, "epochs"), batch_size=P.positive_int(f, "batch_size"), lr=lr)
+                            epochs=P.positive_int(f, "epochs"), batch_size=P.positive_int(f, "batch_size"), lr=lr,
+                            threads=P.positive_int(f, "threads", 1))
 
 
 def union(datasets: Sequence[PreparedDataset], split: str, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -156,7 +162,7 @@ def train(datasets: Sequence[PreparedDataset], cfg: FeatureNetConfig, seed: int)
     key = [seed, zlib.crc32(b"features")]
     torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
     rng = np.random.default_rng(key)
-    model = FeatureNet(len(classes), cfg.widths)
+    model = FeatureNet(len(classes), cfg.widths).to(memory_format=torch.channels_last)  # ~1.3x faster on a CPU
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(x) / cfg.batch_size)
@@ -170,7 +176,7 @@ def train(datasets: Sequence[PreparedDataset], cfg: FeatureNetConfig, seed: int)
         loss_sum = 0.0
         for i in range(0, len(x), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            xb = to_input(aug.batch(x[idx], rng)) * 2 - 1
+            xb = (to_input(aug.batch(x[idx], rng)) * 2 - 1).contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(xb), torch.from_numpy(y[idx]))
             if not torch.isfinite(loss):
                 raise DataError(f"feature network: loss became {loss.item()} in epoch {epoch + 1}; lower features.lr")
@@ -182,7 +188,7 @@ def train(datasets: Sequence[PreparedDataset], cfg: FeatureNetConfig, seed: int)
             bar.update(1)
         log.info("feature network epoch %d/%d: loss %.3f", epoch + 1, cfg.epochs, loss_sum / len(x))
     bar.close()
-    model.eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     seconds = time.perf_counter() - start
     xt, yt, _ = union(datasets, "test", cfg.image_size)
     card = {
@@ -206,6 +212,7 @@ def train(datasets: Sequence[PreparedDataset], cfg: FeatureNetConfig, seed: int)
         "optimizer": {"name": "SGD", "lr": cfg.lr, "momentum": cfg.momentum, "nesterov": True,
                       "weight_decay": cfg.weight_decay, "schedule": "cosine per step"},
         "augmentation": aug.describe(),
+        "torch_threads": cfg.threads,
         "seed": seed,
         "train_images": int(len(x)),
         "train_accuracy": round(accuracy(model, x, y), 6),

@@ -13,8 +13,8 @@ scikit-image on uint8 arrays read with OpenCV:
 - SSIM: ``structural_similarity(ori, rec, channel_axis=-1)`` on uint8: a 7x7 uniform window,
   sample covariance (N / (N - 1)), K1 0.01, K2 0.03, data range 255, computed per channel
   and averaged; scikit-image ignores the 3-pixel border the window cannot cover, so the
-  mean runs over the "valid" positions only, which is exactly a stride-1 7x7 average pool
-  without padding. Batched here; tests check it against scikit-image to 1e-6.
+  mean runs over the "valid" positions only: a 7x7 box mean without padding (``box_mean``).
+  Batched here; tests check it against scikit-image to 1e-6.
 
 Batching on torch makes these a handful of tensor operations per batch instead of three
 scikit-image calls (and their filters) per image.
@@ -59,20 +59,28 @@ def psnr_identical(height: int, width: int, channels: int = 3) -> float:
     return 10.0 * math.log10(DATA_RANGE**2 * height * width * channels)
 
 
+def box_mean(t: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over every k x k window that fits inside the last two dims ("valid" mode).
+
+    Separable running sums (cumsum, then differences k apart): about twice as fast on a CPU
+    as ``avg_pool2d(t, k, stride=1)`` and equal to it within 1e-12 in float64.
+    """
+    c = F.pad(t.cumsum(-1), (1, 0))
+    t = c[..., k:] - c[..., :-k]
+    c = F.pad(t.cumsum(-2), (0, 0, 1, 0))
+    return (c[..., k:, :] - c[..., :-k, :]) / (k * k)
+
+
 def ssim(ori: torch.Tensor, rec: torch.Tensor, win_size: int = SSIM_WINDOW) -> torch.Tensor:
     """Per-pair mean SSIM as scikit-image computes it (uniform window, channel mean)."""
     if min(ori.shape[-2:]) < win_size:
         raise ValueError(f"SSIM needs images of at least {win_size}x{win_size}, got {tuple(ori.shape[-2:])}")
     n = win_size * win_size
     cov_norm = n / (n - 1)
-
-    def box(t: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(t, win_size, stride=1)
-
-    ux, uy = box(ori), box(rec)
-    vx = cov_norm * (box(ori * ori) - ux * ux)
-    vy = cov_norm * (box(rec * rec) - uy * uy)
-    vxy = cov_norm * (box(ori * rec) - ux * uy)
+    ux, uy, uxx, uyy, uxy = box_mean(torch.stack([ori, rec, ori * ori, rec * rec, ori * rec]), win_size)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
     c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(dim=(2, 3)).mean(dim=1)

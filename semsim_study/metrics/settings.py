@@ -20,6 +20,7 @@ class MetricsSettings:
     fid_method: str
     batch_size: int
     device: str
+    threads: int
 
 
 def metrics_settings(params: Mapping) -> MetricsSettings:
@@ -35,4 +36,5 @@ def metrics_settings(params: Mapping) -> MetricsSettings:
         fid_method=P.choice(m, "fid.method", METHODS, "exact"),
         batch_size=P.positive_int(m, "batch_size", 64),
         device=training.resolve_device(P.get(m, "device", str, "cpu"), "metrics.device"),
+        threads=P.positive_int(m, "threads", 1),
     )
