@@ -130,9 +130,9 @@ def fake_weights(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("net", ["alex", "squeeze"])
-def test_imagenet_backbones_load_local_state_dicts(fake_weights, no_network, net):
-    bb = backbones.ImagenetFeatures(fake_weights, LpipsOptions(net=net))
+@pytest.mark.parametrize("net,resize", [("alex", 64), ("squeeze", None)])
+def test_imagenet_backbones_load_local_state_dicts(fake_weights, no_network, net, resize):
+    bb = backbones.ImagenetFeatures(fake_weights, LpipsOptions(net=net, resize=resize))
     trunk = torch.load(fake_weights / imagenet.TRUNK_FILES[net], weights_only=True)
     torch.testing.assert_close(bb.lpips.net.slice1[0].weight, trunk["features.0.weight"])
     inception = torch.load(fake_weights / imagenet.INCEPTION_FILE, weights_only=True)
