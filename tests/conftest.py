@@ -32,6 +32,8 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
         p["attack"]["images_per_model"] = 1
         for name, overrides in p["attack"]["methods"].items():
             overrides["iterations"] = 1 if name in ("dlg", "idlg") else 2
+    if "features" in p:
+        p["features"]["epochs"] = 1
     return p
 
 
