@@ -34,6 +34,16 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
             overrides["iterations"] = 1 if name in ("dlg", "idlg") else 2
     if "features" in p:
         p["features"]["epochs"] = 1
+    if "annotate" in p:
+        p["annotate"]["simulated"]["observer"]["epochs"] = 2
+        # tiny attacks give noise, which nobody recognises; a liberal crowd on protocol B
+        # (everyone says "same") keeps recognised reconstructions in every SemSim training split
+        p["annotate"]["simulated"]["criterion_mean"] = -5.0
+    if "semsim" in p:
+        p["semsim"]["training"]["epochs"] = 1
+        p["semsim"]["training"]["milestones"] = [1]
+    if "report" in p:
+        p["report"]["bootstrap"] = 50
     return p
 
 
