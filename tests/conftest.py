@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,31 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
 @pytest.fixture(scope="session")
 def tiny_params(embedded_params) -> dict:
     return shrink(embedded_params)
+
+
+# Browser tests drive Debian's chromium (/usr/bin/chromium, installed by .ci/run) with
+# Playwright; no browser is downloaded. Outside CI they skip when it is missing; in CI
+# (CI=true) they fail instead, so a broken install cannot pass unnoticed.
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _unavailable(f"playwright is not installed ({exc})")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()

@@ -162,11 +162,13 @@ def _project(root: Path, ds, split, idx, params: dict) -> dict[str, Task]:
 
 
 @pytest.mark.parametrize("protocol", ["A", "B"])
-def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, tmp_path, monkeypatch, protocol):
+def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedded_params, tmp_path, monkeypatch,
+                                                    protocol):
     ds, split, idx = shapes
     ds = copy.copy(ds)
     ds.protocol = protocol
     params = copy.deepcopy(tiny_params)
+    params["annotate"]["simulated"] = copy.deepcopy(embedded_params["annotate"]["simulated"])  # the shipped crowd
     params["annotate"]["simulated"]["observer"]["epochs"] = 10
     _project(tmp_path, ds, split, idx, params)
     monkeypatch.chdir(tmp_path)

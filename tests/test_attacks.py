@@ -213,14 +213,14 @@ def stage_inputs(tmp_path_factory, tiny_params):
     standard.save(ds, root / "prepared", split, idx[:3])
     ds.train_images, ds.train_labels = ds.train_images[:128], ds.train_labels[:128]
     settings = training.settings_from_params(tiny_params)
-    for backbone, setting in (("resnet8", "crop"), ("convnet4", "crop-prune70")):
+    for backbone, setting in (("resnet8", "crop"), ("lenet", "crop-prune70")):
         spec = training.ModelSpec("shapes", backbone, settings[setting])
         cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
         result = training.train(ds, spec, cfg, seed=0)
         (root / "models").mkdir(exist_ok=True)
         (root / "models" / f"{spec.model_id}.pt").write_bytes(training.checkpoint_bytes(result.model))
         (root / "models" / f"{spec.model_id}.json").write_text(json.dumps(training.card(ds, spec, cfg, 0, result)))
-    return root, ["resnet8_crop", "convnet4_crop-prune70"]
+    return root, ["resnet8_crop", "lenet_crop-prune70"]
 
 
 def _ctx(root: Path, work: str, attack="invgrad", **overrides) -> jobs.Context:
@@ -280,7 +280,7 @@ def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observ
     monkeypatch.setattr(jobs.defenses.Defense, "apply_", lambda self, g, gen=None: applied.append(self.kind) or real(self, g, gen))
     worker = jobs._Worker(ctx)
     worker.run([plan[0]])  # resnet8_crop: no defence
-    worker.run([plan[3]])  # convnet4_crop-prune70, trained with defense_at=both
+    worker.run([plan[3]])  # lenet_crop-prune70, trained with defense_at=both
     assert applied == ["prune"]
     out = root / "work_threat" / plan[0].model_id / plan[0].image_id
     from PIL import Image

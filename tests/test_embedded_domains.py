@@ -34,7 +34,8 @@ def test_domain_shapes_classes_protocol(built, name):
     assert ds.protocol == protocol
     for s in ("train", "test"):
         x = ds.images(s)
-        assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
+        size = ds.image_size
+        assert x.dtype == np.uint8 and x.shape[1:] == (size, size, 3) and size in (16, 32)
         assert set(np.unique(ds.labels(s))) <= set(range(classes))
     assert set(np.unique(ds.train_labels)) == set(range(classes))
     assert ds.source["offline_stand_in"] is True and ds.source["stand_in_for"]
@@ -74,7 +75,8 @@ def _features(x: np.ndarray) -> np.ndarray:
     compared by form; a linear model on these is a cheap stand-in for a small CNN."""
     from skimage.feature import hog
 
-    small = x.reshape(len(x), 8, 4, 8, 4, 3).mean((2, 4)).reshape(len(x), -1) / 255.0
+    k = x.shape[1] // 8
+    small = x.reshape(len(x), 8, k, 8, k, 3).mean((2, 4)).reshape(len(x), -1) / 255.0
     g = x.astype(np.float32).mean(-1) / 255.0
     border = np.concatenate([g[:, 0, :], g[:, -1, :], g[:, :, 0], g[:, :, -1]], axis=1)
     g = np.abs(g - np.median(border, axis=1)[:, None, None])

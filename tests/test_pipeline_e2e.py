@@ -98,12 +98,32 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         tasks = read_tasks(clone / "data" / "tasks" / name / "tasks.csv")
         assert len(tasks) == n_models * tiny_params["attack"]["images_per_model"] * len(tiny_params["attacks"])
         assert all((clone / t.reconstruction).is_file() for t in tasks.values())
+    for name in DOMAINS:
+        for f in ("answers.csv", "items.csv", "sets.csv", "annotators.json"):
+            assert (clone / "data" / "annotations" / name / f).is_file()
+        for f in ("images.csv", "sets.csv", "meta.json"):
+            assert (clone / "data" / "metrics" / name / f).is_file()
+        assert (clone / "data" / "semsim" / f"dataset-{name}" / "scores.csv").is_file()
+        assert (clone / "models" / "semsim" / f"dataset-{name}" / "semsim.pt").is_file()
+    for f in ("summary.json", "correlations.csv", "report.md", "index.html", "provenance.json"):
+        assert (clone / "reports" / "report" / f).is_file()
+    assert "simulated" in (clone / "reports" / "report" / "report.md").read_text()
     metrics = _dvc("metrics", "show", cwd=clone)
     assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
+    assert "reports/report/summary.json" in metrics.stdout and "reports/annotate/faces.json" in metrics.stdout
     digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
 
     again = _dvc("repro", cwd=clone)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
+
+    # a new SemSim margin invalidates only the SemSim stages and the report
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    (clone / "params.yaml").write_text(yaml.safe_dump({**params, "alpha": 0.5}, sort_keys=False))
+    stale = {line.strip().rstrip(":") for line in _dvc("status", cwd=clone).stdout.splitlines()
+             if line and not line.startswith("\t") and not line.startswith(" ")}
+    assert stale and all(s.startswith("semsim") or s == "report" for s in stale), stale
+    assert "report" in stale and any(s.startswith("semsim@") for s in stale)
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     model_digest = _digest(clone / "models" / "faces")
     forced = _dvc("repro", "--force", "--downstream", "prepare@faces", cwd=clone)

@@ -70,14 +70,14 @@ def test_training_defence_is_applied_each_step(digits, settings, monkeypatch):
 
 
 def test_checkpoint_and_card_round_trip(tmp_path, digits, settings):
-    spec = _spec(settings, backbone="convnet4", setting="crop-noise1e-3")
+    spec = _spec(settings, backbone="lenet", setting="crop-noise1e-3")
     cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02)
     result = training.train(digits, spec, cfg, seed=0)
     info = training.card(digits, spec, cfg, 0, result)
     (tmp_path / "m.pt").write_bytes(training.checkpoint_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(info))
     model, back = training.load(tmp_path / "m.pt")
-    x = torch.randn(3, 3, 32, 32)
+    x = torch.randn(3, 3, digits.image_size, digits.image_size)
     with torch.no_grad():
         assert torch.equal(model(x), result.model.eval()(x))
     assert back["defense"]["kind"] == "gaussian" and back["defense_in_training"] is True
@@ -96,10 +96,10 @@ def test_load_errors_name_the_file(tmp_path, digits, settings):
     (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="m.pt: not a loadable weights-only checkpoint"):
         training.load(tmp_path / "m.pt")
-    wrong = dict(info, backbone="convnet4")
+    wrong = dict(info, backbone="lenet")
     (tmp_path / "m.pt").write_bytes(training.checkpoint_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(wrong))
-    with pytest.raises(DataError, match="weights do not fit backbone 'convnet4'"):
+    with pytest.raises(DataError, match="weights do not fit backbone 'lenet'"):
         training.load(tmp_path / "m.pt")
 
 
@@ -144,8 +144,10 @@ def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded
 
 
 def test_backbone_lr_override(embedded_params):
-    assert training.train_config(embedded_params, "digits", "convnet4").lr == 0.02
-    assert training.train_config(embedded_params, "digits", "resnet8").lr == 0.1
+    params = copy.deepcopy(embedded_params)
+    params["train"]["optimizer"]["backbone_lr"] = {"convnet4": 0.02}
+    assert training.train_config(params, "digits", "convnet4").lr == 0.02
+    assert training.train_config(params, "digits", "resnet8").lr == 0.1
 
 
 def test_paper_profile_grid_is_the_papers_table_1():
