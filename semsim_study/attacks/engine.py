@@ -117,22 +117,8 @@ def infer_label(model: nn.Module, grads: Sequence[torch.Tensor], strategy: str) 
     raise ValueError(strategy)
 
 
-def gradient_distance(grads: Sequence[torch.Tensor], target: Sequence[torch.Tensor], kind: str) -> torch.Tensor:
-    if kind == "l2":
-        return sum(((g - t) ** 2).sum() for g, t in zip(grads, target))
-    dot = sum((g * t).sum() for g, t in zip(grads, target))
-    gn = torch.sqrt(sum((g * g).sum() for g in grads))
-    tn = torch.sqrt(sum((t * t).sum() for t in target))
-    return 1 - dot / (gn * tn + 1e-12)
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    return (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean() + (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean()
-
-
-
 def _per_sample_tv(x: torch.Tensor) -> torch.Tensor:
-    """``total_variation`` of each image of the batch."""
+    """Anisotropic TV of each image of the batch: mean |dx| + mean |dy|, in normalised space."""
     return ((x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
             + (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)))
 
