@@ -40,6 +40,13 @@ class Setting:
     name: str
     augmentation: augment.Augmentation
     defense: defenses.Defense
+    # Epochs of training before the model is attacked; None = the dataset's epochs. 0 attacks
+    # the model at initialisation, as in the first round of federated training, when the
+    # gradients leak most: a point of training is a threat factor, like a defence.
+    epochs: int | None = None
+
+
+SETTING_KEYS = ("augment", "policy", "defense", "prune_ratio", "noise_sigma", "epochs")
 
 
 @dataclass(frozen=True)
@@ -88,17 +95,27 @@ def settings_from_params(params: Mapping) -> dict[str, Setting]:
             raise ConfigError(f"params: setting name {name!r} may not contain '_' or '/' (it is part of model ids)")
         if not isinstance(cfg, dict):
             raise ConfigError(f"params: '{where}' must be a mapping")
-        out[str(name)] = Setting(str(name), augment.from_config(cfg, where), defenses.from_config(cfg, where))
+        unknown = sorted(set(map(str, cfg)) - set(SETTING_KEYS))
+        if unknown:
+            raise ConfigError(f"params: '{where}' has unknown keys {unknown}; valid keys: {', '.join(SETTING_KEYS)}")
+        epochs = cfg.get("epochs")
+        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0):
+            raise ConfigError(f"params: '{where}.epochs' must be a non-negative integer, got {epochs!r}")
+        out[str(name)] = Setting(str(name), augment.from_config(cfg, where), defenses.from_config(cfg, where), epochs)
     return out
 
 
-def train_config(params: Mapping, dataset: str, backbone: str) -> TrainConfig:
-    """Optimiser settings for one model; ``train.optimizer.backbone_lr.<backbone>`` overrides lr."""
+def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting | None = None) -> TrainConfig:
+    """Optimiser settings for one model; ``train.optimizer.backbone_lr.<backbone>`` overrides lr,
+    the setting's ``epochs`` (when set) the dataset's."""
     opt = P.Section(P.get(params, "train.optimizer", dict), "train.optimizer")
     defense_at = P.choice(params, "train.defense_at", defenses.THREAT_MODELS)
     lr = P.get(opt, f"backbone_lr.{backbone}", (int, float), None)
+    epochs = P.positive_int(params, f"train.datasets.{dataset}.epochs")
+    if setting is not None and setting.epochs is not None:
+        epochs = setting.epochs
     return TrainConfig(
-        epochs=P.positive_int(params, f"train.datasets.{dataset}.epochs"),
+        epochs=epochs,
         batch_size=P.positive_int(params, f"train.datasets.{dataset}.batch_size"),
         lr=float(lr if lr is not None else P.get(opt, "lr", (int, float))),
         momentum=float(P.get(opt, "momentum", (int, float))),
@@ -142,6 +159,14 @@ def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"params: 'train.datasets.{dataset}.models' lists a model twice")
     return specs
+
+
+def default_classifier(params: Mapping, dataset: str) -> str:
+    """The dataset's first listed *trained* model (a setting with epochs 0 is no classifier):
+    the default for the classification baseline and for protocol A's candidate classes."""
+    grid = model_grid(params, dataset)
+    trained = [spec for spec in grid if spec.setting.epochs != 0]
+    return (trained or grid)[0].model_id
 
 
 def seeds(seed: int, dataset: str, model_id: str) -> tuple[int, np.random.Generator, torch.Generator]:
@@ -224,7 +249,8 @@ def train(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int,
             on_epoch(epoch, metrics)
     bar.close()
     result.seconds = time.perf_counter() - start
-    result.test_accuracy = result.history[-1]["test_acc"]
+    result.test_accuracy = (result.history[-1]["test_acc"] if result.history else  # 0 epochs: at initialisation
+                            accuracy(model, ds.test_images, ds.test_labels, mean, std, cfg.eval_batch_size, cfg.device))
     result.train_accuracy = accuracy(model, ds.train_images, ds.train_labels, mean, std, cfg.eval_batch_size, cfg.device)
     result.model = model.cpu().eval()
     return result

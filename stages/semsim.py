@@ -58,8 +58,9 @@ def main() -> None:
     atomic.write_json(f"reports/semsim/{name}.json", result.metrics)
     m = result.metrics
     log.info("%s: trained on %d reconstructions in %.1f s; %d held-out scored; held-out triplet accuracy "
-             "SemSim %s, CE baseline %s (%d pairs)", name, m["train_items"], result.seconds, m["heldout_items"],
-             m["heldout_triplet_accuracy"], m["heldout_triplet_accuracy_ce"], m["heldout_pairs"])
+             "SemSim %s, untrained network %s, CE baseline %s (%d pairs)", name, m["train_items"], result.seconds,
+             m["heldout_items"], m["heldout_triplet_accuracy"], m["heldout_triplet_accuracy_random_init"],
+             m["heldout_triplet_accuracy_ce"], m["heldout_pairs"])
 
 
 if __name__ == "__main__":

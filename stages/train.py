@@ -33,7 +33,7 @@ def main() -> None:
     summary = {}
     with atomic.build_dir(f"models/{name}") as model_dir, atomic.build_dir(f"reports/train_curves/{name}") as curve_dir:
         for spec in specs:
-            cfg = training.train_config(params, name, spec.backbone)
+            cfg = training.train_config(params, name, spec.backbone, spec.setting)
             with Live(str(curve_dir / spec.model_id), dvcyaml=False, save_dvc_exp=False, report=None) as live:
                 def on_epoch(epoch: int, metrics: dict) -> None:
                     for key, value in metrics.items():

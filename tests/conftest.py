@@ -33,6 +33,7 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
         p["attack"]["images_per_model"] = 1
         for name, overrides in p["attack"]["methods"].items():
             overrides["iterations"] = 1 if name in ("dlg", "idlg") else 2
+            overrides["budgets"] = [1] if overrides["iterations"] > 1 else []
     if "features" in p:
         p["features"]["epochs"] = 1
     if "annotate" in p:

@@ -57,7 +57,8 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
                     item_rows.append([item, ds, model, attack, image_id, "A", "cls", n_ann, rec, rec / n_ann, maj,
                                       source])
                     score_rows.append([item, ds, model, attack, image_id, "dataset", ds,
-                                       1.5 * (1 - q[k]) + rng.normal(0, 0.2), 1 - q[k] + rng.normal(0, 0.3)])
+                                       1.5 * (1 - q[k]) + rng.normal(0, 0.2), 1 - q[k] + rng.normal(0, 0.3),
+                                       rng.uniform(0, 2)])
                     if pngs:
                         ori = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
                         noise = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
@@ -94,15 +95,16 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
             _write_csv(adir / "sets.csv", ["dataset", "model", "attack", "images", "annotated", "recognised_rate",
                                            "unrecognised_rate", "source"], aset_rows)
         _write_csv(root / "data" / "semsim" / f"dataset-{ds}" / "scores.csv",
-                   ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance"],
-                   score_rows)
+                   ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
+                    "semsim_untrained"], score_rows)
         all_scores += score_rows
-    header = ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance"]
+    header = ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
+              "semsim_untrained"]
     for a in held_out_attacks:
-        rows = [[*r[:5], "attack", a, r[7] + 0.05, r[8]] for r in all_scores if r[3] == a]
+        rows = [[*r[:5], "attack", a, r[7] + 0.05, r[8], r[9]] for r in all_scores if r[3] == a]
         _write_csv(root / "data" / "semsim" / f"attack-{a}" / "scores.csv", header, rows)
     for b in held_out_backbones:
-        rows = [[*r[:5], "backbone", b, r[7] + 0.05, r[8]] for r in all_scores if r[2].split("_")[0] == b]
+        rows = [[*r[:5], "backbone", b, r[7] + 0.05, r[8], r[9]] for r in all_scores if r[2].split("_")[0] == b]
         _write_csv(root / "data" / "semsim" / f"backbone-{b}" / "scores.csv", header, rows)
     return {"seed": seed, "datasets": list(datasets), "attacks": list(attacks),
             "semsim": {"held_out_attacks": list(held_out_attacks), "held_out_backbones": list(held_out_backbones)},

@@ -126,6 +126,18 @@ def test_coverage_counts():
                                          "annotators_per_item_min": 1, "annotators_per_item_max": 3, "ties": 1}
 
 
+def test_spread_counts_majority_verdicts_per_backbone():
+    items = aggregate.aggregate_items(answers(ROWS), tasks(), source="human")
+    sets = aggregate.aggregate_sets(items, source="human")
+    got = aggregate.spread(items, sets)
+    seen = items[items["annotators"] > 0]
+    assert got["majority_recognised_share"] == pytest.approx(float((seen["majority"] == "recognised").mean()), abs=1e-6)
+    by = seen.assign(bb=seen["model"].str.split("_").str[0]).groupby("bb")["majority"]
+    assert got["majority_recognised_share_by_backbone"] == pytest.approx(
+        {b: float((g == "recognised").mean()) for b, g in by}, abs=1e-6)
+    assert got["sets"] == len(sets) and got["min_annotated_per_set"] == int(sets["annotated"].min())
+
+
 def test_bad_source_name():
     with pytest.raises(ValueError, match="source must be one of human, simulated"):
         aggregate.aggregate_items(answers(ROWS), tasks(), source="people")

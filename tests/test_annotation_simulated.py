@@ -136,6 +136,33 @@ def test_observer_reads_clean_images_and_shrugs_at_noise(shapes):
     assert net.posterior(noise).max(1).mean() < 2.5 / ds.num_classes
 
 
+def test_observer_low_pass_keeps_shapes_and_drops_pixel_noise():
+    import torch
+
+    net = observer.Observer(4, 8, blur=1.0)
+    flat = torch.full((1, 3, 16, 16), 0.7)
+    assert torch.allclose(net.low_pass(flat), flat, atol=1e-6)  # a normalised kernel, replicate edges
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    x = checker.expand(1, 3, 16, 16).clone()
+    assert net.low_pass(x)[..., 2:-2, 2:-2].abs().max() < 0.05  # the finest pattern is gone (away from edges)
+    block = torch.zeros(1, 3, 16, 16)
+    block[..., 4:12, 4:12] = 1.0
+    assert net.low_pass(block)[..., 8, 8].min() > 0.9  # a coarse shape survives
+    assert torch.equal(observer.Observer(4, 8).low_pass(x), x)  # blur 0: untouched
+
+
+def test_observer_trained_with_heavy_noise_still_reads_noisy_copies(shapes):
+    ds, _, _ = shapes
+    cfg = observer.ObserverConfig(epochs=10, noise=0.6, noise_spread=True, blur=1.0)
+    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, cfg, 0)
+    assert observer.accuracy(net, ds.test_images, ds.test_labels) > 0.8
+    rng = np.random.default_rng(3)
+    noisy = np.clip(ds.test_images + rng.normal(0, 60, ds.test_images.shape), 0, 255).astype(np.uint8)
+    assert observer.accuracy(net, noisy, ds.test_labels) > 0.6
+    noise = rng.integers(0, 256, (50, *ds.train_images.shape[1:]), dtype=np.uint8)
+    assert net.posterior(noise).max(1).mean() < 2.5 / ds.num_classes
+
+
 def _project(root: Path, ds, split, idx, params: dict) -> dict[str, Task]:
     """A prepared dataset, and tasks whose reconstructions are copies (model 'good') or noise ('bad')."""
     standard.save(ds, root / "data" / "prepared" / ds.name, split, idx)

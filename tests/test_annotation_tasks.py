@@ -222,7 +222,8 @@ def test_settings_from_params(embedded_params):
     assert s.attacks == tuple(embedded_params["attacks"])
     p = copy.deepcopy(embedded_params)
     p["annotate"]["max_candidates"] = 5
-    assert T.settings_from_params(p, "digits", meta).candidate_model == "resnet8_none"  # first listed model
+    # the first listed trained model (resnet8_untrained, listed first, is no classifier)
+    assert T.settings_from_params(p, "digits", meta).candidate_model == "lenet_none"
     p["annotate"]["candidate_model"] = {"digits": "convnet4_none"}
     assert T.settings_from_params(p, "digits", meta).candidate_model == "convnet4_none"
     p["annotate"]["candidate_model"] = "resnet8_ats-3-1-7"

@@ -200,8 +200,63 @@ def test_reference_configs_and_overrides():
         configs.build("ggl")
     with pytest.raises(ConfigError, match=r"unknown keys \['steps'\]"):
         configs.build("dlg", {"steps": 3})
-    with pytest.raises(ConfigError, match="'distance' is 'l1'"):
+    with pytest.raises(ConfigError, match="attack.methods.dlg.distance must be one of l2, cosine, got 'l1'"):
         configs.build("dlg", {"distance": "l1"})
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("iterations", "ten", "a positive integer"), ("iterations", 2.5, "a positive integer"),
+    ("iterations", True, "a positive integer"), ("iterations", -3, "a positive integer"),
+    ("lr", -1, "a positive finite number"), ("lr", float("nan"), "a positive finite number"),
+    ("tv", float("inf"), "a non-negative finite number"), ("signed", "yes", "true or false"),
+    ("budgets", [60, 20], "strictly increasing"), ("budgets", [20, 20], "strictly increasing"),
+    ("budgets", [0], "strictly increasing"), ("budgets", [500], "up to iterations"),
+    ("budgets", ["20"], "strictly increasing"), ("budgets", 20, "strictly increasing"),
+])
+def test_attack_params_are_rejected_with_their_dotted_key(key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        configs.build("invgrad", {"iterations": 100, key: value} if key != "iterations" else {key: value})
+    message = str(err.value)
+    assert message.startswith(f"params.yaml: attack.methods.invgrad.{key} must be") and expected in message
+    assert repr(value) in message
+
+
+def test_budget_snapshots_are_the_optimisation_state_at_that_iteration(cases):
+    """A run with budgets keeps, at each budget, exactly what a run stopped there would return
+    (same schedule: the lr decay points follow the full run's iteration count)."""
+    model = lenet()
+    x, label = cases[0]
+    full = configs.build("invgrad", {"iterations": 12, "budgets": [3, 7]})
+    assert full.snapshots == (3, 7, 12)
+    target = engine.observed_gradient(model, x, label, full.loss_scale)
+    args = (model, [target], (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3)
+    per_budget = engine.reconstruct_budgets(*args, full, [torch.Generator().manual_seed(5)], [label], 100)[0]
+    assert [r.budget for r in per_budget] == [3, 7, 12] and [r.iterations for r in per_budget] == [3, 7, 12]
+    final_only = engine.reconstruct_batch(*args, configs.build("invgrad", {"iterations": 12}),
+                                          [torch.Generator().manual_seed(5)], [label], 100)[0]
+    assert torch.equal(per_budget[-1].image, final_only.image) and per_budget[-1].loss == final_only.loss
+    # without lr decay the schedule does not depend on the run's length, so the state at 7 of
+    # 12 iterations is exactly a 7-iteration run
+    seven = engine.reconstruct_batch(*args, configs.build("invgrad", {"iterations": 7, "lr_decay": False}),
+                                     [torch.Generator().manual_seed(5)], [label], 100)[0]
+    no_decay = engine.reconstruct_budgets(*args, configs.build("invgrad", {"iterations": 12, "budgets": [7],
+                                                                            "lr_decay": False}),
+                                          [torch.Generator().manual_seed(5)], [label], 100)[0]
+    assert torch.equal(no_decay[0].image, seven.image) and no_decay[0].loss == seven.loss
+    assert not torch.equal(per_budget[0].image, per_budget[-1].image)
+    assert psnr(per_budget[-1].image, x) > psnr(per_budget[0].image, x)
+
+
+def test_lbfgs_budgets_are_the_state_after_that_many_steps(cases):
+    model = lenet()
+    x, label = cases[1]
+    cfg = configs.build("idlg", {"iterations": 3, "budgets": [1]})
+    target = engine.observed_gradient(model, x, label, cfg.loss_scale)
+    args = (model, [target], (3, SIZE, SIZE), [0.0] * 3, [1.0] * 3)
+    snaps = engine.reconstruct_budgets(*args, cfg, [torch.Generator().manual_seed(2)], [label], 100)[0]
+    one = engine.reconstruct_batch(*args, configs.build("idlg", {"iterations": 1}), [torch.Generator().manual_seed(2)],
+                                   [label], 100)[0]
+    assert torch.equal(snaps[0].image, one.image) and snaps[0].label == one.label
 
 
 # --------------------------------------------------------------------------- the job runner
@@ -228,7 +283,7 @@ def _ctx(root: Path, work: str, attack="invgrad", **overrides) -> jobs.Context:
                         configs.build(attack, {"iterations": 4, **overrides}), seed=0)
 
 
-def _without_seconds(rows):
+def _without_seconds(rows):  # timings stay out of the index; kept as a guard
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
@@ -255,7 +310,33 @@ def test_killed_then_resumed_stage_equals_a_clean_parallel_run(stage_inputs):
     assert _tree(root / "out_clean") == _tree(root / "out_resumed")
     index = jobs.read_index(root / "out_clean")
     assert [r["item_id"] for r in index] == [f"shapes/{j.model_id}/invgrad/{j.image_id}" for j in plan]
-    assert list(index[0]) == list(jobs.INDEX_COLUMNS)
+    assert list(index[0]) == list(jobs.INDEX_COLUMNS) and "seconds" not in index[0]
+
+
+def test_budgets_become_sets_of_their_own_and_reruns_give_the_same_bytes(stage_inputs):
+    root, model_ids = stage_inputs
+    runs = []
+    for name in ("work_budget_a", "work_budget_b"):
+        ctx = _ctx(root, name, iterations=4, budgets=[1, 2])
+        plan = jobs.plan(ctx, model_ids, batch_size=3)
+        jobs.run_jobs(ctx, plan, workers=1)
+        jobs.assemble(ctx, plan, root / f"out_{name}")
+        runs.append(root / f"out_{name}")
+    assert (runs[0] / "index.csv").read_bytes() == (runs[1] / "index.csv").read_bytes()
+    assert _tree(runs[0]) == _tree(runs[1])
+    index = jobs.read_index(runs[0])
+    assert len(index) == 3 * len(plan)
+    assert {r["attack"] for r in index} == {"invgrad@1", "invgrad@2", "invgrad@4"}
+    for r in index:
+        budget = int(r["budget"])
+        assert r["item_id"] == f"shapes/{r['model']}/invgrad@{budget}/{r['image_id']}"
+        assert int(r["iterations"]) == budget and r["reconstruction"].endswith(f"_reconstruction_{budget}.png")
+        assert (runs[0] / r["reconstruction"]).is_file()
+    # each budget's picture is its own: the 1-iteration state differs from the final one
+    first = {r["image_id"]: r for r in index if r["attack"] == "invgrad@1" and r["model"] == model_ids[0]}
+    last = {r["image_id"]: r for r in index if r["attack"] == "invgrad@4" and r["model"] == model_ids[0]}
+    some = next(iter(first))
+    assert (runs[0] / first[some]["reconstruction"]).read_bytes() != (runs[0] / last[some]["reconstruction"]).read_bytes()
 
 
 def test_results_from_other_params_are_not_reused(stage_inputs):

@@ -97,6 +97,23 @@ def test_oriented_values_positive_for_faithful_synthetic_metrics(tmp_path):
 
 # --- contradictions -------------------------------------------------------------------------
 
+def test_discordant_share_equals_counting_every_pair_with_ties():
+    def every_pair(a, b):
+        iu = np.triu_indices(len(a), k=1)
+        da, db = np.sign(a[:, None] - a[None, :])[iu], np.sign(b[:, None] - b[None, :])[iu]
+        strict = (da != 0) & (db != 0)
+        return (float((da[strict] != db[strict]).mean()) if strict.any() else math.nan), int(strict.sum())
+
+    rng = np.random.default_rng(4)
+    for trial in range(150):
+        n = int(rng.integers(2, 30))
+        a = rng.integers(0, 5, n).astype(float) if trial % 2 else rng.normal(size=n)
+        b = a.copy() if trial % 7 == 0 else rng.integers(0, 3, n).astype(float)
+        got, want = contradictions.discordant_share(a, b), every_pair(a, b)
+        assert got[1] == want[1]
+        assert (math.isnan(got[0]) and math.isnan(want[0])) or got[0] == pytest.approx(want[0], abs=1e-12)
+
+
 def test_discordant_share_by_hand():
     # a = (1,2,3,4), b = (1,3,2,2): pairs (i<j) signs of a all +; b: (0,1)+ (0,2)+ (0,3)+ (1,2)- (1,3)- (2,3)0
     # strictly ordered by both: 5 pairs, 2 opposite -> 0.4
@@ -139,7 +156,13 @@ def test_missing_annotations_listed_and_few_sets(tmp_path):
     st = S.build(tmp_path, ["digits", "faces", "glyphs"], ["dlg"], [], S.Settings(reps=20))
     t = st.correlations
     model = t[t.level == "model"]
-    assert (model[model.scope == "digits"].reason == "fewer than 3 points (n=2)").all()   # 2 sets only
+    from semsim_study.analysis.orientation import CONTROL_METRICS
+
+    digits = model[model.scope == "digits"]
+    metrics, ctrl = digits[~digits.metric.isin(CONTROL_METRICS)], digits[digits.metric.isin(CONTROL_METRICS)]
+    assert (metrics.reason == "fewer than 3 points (n=2)").all()   # 2 sets only
+    # no budgets, and no other annotated dataset to cross-fit on: the controls have no values
+    assert ctrl.reason.str.startswith("no Control").all()
     assert model[model.scope == "glyphs"].reason.str.startswith("no annotations").all()
     assert model[model.scope == "faces"].reason.str.startswith("no annotated item").all()
     assert model[model.scope == "attack-dlg"].reason.str.startswith("no SemSim scores").all()
@@ -253,3 +276,52 @@ def test_dvc_yaml_declares_report():
                 if p.name != "alpha_sweep.py"}
     assert imported <= set(stage["deps"])
     assert any("reports/report/summary.json" in m for m in stage["metrics"])
+
+
+# --------------------------------------------------------------------------- threat-model controls
+def test_threat_model_controls_are_cross_fitted_and_know_no_image():
+    import pandas as pd
+
+    from semsim_study.analysis import controls
+
+    def sets(rates):
+        rows = [(m, a, r) for (m, a), r in rates.items()]
+        return pd.DataFrame(rows, columns=["model", "attack", "unrecognised_rate"])
+
+    a = sets({("lenet_x", "invgrad@20"): 0.9, ("lenet_x", "invgrad@150"): 0.1, ("resnet8_y", "invgrad@20"): 1.0,
+              ("resnet8_y", "invgrad@150"): 0.7, ("resnet8_y", "dlg"): 0.8})
+    b = sets({("lenet_z", "invgrad@20"): 0.5, ("lenet_z", "invgrad@150"): 0.3, ("resnet8_w", "invgrad@20"): 0.6,
+              ("resnet8_w", "invgrad@150"): 0.2})
+    out = controls.add({"a": a, "b": b})
+    # backbone only: the backbone's mean over the *other* dataset, never this one's rates
+    assert out["a"]["backbone_only"].tolist() == pytest.approx([0.4, 0.4, 0.4, 0.4, 0.4])
+    assert out["b"]["backbone_only"].tolist() == pytest.approx([0.5, 0.5, 2.5 / 3, 2.5 / 3])
+    # budget only: rank of the budget among its attack's budgets; an attack without budgets has none
+    assert out["a"]["budget_only"].tolist()[:4] == [0.0, 1.0, 0.0, 1.0] and math.isnan(out["a"]["budget_only"].iloc[4])
+    # threat model: same backbone and attack label elsewhere; unseen combinations get no value
+    assert out["b"]["threat_model"].tolist() == pytest.approx([0.9, 0.1, 1.0, 0.7])
+    assert math.isnan(out["a"]["threat_model"].iloc[4])
+    # changing a dataset's own rates never changes its own controls
+    a2 = a.assign(unrecognised_rate=[0.0, 1.0, 0.0, 1.0, 0.0])
+    again = controls.add({"a": a2, "b": b})["a"]
+    assert again[["backbone_only", "budget_only"]].equals(out["a"][["backbone_only", "budget_only"]])
+    assert again["threat_model"].equals(out["a"]["threat_model"])
+
+
+def test_controls_sit_in_the_model_level_table_with_their_orientation():
+    assert expected_sign("backbone_only", "unrecognised_rate") == 1
+    assert expected_sign("budget_only", "unrecognised_rate") == -1  # more budget, fewer unrecognised
+    assert expected_sign("threat_model", "unrecognised_rate") == 1
+    from semsim_study.analysis.orientation import CONTROL_METRICS, IMAGE_METRICS, SET_METRICS
+
+    assert set(CONTROL_METRICS) <= set(SET_METRICS) and not set(CONTROL_METRICS) & set(IMAGE_METRICS)
+
+
+def test_attack_labels_spell_and_parse_budgets():
+    from semsim_study import threat
+
+    assert threat.label("invgrad", 400) == "invgrad@400" and threat.label("dlg") == "dlg"
+    assert threat.method("invgrad@400") == "invgrad" and threat.method("dlg") == "dlg"
+    assert threat.budget("invgrad@400") == 400 and threat.budget("dlg") is None
+    with pytest.raises(ValueError, match="not an integer"):
+        threat.budget("invgrad@many")

@@ -266,7 +266,7 @@ def test_stage_outputs(trained):
     name = "dataset-gamma"
     rows = _read_csv(trained / "data" / "semsim" / name / "scores.csv")
     assert list(rows[0]) == ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim",
-                             "ce_distance"]
+                             "ce_distance", "semsim_untrained"]
     assert len(rows) == 2 * 2 * 4 and {r["dataset"] for r in rows} == {"gamma"}
     assert all(r["split"] == "dataset" and r["held_out"] == "gamma" for r in rows)
     assert all(0.0 <= float(r["semsim"]) <= 2.0 and 0.0 <= float(r["ce_distance"]) <= 2.0 for r in rows)
@@ -280,10 +280,28 @@ def test_stage_outputs(trained):
     assert (trained / "models" / "semsim" / name / "ce_baseline.pt").is_file()
     m = json.loads((trained / "reports" / "semsim" / f"{name}.json").read_text())
     assert m["heldout_pairs"] == 16 and 0 <= m["heldout_triplet_accuracy"] <= 1 and m["final_triplet_loss"] >= 0
+    assert 0 <= m["heldout_triplet_accuracy_random_init"] <= 1
+    assert m["trained_matches_random_init"] == (m["heldout_triplet_accuracy"] >= m["heldout_triplet_accuracy_random_init"])
     curves = trained / "reports" / "semsim_curves" / name
     assert (curves / "plots" / "metrics" / "triplet_loss.tsv").is_file()
     assert (curves / "plots" / "metrics" / "ce_loss.tsv").is_file()
     assert not (curves / "metrics.json").exists() and not (trained / "dvc.yaml").exists()
+
+
+def test_untrained_control_is_the_same_network_at_initialisation(trained):
+    """semsim_untrained = the stage's network before any step: rebuilt from the split's seed, it
+    gives the same distances; training changed them."""
+    from semsim_study.semsim import backbones, metric, train as T
+
+    rows = _read_csv(trained / "data" / "semsim" / "dataset-gamma" / "scores.csv")
+    card = json.loads((trained / "models" / "semsim" / "dataset-gamma" / "semsim.json").read_text())
+    torch_seed, _ = T.seeds(card["seed"], "dataset", "gamma", "semsim")
+    torch.manual_seed(torch_seed)
+    fresh = metric.SemSim(backbones.build(card["backbone"]), card)
+    _, o, x = _pairs(trained)
+    got = fresh.score(o, x).numpy()
+    assert got == pytest.approx([float(r["semsim_untrained"]) for r in rows], abs=2e-6)
+    assert not np.allclose(got, [float(r["semsim"]) for r in rows], atol=1e-3)
 
 
 # -- scoring from Python and the command line ------------------------------------------------------

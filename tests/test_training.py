@@ -140,7 +140,39 @@ def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded
         specs = training.model_grid(embedded_params, name)
         assert len(specs) >= 4
         used |= {s.setting.name for s in specs}
-    assert used == set(embedded_params["train"]["settings"]) and len(used) == 7
+        assert any(s.setting.epochs is None for s in specs)  # trained models in every dataset
+    paper_settings = {n for n, cfg in embedded_params["train"]["settings"].items() if "epochs" not in cfg}
+    assert len(paper_settings) == 7 and paper_settings <= used
+    assert used - paper_settings == {"untrained"}
+
+
+def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embedded_params):
+    settings = training.settings_from_params(embedded_params)
+    assert settings["untrained"].epochs == 0 and settings["none"].epochs is None
+    cfg = training.train_config(embedded_params, "digits", "resnet8", settings["untrained"])
+    assert cfg.epochs == 0
+    assert training.train_config(embedded_params, "digits", "resnet8", settings["none"]).epochs == \
+        embedded_params["train"]["datasets"]["digits"]["epochs"]
+    spec = training.ModelSpec("digits", "resnet8", settings["untrained"])
+    result = training.train(digits, spec, cfg, seed=0)
+    torch_seed, _, _ = training.seeds(0, "digits", spec.model_id)
+    torch.manual_seed(torch_seed)
+    from semsim_study import models
+
+    fresh = models.build("resnet8", digits.num_classes, digits.image_size)
+    assert training.checkpoint_bytes(result.model) == training.checkpoint_bytes(fresh.eval())
+    assert result.history == [] and 0 <= result.test_accuracy <= 1
+    assert training.card(digits, spec, cfg, 0, result)["epochs"] == 0
+
+
+@pytest.mark.parametrize("bad,match", [({"epochs": -1}, "epochs' must be a non-negative integer, got -1"),
+                                       ({"epochs": "one"}, "must be a non-negative integer, got 'one'"),
+                                       ({"epoch": 1}, r"unknown keys \['epoch'\]")])
+def test_setting_keys_are_checked(embedded_params, bad, match):
+    p = copy.deepcopy(embedded_params)
+    p["train"]["settings"]["early"] = {"augment": "none", **bad}
+    with pytest.raises(ConfigError, match=match):
+        training.settings_from_params(p)
 
 
 def test_backbone_lr_override(embedded_params):

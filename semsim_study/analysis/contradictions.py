@@ -14,22 +14,36 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .correlate import finite_pairs, point, undefined_reason
 from .orientation import LABELS, leakage_sign
 
 
+def _tied_pairs(*columns: np.ndarray) -> int:
+    """Pairs of rows equal in every given column."""
+    _, counts = np.unique(np.stack(columns, 1), axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
 def discordant_share(a, b) -> tuple[float, int]:
-    """(share of strictly-ordered pairs that a and b order oppositely, number of such pairs)."""
+    """(share of strictly-ordered pairs that a and b order oppositely, number of such pairs).
+
+    In O(n log n), not over all n^2 pairs (the pooled embedded run has 4,800 images, 11.5
+    million pairs per metric pair): with n0 pairs, n1 / n2 tied in a / b and n3 tied in both,
+    C + D = n0 - n1 - n2 + n3 pairs are strictly ordered by both, and Kendall's tau-b gives
+    C - D = tau_b * sqrt((n0 - n1) (n0 - n2)); so D = ((C + D) - (C - D)) / 2.
+    """
     a, b = finite_pairs(a, b)
-    iu = np.triu_indices(len(a), k=1)
-    da = np.sign(a[:, None] - a[None, :])[iu]
-    db = np.sign(b[:, None] - b[None, :])[iu]
-    strict = (da != 0) & (db != 0)
-    n = int(strict.sum())
-    if n == 0:
+    n = len(a)
+    n0 = n * (n - 1) // 2
+    n1, n2, n3 = _tied_pairs(a), _tied_pairs(b), _tied_pairs(a, b)
+    strict = n0 - n1 - n2 + n3
+    if strict <= 0:
         return math.nan, 0
-    return float((da[strict] != db[strict]).mean()), n
+    tau = stats.kendalltau(a, b, variant="b").statistic
+    c_minus_d = int(round(float(tau) * math.sqrt((n0 - n1) * (n0 - n2))))
+    return ((strict - c_minus_d) / 2) / strict, strict
 
 
 def pairwise(images: pd.DataFrame, metrics) -> list[dict]:

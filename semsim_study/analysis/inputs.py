@@ -27,7 +27,8 @@ IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", 
 METRIC_SET_COLUMNS = ("dataset", "model", "attack", "images", "fid", "mse", "psnr", "ssim", "lpips", "classification")
 ITEM_COLUMNS = ("item_id", "annotators", "recognised", "recognised_rate", "majority", "source")
 ANNOTATION_SET_COLUMNS = ("dataset", "model", "attack", "annotated", "unrecognised_rate", "source")
-SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "semsim", "ce_distance")
+SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "semsim", "ce_distance", "semsim_untrained")
+SCORES = ("semsim", "ce_distance", "semsim_untrained")  # per-image score columns of a SemSim run
 
 
 def read_table(path: Path, required, what: str) -> pd.DataFrame:
@@ -47,7 +48,7 @@ def read_table(path: Path, required, what: str) -> pd.DataFrame:
 
 def read_scores(path: Path) -> pd.DataFrame:
     df = read_table(path, SCORE_COLUMNS, "SemSim scores")
-    for col in ("semsim", "ce_distance"):
+    for col in SCORES:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
@@ -76,10 +77,10 @@ def _source(values: pd.Series) -> str | None:
 
 
 def set_means(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, model, attack): the mean SemSim and CE distance of the set's scored images."""
+    """Per (dataset, model, attack): the mean of each SemSim run score over the set's scored images."""
     if scores.empty:
-        return pd.DataFrame(columns=KEY + ["semsim", "ce_distance"])
-    return scores.groupby(KEY, as_index=False, sort=True)[["semsim", "ce_distance"]].mean()
+        return pd.DataFrame(columns=KEY + list(SCORES))
+    return scores.groupby(KEY, as_index=False, sort=True)[list(SCORES)].mean()
 
 
 def load_dataset(root: Path, name: str) -> DatasetInputs:
@@ -130,12 +131,12 @@ def load_dataset(root: Path, name: str) -> DatasetInputs:
         semsim_note = f"no SemSim scores (data/semsim/dataset-{name}/scores.csv missing)"
         scores = pd.DataFrame(columns=list(SCORE_COLUMNS))
     image_table = images.merge(items, on="item_id", how="left")
-    image_table = image_table.merge(scores[["item_id", "semsim", "ce_distance"]], on="item_id", how="left")
+    image_table = image_table.merge(scores[["item_id", *SCORES]], on="item_id", how="left")
     image_table["annotators"] = image_table["annotators"].fillna(0).astype(int)
-    for col in ("recognised_rate", "semsim", "ce_distance"):
+    for col in ("recognised_rate", *SCORES):
         image_table[col] = pd.to_numeric(image_table[col], errors="coerce")
     set_table = msets.merge(asets, on=KEY, how="left").merge(set_means(scores), on=KEY, how="left")
-    for col in ("unrecognised_rate", "semsim", "ce_distance"):
+    for col in ("unrecognised_rate", *SCORES):
         set_table[col] = pd.to_numeric(set_table[col], errors="coerce")
     set_table["annotated"] = set_table["annotated"].fillna(0).astype(int)
     return DatasetInputs(name, image_table.sort_values("item_id", kind="stable").reset_index(drop=True),
@@ -148,9 +149,8 @@ def held_out_tables(images: pd.DataFrame, sets: pd.DataFrame, scores: pd.DataFra
 
     Every other metric keeps its value, so the comparison is on exactly the same items.
     """
-    keep = images.drop(columns=["semsim", "ce_distance"]).merge(
-        scores[["item_id", "semsim", "ce_distance"]], on="item_id", how="inner")
+    keep = images.drop(columns=list(SCORES)).merge(scores[["item_id", *SCORES]], on="item_id", how="inner")
     set_keys = scores[KEY].drop_duplicates()
-    kept_sets = sets.drop(columns=["semsim", "ce_distance"]).merge(set_keys, on=KEY, how="inner")
+    kept_sets = sets.drop(columns=list(SCORES)).merge(set_keys, on=KEY, how="inner")
     kept_sets = kept_sets.merge(set_means(scores), on=KEY, how="left")
     return keep.reset_index(drop=True), kept_sets.reset_index(drop=True)

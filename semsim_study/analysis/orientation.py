@@ -10,14 +10,23 @@ flips. "Oriented" = signed value x expected sign: positive means the metric foll
 from __future__ import annotations
 
 # expected sign of the correlation with the unrecognised rate
+# (the threat-model controls of controls.py: backbone_only and threat_model are predicted
+# unrecognised rates; budget_only is the budget's rank, and more budget means more leakage)
 EXPECTED_VS_UNRECOGNISED = {
     "mse": 1, "psnr": -1, "ssim": -1, "lpips": 1, "fid": 1, "classification": -1,
-    "semsim": 1, "ce_distance": 1,
+    "semsim": 1, "ce_distance": 1, "semsim_untrained": 1, "backbone_only": 1, "budget_only": -1, "threat_model": 1,
 }
-IMAGE_METRICS = ("mse", "psnr", "ssim", "lpips", "classification", "semsim", "ce_distance")
-SET_METRICS = ("mse", "psnr", "ssim", "lpips", "fid", "classification", "semsim", "ce_distance")
+IMAGE_METRICS = ("mse", "psnr", "ssim", "lpips", "classification", "semsim", "semsim_untrained", "ce_distance")
+#: scores that see no image, only how the set was attacked (model level only)
+CONTROL_METRICS = ("backbone_only", "budget_only", "threat_model")
+SET_IMAGE_METRICS = ("mse", "psnr", "ssim", "lpips", "fid", "classification", "semsim", "semsim_untrained",
+                     "ce_distance")
+SET_METRICS = SET_IMAGE_METRICS + CONTROL_METRICS
 LABELS = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID",
-          "classification": "Classification", "semsim": "SemSim", "ce_distance": "CE baseline"}
+          "classification": "Classification", "semsim": "SemSim", "ce_distance": "CE baseline",
+          "semsim_untrained": "Control: SemSim untrained",
+          "backbone_only": "Control: backbone only", "budget_only": "Control: budget only",
+          "threat_model": "Control: threat model"}
 TARGETS = {"unrecognised_rate": 1, "recognised_rate": -1}
 
 

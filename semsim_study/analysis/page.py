@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import render
 from .correlate import rng_for
-from .orientation import IMAGE_METRICS, LABELS, SET_METRICS
+from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
 from .study import POOLED, Study, get
 
 CSS = """
@@ -149,7 +149,7 @@ def _scatter(study: Study, dataset: str) -> str:
     if sets.empty:
         return f"<p>No scatter: {_esc(d.annotation_note or 'no annotated set')}.</p>"
     panels = []
-    for m in SET_METRICS:
+    for m in SET_IMAGE_METRICS:
         if sets[m].isna().all():
             continue
         r = get(study, "model", dataset, m, "spearman")

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from .orientation import IMAGE_METRICS, LABELS, SET_METRICS
+from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
 from .study import POOLED, Study, get
 
 SIM, PIPE = "†", "‡"
@@ -105,6 +105,19 @@ def contradiction_matrix(study: Study, scope: str) -> tuple[list[str], list[list
     return ["metric"] + [LABELS[m] for m in metrics], rows
 
 
+def untrained_note(study: Study, scopes: list[str]) -> str:
+    """Where trained SemSim does not beat its own untrained network (model-level oriented rho), in words."""
+    worse = []
+    for scope in scopes:
+        a = get(study, "model", scope, "semsim", "spearman").get("oriented", math.nan)
+        b = get(study, "model", scope, "semsim_untrained", "spearman").get("oriented", math.nan)
+        if math.isfinite(a) and math.isfinite(b) and a < b:
+            worse.append(f"{scope} ({a:+.2f} vs {b:+.2f})")
+    if not worse:
+        return "Trained SemSim matches or beats its untrained network wherever both are defined."
+    return "Trained SemSim follows people less well than its own untrained network on: " + ", ".join(worse) + "."
+
+
 def markdown(study: Study, datasets: list[str], settings) -> str:
     scopes = datasets + [POOLED]
     parts = ["# Report: how faithfully each metric follows human judgement\n",
@@ -115,7 +128,11 @@ def markdown(study: Study, datasets: list[str], settings) -> str:
     if lines:
         parts.append("\n".join(f"> {line}  " for line in lines) + "\n")
     parts.append("## Model level: each (model, attack) set's metric vs its unrecognised rate\n")
+    parts.append("Rows \"Control: ...\" see no learning from the held-out data: the threat model alone "
+                 "(backbone, budget; cross-fitted on the other datasets) and SemSim's network before training. "
+                 "Recipes were chosen on training domains only; held-out numbers are as they came out.\n")
     parts.append(_md_table(*table_rows(study, "model", scopes)))
+    parts.append(untrained_note(study, scopes) + "\n")
     parts.append("## Image level: each reconstruction's metric vs its recognised rate\n")
     parts.append(_md_table(*table_rows(study, "image", scopes)))
     if study.held_out:
@@ -139,7 +156,7 @@ def scatter_frames(study: Study) -> dict[str, pd.DataFrame]:
     out = {}
     for d in study.datasets:
         sets = d.sets[d.sets["unrecognised_rate"].notna()]
-        for m in SET_METRICS:
+        for m in SET_IMAGE_METRICS:
             if sets.empty or sets[m].isna().all():
                 continue
             df = sets[["model", "attack", "unrecognised_rate", m]].rename(columns={m: "value"}).dropna()

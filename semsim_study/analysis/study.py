@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import contradictions
+from . import contradictions, controls
 from .correlate import COEFFICIENTS, correlate
 from .inputs import DatasetInputs, held_out_tables, load_dataset, read_scores
 from .orientation import IMAGE_METRICS, LABELS, SET_METRICS, expected_sign
@@ -107,6 +107,9 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
           s: Settings) -> Study:
     root = Path(root)
     loaded = [load_dataset(root, name) for name in datasets]
+    with_controls = controls.add({d.name: d.sets for d in loaded}, {d.name for d in loaded if d.annotated})
+    for d in loaded:
+        d.sets = with_controls[d.name]
     rows: list[dict] = []
     for d in loaded:
         missing = d.annotation_note

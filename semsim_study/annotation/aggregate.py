@@ -105,6 +105,22 @@ def answers_with_recognised(answers: pd.DataFrame, tasks: Mapping[str, TaskLike]
     return out
 
 
+def spread(items: pd.DataFrame, sets: pd.DataFrame) -> dict:
+    """Whether the study has a middle ground to judge metrics on: the share of annotated items
+    the majority recognised, overall and per attacked backbone (the model id before '_'), and
+    how many sets there are and how many annotated items the smallest holds."""
+    seen = items[items["annotators"] > 0]
+    recognised = seen["majority"] == "recognised"
+    backbones = seen["model"].astype(str).str.split("_").str[0]
+    return {
+        "majority_recognised_share": round(float(recognised.mean()), 6) if len(seen) else None,
+        "majority_recognised_share_by_backbone": {b: round(float(v), 6)
+                                                  for b, v in recognised.groupby(backbones).mean().items()},
+        "sets": int(len(sets)),
+        "min_annotated_per_set": int(sets["annotated"].min()) if len(sets) else 0,
+    }
+
+
 def coverage(items: pd.DataFrame) -> dict:
     """How many items are annotated, and by how many people (for the stage's metrics)."""
     n = items["annotators"]

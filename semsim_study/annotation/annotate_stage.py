@@ -88,7 +88,8 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
         answers = importers.read_csv_answers([raw], tasks)
     people = simulated.make_pool(pool_cfg, ds.class_names, seed, dataset)
     info = simulated.describe(pool_cfg, people)
-    info["observer"] = {"network": "two-layer perceptron on standardised pixels, trained in this stage",
+    info["observer"] = {"network": "three-layer CNN with global pooling on low-passed, standardised pixels, "
+                                   "trained in this stage on the clean training split",
                         "config": obs_cfg.__dict__,
                         "test_accuracy": observer.accuracy(net, ds.test_images, ds.test_labels),
                         "shares_nothing_with": ["attacked classifiers", "LPIPS/FID feature networks", "SemSim"]}
@@ -123,7 +124,7 @@ def run(params: Mapping, dataset: str) -> Result:
     info["agreement"] = agree
     rates = items["recognised_rate"].dropna()
     summary = {
-        "dataset": dataset, "source": kind, **aggregate.coverage(items),
+        "dataset": dataset, "source": kind, **aggregate.coverage(items), **aggregate.spread(items, sets),
         "recognised_rate": round(float(rates.mean()), 6) if len(rates) else None,
         "fleiss_kappa": agree["fleiss_kappa"]["value"], "krippendorff_alpha": agree["krippendorff_alpha"]["value"],
         "simulated": kind == "simulated",

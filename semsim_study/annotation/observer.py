@@ -9,10 +9,14 @@ net with global pooling, so it finds a shape wherever it lies; an architecture u
 else in the project), trained here from the prepared training split with its own seed, and
 it reads nothing from models/.
 
-Two properties make it behave like a person rather than like a classifier:
+Three properties make it behave like a person rather than like a classifier:
 - each image is standardised (zero mean, unit contrast) first: people are not fooled by a
   reconstruction that is darker or washed out, which Inverting Gradients' cosine loss often
   produces;
+- it sees a low-passed image (``blur``) and is trained on images drowned in pixel noise of
+  random strength (``noise``, ``noise_spread``): people read a digit or a face through the
+  colour noise of an unfinished inversion, and do not read the high-frequency patterns that
+  inversion plants for the attacked classifier;
 - it is trained to answer "no idea" (a uniform posterior) on noise and on blurred, washed-out
   junk, so a reconstruction that shows nothing leads to a guess, not to a confident class.
 """
@@ -35,6 +39,8 @@ class ObserverConfig:
     lr: float = 1e-3
     junk_fraction: float = 0.25  # share of each batch that is noise / junk with a uniform target
     noise: float = 0.15  # std of pixel noise added to clean training images (robustness)
+    noise_spread: bool = False  # True: each image's noise std is drawn from U(0, noise), so it learns to see through heavy noise
+    blur: float = 0.0  # Gaussian blur (sigma, pixels) before the network: the coarse view people judge by
 
 
 def standardise(images: torch.Tensor) -> torch.Tensor:
@@ -47,9 +53,19 @@ def standardise(images: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 
 
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(2 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
 class Observer(nn.Module):
-    def __init__(self, classes: int, width: int):
+    def __init__(self, classes: int, width: int, blur: float = 0.0):
         super().__init__()
+        self.blur = float(blur)
+        if self.blur > 0:
+            self.register_buffer("kernel", _gaussian_kernel(self.blur), persistent=False)
         w = width
         self.body = nn.Sequential(
             nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -58,8 +74,16 @@ class Observer(nn.Module):
         )
         self.head = nn.Linear(8 * w, classes)
 
+    def low_pass(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blur <= 0:
+            return x
+        k, c = self.kernel, x.shape[1]
+        pad = len(k) // 2
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x)
+        h = self.body(self.low_pass(x))
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], 1))
 
     @torch.no_grad()
@@ -84,7 +108,7 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
     torch.manual_seed(seed)
     clean = torch.from_numpy(images).float() / 255.0
     y = torch.from_numpy(labels.astype(np.int64))
-    model = Observer(classes, cfg.width)
+    model = Observer(classes, cfg.width, cfg.blur)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n_junk = max(1, int(round(cfg.batch_size * cfg.junk_fraction)))
     uniform = torch.full((n_junk, classes), 1.0 / classes)
@@ -95,7 +119,9 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
             idx = order[i : i + cfg.batch_size]
             shift = torch.randint(-2, 3, (2,), generator=gen).tolist()  # people find a shape wherever it is
             x = torch.roll(clean[idx], shifts=shift, dims=(1, 2))
-            x = (x + cfg.noise * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+            sigma = (torch.rand((len(idx), 1, 1, 1), generator=gen) * cfg.noise if cfg.noise_spread
+                     else torch.full((len(idx), 1, 1, 1), cfg.noise))
+            x = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
             junk = _junk(n_junk, tuple(clean.shape[1:]), gen, clean)
             logits = model(standardise(torch.cat([x, junk])))
             loss = F.cross_entropy(logits[: len(idx)], y[idx])

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError, DataError
 
@@ -120,7 +120,7 @@ def settings_from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSe
         if raw is None:
             from .. import training  # torch: only needed here
 
-            raw = training.model_grid(params, dataset)[0].model_id
+            raw = training.default_classifier(params, dataset)
         model = raw
     return TaskSettings(dataset, protocol, "annotate.protocols" if override is not None else "prepare",
                         tuple(str(a) for a in attacks), max_candidates, model, P.get(params, "seed", int))
@@ -223,9 +223,9 @@ def build_tasks(settings: TaskSettings, class_names: Sequence[str], root: str | 
         index = root / folder / "index.csv"
         for row in read_attack_index(index):
             where = f"{index}, line {row['_line']}"
-            if row["dataset"] != ds or row["attack"] != attack:
+            if row["dataset"] != ds or threat.method(row["attack"]) != attack:
                 raise DataError(f"{where}: row is for {row['dataset']}/{row['attack']}, expected {ds}/{attack}")
-            if row["item_id"] != f"{ds}/{row['model']}/{attack}/{row['image_id']}":
+            if row["item_id"] != f"{ds}/{row['model']}/{row['attack']}/{row['image_id']}":
                 raise DataError(f"{where}: item_id {row['item_id']!r} is not <dataset>/<model>/<attack>/<image_id>")
             if not 0 <= row["label"] < len(class_names):
                 raise DataError(f"{where}: label {row['label']} outside the {len(class_names)} classes")

@@ -10,6 +10,9 @@
   statistics prior (1e-3, GradAttack's example) and an L2 image prior (1e-6, breaching),
   with Yin's label rule. Group consistency across seeds is not implemented (neither
   reimplementation has it).
+
+Any attack may list ``budgets``: iteration counts below ``iterations`` at which the running
+optimisation's reconstruction is also kept, each a set of its own (``invgrad@400``).
 """
 
 from __future__ import annotations
@@ -42,4 +45,10 @@ def build(name: str, overrides: Mapping | None = None) -> AttackConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"params: 'attack.methods.{name}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
-    return AttackConfig(**{**REFERENCE[name], **overrides})
+    try:
+        return AttackConfig(**{**REFERENCE[name], **overrides})
+    except ConfigError as exc:
+        if not hasattr(exc, "key"):
+            raise
+        value = overrides.get(exc.key, REFERENCE[name].get(exc.key))
+        raise ConfigError(f"params.yaml: attack.methods.{name}.{exc.key} must be {exc.expected}, got {value!r}") from None

@@ -15,7 +15,11 @@ double backward). The parts, chosen by ``AttackConfig``:
   and variance and its running ones, as GradAttack), and an L2 image prior;
 - labels: ``given``, ``idlg`` (the row of the last layer's weight gradient with negative sum),
   ``yin`` (the row with the smallest minimum), ``joint`` (DLG: soft label optimised with x);
-- restarts from independent random starts, best kept by final matching loss.
+- restarts from independent random starts, best kept by final matching loss;
+- budgets: one optimisation also saves its state at earlier iteration counts. An attacker who
+  stops after 50 of 400 iterations is a weaker threat, and its reconstruction is exactly the
+  longer run's state at iteration 50, so the snapshots cost one extra evaluation each. Each
+  budget picks its own best restart by the matching loss at that budget.
 
 A restart whose objective turns NaN or infinite stops there; if every restart does, the
 result has status ``diverged`` and keeps the last finite image, never raising.
@@ -55,15 +59,41 @@ class AttackConfig:
     labels: str = "given"
     loss_scale: float = 0.5
     lbfgs_inner: int = 20
+    budgets: tuple[int, ...] = ()  # extra snapshot iteration counts below ``iterations``; () = final only
 
     def __post_init__(self):
-        checks = [("distance", self.distance, DISTANCES), ("optimizer", self.optimizer, OPTIMIZERS),
-                  ("labels", self.labels, LABEL_STRATEGIES)]
-        for key, value, options in checks:
-            if value not in options:
-                raise ConfigError(f"attack: '{key}' is {value!r}; valid values: {', '.join(options)}")
-        if self.iterations <= 0 or self.restarts <= 0:
-            raise ConfigError("attack: 'iterations' and 'restarts' must be positive")
+        def bad(key: str, expected: str) -> ConfigError:
+            err = ConfigError(f"attack: '{key}' must be {expected}, got {getattr(self, key)!r}")
+            err.key, err.expected = key, expected  # configs.build re-words it with the params key
+            return err
+
+        def integer(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for key, options in (("distance", DISTANCES), ("optimizer", OPTIMIZERS), ("labels", LABEL_STRATEGIES)):
+            if getattr(self, key) not in options:
+                raise bad(key, f"one of {', '.join(options)}")
+        for key in ("iterations", "restarts", "lbfgs_inner"):
+            if not integer(getattr(self, key)) or getattr(self, key) <= 0:
+                raise bad(key, "a positive integer")
+        for key in ("lr", "loss_scale", "tv", "bn_prior", "l2_prior"):
+            v, positive = getattr(self, key), key in ("lr", "loss_scale")
+            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0
+                    or (positive and v == 0)):
+                raise bad(key, "a positive finite number" if positive else "a non-negative finite number")
+        for key in ("signed", "boxed", "lr_decay"):
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, "true or false")
+        b = self.budgets
+        if (not isinstance(b, (tuple, list)) or any(not integer(v) or v <= 0 for v in b)
+                or list(b) != sorted(set(b)) or (b and b[-1] > self.iterations)):
+            raise bad("budgets", f"a strictly increasing list of positive integers up to iterations ({self.iterations})")
+        object.__setattr__(self, "budgets", tuple(b))
+
+    @property
+    def snapshots(self) -> tuple[int, ...]:
+        """The iteration counts whose reconstructions are kept: the budgets and the final one."""
+        return tuple(b for b in self.budgets if b < self.iterations) + (self.iterations,)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +108,7 @@ class Reconstruction:
     seconds: float
     status: str  # ok | diverged
     restart_losses: list[float] = field(default_factory=list)
+    budget: int = 0  # the iteration count this is the state at (the config's iterations when no budgets)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
@@ -201,12 +232,34 @@ def reconstruct_batch(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]
                       mean: Sequence[float], std: Sequence[float], cfg: AttackConfig,
                       generators: Sequence[torch.Generator], labels: Sequence[int | None] | None = None,
                       num_classes: int | None = None, device: str = "cpu") -> list[Reconstruction]:
+    """The final reconstruction of each row (see ``reconstruct_budgets`` for every budget)."""
+    return [per_budget[-1] for per_budget in reconstruct_budgets(model, targets, shape, mean, std, cfg, generators,
+                                                                 labels, num_classes, device)]
+
+
+@dataclass
+class _Snapshot:
+    """One restart's state at one budget: what a row would return had the attack stopped there."""
+
+    frozen: torch.Tensor
+    counts: list[int]
+    image: torch.Tensor  # normalised space, (B, C, H, W)
+    values: torch.Tensor
+    got: list[int] | None  # DLG's recovered labels (argmax of the soft label), else None
+
+
+def reconstruct_budgets(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]], shape: tuple[int, int, int],
+                        mean: Sequence[float], std: Sequence[float], cfg: AttackConfig,
+                        generators: Sequence[torch.Generator], labels: Sequence[int | None] | None = None,
+                        num_classes: int | None = None, device: str = "cpu") -> list[list[Reconstruction]]:
     """Invert B observed gradients of one model at once: B independent attacks, one batch.
 
-    Row b uses only ``targets[b]``, ``labels[b]`` and ``generators[b]`` (its random starts,
-    drawn on the CPU so a seed gives the same starts on any device); Adam is elementwise and
-    L-BFGS runs per row (``lbfgs.BatchedLBFGS``), so rows do not interact. ``seconds`` of
-    each result is its share of the batch's time.
+    Returns, per row, one ``Reconstruction`` per entry of ``cfg.snapshots`` (ascending), each
+    the optimisation's state at that iteration count. Row b uses only ``targets[b]``,
+    ``labels[b]`` and ``generators[b]`` (its random starts, drawn on the CPU so a seed gives
+    the same starts on any device); Adam is elementwise and L-BFGS runs per row
+    (``lbfgs.BatchedLBFGS``), so rows do not interact. ``seconds`` of each result is its
+    share of the batch's time.
     """
     start = time.perf_counter()
     n = len(targets)
@@ -226,11 +279,12 @@ def reconstruct_batch(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]
         fixed = [infer_label(model, t, cfg.labels) for t in targets]
     else:
         fixed = None
+    budgets = cfg.snapshots
     objective = _Objective(model, cfg, targets)
-    best: list[Reconstruction | None] = [None] * n
-    fallback: list[tuple | None] = [None] * n
-    iterations = [0] * n
-    losses: list[list[float]] = [[] for _ in range(n)]
+    best: list[list[Reconstruction | None]] = [[None] * n for _ in budgets]
+    fallback: list[list[tuple | None]] = [[None] * n for _ in budgets]
+    iterations = [[0] * n for _ in budgets]
+    losses: list[list[list[float]]] = [[[] for _ in range(n)] for _ in budgets]
     try:
         for _ in range(cfg.restarts):
             xs, softs = [], []
@@ -245,32 +299,43 @@ def reconstruct_batch(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]
             def values() -> torch.Tensor:
                 return objective(x, torch.softmax(soft, dim=-1) if soft is not None else y_fixed)
 
+            snapshots: dict[int, _Snapshot] = {}
+
+            def snapshot(budget: int, frozen: torch.Tensor, counts: list[int], last_finite: torch.Tensor) -> None:
+                with torch.no_grad():
+                    v = values().detach()
+                got = [int(i) for i in torch.argmax(soft.detach(), dim=1)] if soft is not None else None
+                snapshots[budget] = _Snapshot(frozen.clone(), list(counts), last_finite.clone(), v, got)
+
             run = _run_adam if cfg.optimizer == "adam" else _run_lbfgs
-            frozen, counts, last_finite = run(cfg, x, soft, values, lo, hi)
-            with torch.no_grad():
-                final = values().detach()
-            for b in range(n):
-                iterations[b] += counts[b]
-                diverged = bool(frozen[b]) or not math.isfinite(float(final[b]))
-                value = math.nan if bool(frozen[b]) else float(final[b])
-                losses[b].append(value)
-                got = fixed[b] if fixed is not None else int(torch.argmax(soft[b].detach()))
-                image = torch.clamp(last_finite[b : b + 1] * s + m, 0, 1).cpu()
-                if diverged:
-                    fallback[b] = fallback[b] or (image, got, value)
-                elif best[b] is None or value < best[b].loss:
-                    best[b] = Reconstruction(image, got, value, 0, 0.0, "ok")
+            run(cfg, x, soft, values, lo, hi, snapshot)
+            for k, budget in enumerate(budgets):
+                snap = snapshots[budget]
+                for b in range(n):
+                    iterations[k][b] += snap.counts[b]
+                    diverged = bool(snap.frozen[b]) or not math.isfinite(float(snap.values[b]))
+                    value = math.nan if bool(snap.frozen[b]) else float(snap.values[b])
+                    losses[k][b].append(value)
+                    got = fixed[b] if fixed is not None else snap.got[b]
+                    image = torch.clamp(snap.image[b : b + 1] * s + m, 0, 1).cpu()
+                    if diverged:
+                        fallback[k][b] = fallback[k][b] or (image, got, value)
+                    elif best[k][b] is None or value < best[k][b].loss:
+                        best[k][b] = Reconstruction(image, got, value, 0, 0.0, "ok")
     finally:
         objective.close()
     share = (time.perf_counter() - start) / n
     out = []
     for b in range(n):
-        rec = best[b]
-        if rec is None:
-            image, got, value = fallback[b]
-            rec = Reconstruction(image, got, value, 0, 0.0, "diverged")
-        rec.iterations, rec.seconds, rec.restart_losses = iterations[b], share, losses[b]
-        out.append(rec)
+        row = []
+        for k, budget in enumerate(budgets):
+            rec = best[k][b]
+            if rec is None:
+                image, got, value = fallback[k][b]
+                rec = Reconstruction(image, got, value, 0, 0.0, "diverged")
+            rec.iterations, rec.seconds, rec.restart_losses, rec.budget = iterations[k][b], share, losses[k][b], budget
+            row.append(rec)
+        out.append(row)
     return out
 
 
@@ -288,14 +353,22 @@ def _settle(x: torch.Tensor, frozen: torch.Tensor, last_finite: torch.Tensor, st
         last_finite.copy_(x.detach())
 
 
-def _run_adam(cfg: AttackConfig, x, soft, values, lo, hi):
+def _take_snapshots(cfg: AttackConfig, done: int, snapshot, frozen, counts, last_finite, final: bool = False) -> None:
+    """Record the state for the budget reached after ``done`` iterations; at the end (``final``,
+    also after every row froze early), for every budget not reached."""
+    for budget in cfg.snapshots:
+        if budget == done or (final and budget > done):
+            snapshot(budget, frozen, counts, last_finite)
+
+
+def _run_adam(cfg: AttackConfig, x, soft, values, lo, hi, snapshot):
     variables = [x] + ([soft] if soft is not None else [])
     opt = torch.optim.Adam(variables, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(cfg.iterations), 0.1) if cfg.lr_decay else None
     frozen = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     last_finite = x.detach().clone()
     counts = [0] * len(x)
-    for _ in range(cfg.iterations):
+    for it in range(cfg.iterations):
         opt.zero_grad()
         v = values()
         v.sum().backward()
@@ -307,12 +380,14 @@ def _run_adam(cfg: AttackConfig, x, soft, values, lo, hi):
         _settle(x, frozen, last_finite, v.detach(), counts, lo, hi, cfg.boxed)
         if bool(frozen.all()):
             break
+        if it + 1 < cfg.iterations:
+            _take_snapshots(cfg, it + 1, snapshot, frozen, counts, last_finite)
         if sched is not None:
             sched.step()
-    return frozen, counts, last_finite
+    _take_snapshots(cfg, it + 1, snapshot, frozen, counts, last_finite, final=True)
 
 
-def _run_lbfgs(cfg: AttackConfig, x, soft, values, lo, hi):
+def _run_lbfgs(cfg: AttackConfig, x, soft, values, lo, hi, snapshot):
     from .lbfgs import BatchedLBFGS
 
     variables = [x] + ([soft] if soft is not None else [])
@@ -342,4 +417,6 @@ def _run_lbfgs(cfg: AttackConfig, x, soft, values, lo, hi):
         _settle(x, frozen, last_finite, step_loss, counts, lo, hi, cfg.boxed)
         if bool(frozen.all()):
             break
-    return frozen, counts, last_finite
+        if it + 1 < cfg.iterations:
+            _take_snapshots(cfg, it + 1, snapshot, frozen, counts, last_finite)
+    _take_snapshots(cfg, it + 1, snapshot, frozen, counts, last_finite, final=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import atomic, augment, defenses, training
+from .. import atomic, augment, defenses, threat, training
 from ..datasets import standard
 from ..datasets.imaging import png_bytes
 from . import engine
@@ -38,8 +38,11 @@ from .engine import AttackConfig
 
 log = logging.getLogger(__name__)
 
+# ``attack`` is the set label (``invgrad@400`` when the attack has budgets); ``budget`` the
+# iteration count the reconstruction is the state at. No timing: a rerun that gives the same
+# images must give the same bytes (timings go to the stage's log).
 INDEX_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "label", "recovered_label", "final_loss",
-                 "iterations", "seconds", "status", "original", "attacked", "reconstruction")
+                 "iterations", "budget", "status", "original", "attacked", "reconstruction")
 
 
 @dataclass(frozen=True)
@@ -165,19 +168,25 @@ class _Worker:
             targets.append(target)
             gens.append(gen)
             xs.append(x)
-        recs = engine.reconstruct_batch(model, targets, tuple(xs[0].shape[1:]), norm["mean"], norm["std"], ctx.config,
-                                        gens, [job.label for job in batch], card["num_classes"], ctx.device)
+        recs = engine.reconstruct_budgets(model, targets, tuple(xs[0].shape[1:]), norm["mean"], norm["std"],
+                                          ctx.config, gens, [job.label for job in batch], card["num_classes"],
+                                          ctx.device)
         results = []
-        for job, original, seen, rec in zip(batch, originals, attacked, recs):
-            recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        for job, original, seen, per_budget in zip(batch, originals, attacked, recs):
             out = _job_dir(ctx, job)
             out.mkdir(parents=True, exist_ok=True)
-            for name, arr in (("original", original), ("attacked", seen), ("reconstruction", recon)):
+            for name, arr in (("original", original), ("attacked", seen)):
                 atomic.write_bytes(out / f"{name}.png", png_bytes(arr))
-            result = {"key": job.key, "recovered_label": rec.label,
-                      "final_loss": rec.loss if math.isfinite(rec.loss) else None,
-                      "iterations": rec.iterations, "seconds": round(rec.seconds, 3), "status": rec.status,
-                      "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]}
+            snapshots = []
+            for rec in per_budget:
+                recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                atomic.write_bytes(out / f"reconstruction-{rec.budget}.png", png_bytes(recon))
+                snapshots.append({"budget": rec.budget, "recovered_label": rec.label,
+                                  "final_loss": rec.loss if math.isfinite(rec.loss) else None,
+                                  "iterations": rec.iterations, "status": rec.status,
+                                  "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]})
+            # seconds: for the progress log only; assemble never copies it into the stage output
+            result = {"key": job.key, "seconds": round(per_budget[-1].seconds, 3), "snapshots": snapshots}
             atomic.write_json(out / "result.json", result)
             results.append(result)
         return results
@@ -210,7 +219,7 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
 
     def done(result: dict) -> None:
         nonlocal iterations, seconds, finished
-        iterations += result["iterations"]
+        iterations += result["snapshots"][-1]["iterations"]
         seconds += result["seconds"]
         finished += 1
         rate = f"{iterations / max(seconds, 1e-9):.0f} it/s per worker"
@@ -243,6 +252,7 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
 def assemble(ctx: Context, jobs: list[Job], out_dir: str | Path) -> list[dict]:
     """Build the stage output (images + index.csv) from finished jobs, atomically."""
     rows = []
+    labelled = bool(ctx.config.budgets)  # with budgets, every snapshot (the last too) is a set <attack>@<budget>
     with atomic.build_dir(out_dir) as tmp:
         for job in jobs:
             src = _job_dir(ctx, job)
@@ -250,17 +260,23 @@ def assemble(ctx: Context, jobs: list[Job], out_dir: str | Path) -> list[dict]:
             rel = Path("images") / job.model_id
             (tmp / rel).mkdir(parents=True, exist_ok=True)
             names = {}
-            for kind in ("original", "attacked", "reconstruction"):
+            for kind in ("original", "attacked"):
                 names[kind] = str(rel / f"{job.image_id}_{kind}.png")
                 shutil.copyfile(src / f"{kind}.png", tmp / names[kind])
-            loss = result["final_loss"]
-            rows.append({
-                "item_id": f"{ctx.dataset}/{job.model_id}/{ctx.attack}/{job.image_id}",
-                "dataset": ctx.dataset, "model": job.model_id, "attack": ctx.attack, "image_id": job.image_id,
-                "label": job.label, "recovered_label": result["recovered_label"],
-                "final_loss": "nan" if loss is None else f"{loss:.6g}", "iterations": result["iterations"],
-                "seconds": result["seconds"], "status": result["status"], **names,
-            })
+            for snap in result["snapshots"]:
+                budget = snap["budget"]
+                attack = threat.label(ctx.attack, budget if labelled else None)
+                suffix = f"_{budget}" if labelled else ""
+                recon = str(rel / f"{job.image_id}_reconstruction{suffix}.png")
+                shutil.copyfile(src / f"reconstruction-{budget}.png", tmp / recon)
+                loss = snap["final_loss"]
+                rows.append({
+                    "item_id": f"{ctx.dataset}/{job.model_id}/{attack}/{job.image_id}",
+                    "dataset": ctx.dataset, "model": job.model_id, "attack": attack, "image_id": job.image_id,
+                    "label": job.label, "recovered_label": snap["recovered_label"],
+                    "final_loss": "nan" if loss is None else f"{loss:.6g}", "iterations": snap["iterations"],
+                    "budget": budget, "status": snap["status"], **names, "reconstruction": recon,
+                })
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n")
         writer.writeheader()

@@ -6,7 +6,7 @@ paper's code turns this into ``acc = rec-recognised / ori-recognised`` per model
 table carries both rates and that ratio.
 
 Which classifier: ``metrics.classifier`` (a model id of this dataset), by default the first
-model that ``train.datasets.<dataset>.models`` lists (the first backbone's first setting).
+trained model that ``train.datasets.<dataset>.models`` lists (an untrained one classifies nothing).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from ..errors import ConfigError
 
 
 def classifier_id(params: Mapping, dataset: str) -> str:
-    """``metrics.classifier`` if set, else the dataset's first listed model."""
+    """``metrics.classifier`` if set, else the dataset's first listed trained model."""
     grid = [spec.model_id for spec in training.model_grid(params, dataset)]
     chosen = P.get(params, "metrics.classifier", (str, type(None)), None)
     if chosen is None:
-        return grid[0]
+        return training.default_classifier(params, dataset)
     if chosen not in grid:
         raise ConfigError(f"params: 'metrics.classifier' is {chosen!r}, not a model of {dataset} "
                           f"(train.datasets.{dataset}.models gives: {', '.join(grid)})")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .. import threat
 from ..errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Item:
         if split == "dataset":
             return self.dataset
         if split == "attack":
-            return self.attack
+            return threat.method(self.attack)  # every budget of a held-out attack is held out
         if split == "backbone":
             return self.backbone
         raise ConfigError(f"unknown SemSim split {split!r}; valid: {', '.join(SPLITS)}")
@@ -158,7 +159,7 @@ def collect(root: str | Path, datasets: Sequence[str], attacks: Sequence[str]) -
             index_path = root / "data" / "attacks" / ds / attack / "index.csv"
             for row in read_index(index_path):
                 item_id = row["item_id"]
-                if row["dataset"] != ds or row["attack"] != attack:
+                if row["dataset"] != ds or threat.method(row["attack"]) != attack:
                     raise DataError(f"{index_path}:{row['_line']}: row of {row['dataset']}/{row['attack']} "
                                     f"in the index of {ds}/{attack}")
                 if item_id in seen:
@@ -168,9 +169,9 @@ def collect(root: str | Path, datasets: Sequence[str], attacks: Sequence[str]) -
                 if label is None:
                     unlabelled += 1
                     label = Label(0, None, None, None)
-                items.append(Item(item_id, ds, row["model"], attack, row["image_id"], row["status"],
+                items.append(Item(item_id, ds, row["model"], row["attack"], row["image_id"], row["status"],
                                   row["original"], row["reconstruction"], label))
-        stray = sorted(i for i in labels if i not in seen and i.split("/")[2] in attacks)
+        stray = sorted(i for i in labels if i not in seen and threat.method(i.split("/")[2]) in attacks)
         if stray:
             raise DataError(f"{labels_path}: {len(stray)} item(s) not in any attack index of {ds}, "
                             f"e.g. {stray[0]!r} (annotations and attacks out of date?)")

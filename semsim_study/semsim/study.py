@@ -7,6 +7,8 @@ metrics, and writes nothing (the stage writes them atomically).
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .. import atomic
+from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
 from . import items as I, metric, preprocess
@@ -25,7 +27,8 @@ from .triplets import TripletSampler, ranking_accuracy
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance")
+SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
+                 "semsim_untrained")
 
 
 @dataclass
@@ -95,6 +98,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
 
     torch_seed, rng = seeds(seed, split, held_out, "semsim")
     trainers = {"semsim": TripletTrainer(cfg, sampler, originals, reconstructions, torch_seed, rng)}
+    # the control: the very same network before any training (what the triplets add over it)
+    untrained_net = copy.deepcopy(trainers["semsim"].net)
     ce = None
     if cfg.baseline:
         ce = ce_data(sampler, originals, reconstructions)
@@ -130,7 +135,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "split": split,
         "held_out": held_out,
         "training_datasets": train_ds,
-        "training_attacks": sorted({it.attack for it in train_items}),
+        "training_attacks": sorted({threat.method(it.attack) for it in train_items}),
         "training_backbones": sorted({it.backbone for it in train_items}),
         "training_items": len(train_items),
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
@@ -156,10 +161,13 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     }
     semsim = metric.SemSim(trainers["semsim"].net, card, device=cfg.device)
     baseline = metric.SemSim(trainers["ce_baseline"].net, card, device=cfg.device) if ce else None
+    untrained = metric.SemSim(untrained_net, card, device=cfg.device)
 
-    rows, scores, ce_scores = _score(semsim, baseline, test_items, split, held_out, cfg.input_size)
+    rows, scores, ce_scores, raw_scores = _score(semsim, baseline, untrained, test_items, split, held_out,
+                                                 cfg.input_size)
     acc, pairs = ranking_accuracy(test_items, scores)
     acc_ce, _ = ranking_accuracy(test_items, ce_scores) if ce else (float("nan"), 0)
+    acc_raw, _ = ranking_accuracy(test_items, raw_scores)
     rec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "recognised"]
     unrec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "unrecognised"]
     metrics = {
@@ -174,6 +182,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "heldout_pairs": pairs,
         "heldout_triplet_accuracy": _round(acc),
         "heldout_triplet_accuracy_ce": _round(acc_ce),
+        "heldout_triplet_accuracy_random_init": _round(acc_raw),
+        "trained_matches_random_init": bool(np.isfinite(acc) and np.isfinite(acc_raw) and acc >= acc_raw),
         "heldout_mean_semsim_recognised": _round(float(np.mean(rec))) if rec else None,
         "heldout_mean_semsim_unrecognised": _round(float(np.mean(unrec))) if unrec else None,
         "simulated_annotations": card["simulated_annotations"],
@@ -187,16 +197,20 @@ def _load(paths: Sequence[Path], size: int) -> torch.Tensor:
     return torch.cat([preprocess.resize(preprocess.uint8_to_float(preprocess.load_rgb(p)[None]), size) for p in paths])
 
 
-def _score(semsim: metric.SemSim, baseline: metric.SemSim | None, test: Sequence[I.Item], split: str, held_out: str,
-           size: int, chunk: int = 512) -> tuple[list[dict], list[float], list[float]]:
-    """Score held-out pairs from their own files (each item's original and reconstruction), in chunks."""
+def _score(semsim: metric.SemSim, baseline: metric.SemSim | None, untrained: metric.SemSim, test: Sequence[I.Item],
+           split: str, held_out: str, size: int,
+           chunk: int = 512) -> tuple[list[dict], list[float], list[float], list[float]]:
+    """Score held-out pairs from their own files (each item's original and reconstruction), in chunks,
+    with the trained SemSim, the CE baseline and the untrained network."""
     scores: list[float] = []
     ce_scores: list[float] = []
+    raw_scores: list[float] = []
     for i in range(0, len(test), chunk):
         part = test[i : i + chunk]
         x = _load([it.original for it in part], size)
         y = _load([it.reconstruction for it in part], size)
         scores += semsim.score(x, y).tolist()
+        raw_scores += untrained.score(x, y).tolist()
         if baseline is not None:
             ce_scores += baseline.score(x, y).tolist()
     if baseline is None:
@@ -206,5 +220,6 @@ def _score(semsim: metric.SemSim, baseline: metric.SemSim | None, test: Sequence
         rows.append({"item_id": it.item_id, "dataset": it.dataset, "model": it.model, "attack": it.attack,
                      "image_id": it.image_id, "split": split, "held_out": held_out,
                      "semsim": f"{scores[n]:.6f}",
-                     "ce_distance": f"{ce_scores[n]:.6f}" if np.isfinite(ce_scores[n]) else ""})
-    return rows, scores, ce_scores
+                     "ce_distance": f"{ce_scores[n]:.6f}" if np.isfinite(ce_scores[n]) else "",
+                     "semsim_untrained": f"{raw_scores[n]:.6f}"})
+    return rows, scores, ce_scores, raw_scores
