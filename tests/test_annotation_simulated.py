@@ -205,6 +205,9 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     assert set(result.answers["source"]) == {"simulated"} and set(result.items["source"]) == {"simulated"}
     assert result.summary["simulated"] is True and result.info["source"] == "simulated"
     assert (result.items["annotators"] == params["annotate"]["simulated"]["per_item"]).all()
+    # the control: the same crowd on pure noise in place of each reconstruction recognises (almost) nothing
+    assert result.summary["observer_noise_images"] == 200 and "noise_control" not in result.info
+    assert result.summary["observer_noise_recognised_rate"] <= 0.1
     out = tmp_path / "out"
     out.mkdir()
     result.write(out)

@@ -325,3 +325,18 @@ def test_attack_labels_spell_and_parse_budgets():
     assert threat.budget("invgrad@400") == 400 and threat.budget("dlg") is None
     with pytest.raises(ValueError, match="not an integer"):
         threat.budget("invgrad@many")
+
+
+def test_pooled_scope_ranks_within_each_dataset():
+    from semsim_study.analysis.study import within_dataset_ranks
+
+    # within each dataset the metric orders the sets perfectly, but dataset b sits at an offset
+    # that reverses the order across datasets: concatenating raw values would hide the agreement
+    t = pd.DataFrame({"dataset": ["a"] * 4 + ["b"] * 4,
+                      "semsim": [1.0, 2.0, 3.0, 4.0, -10.0, -9.0, -8.0, -7.0],
+                      "unrecognised_rate": [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]})
+    raw = stats.spearmanr(t["semsim"], t["unrecognised_rate"]).statistic
+    ranked = within_dataset_ranks(t, ("semsim", "unrecognised_rate"))
+    assert raw < 0 and stats.spearmanr(ranked["semsim"], ranked["unrecognised_rate"]).statistic == pytest.approx(1.0)
+    assert ranked.loc[t["dataset"] == "b", "semsim"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert within_dataset_ranks(t.assign(semsim=[np.nan] + [1.0] * 7), ("semsim",))["semsim"].isna().sum() == 1

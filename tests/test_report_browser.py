@@ -43,7 +43,9 @@ def test_report_page_renders_with_images(tmp_path, browser):
     banner = page.inner_text("#provenance")
     assert "Simulated annotators" in banner and "digits" in banner and "Pipeline-trained" in banner
     assert "shapes" in banner and "no annotations" in banner
-    assert page.locator("#model-level + table tbody tr").count() == 8
+    from semsim_study.analysis.orientation import SET_METRICS
+
+    assert page.locator("#model-level + table tbody tr").count() == len(SET_METRICS) == 12  # 8 metrics, 4 controls
     assert "people: " in page.inner_text("body")
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "report.png"
     page.screenshot(path=str(shot), full_page=False)

@@ -180,10 +180,11 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
                "ImageNet-pretrained LPIPS/FID backbones.</div>")
     scopes = datasets + [POOLED]
     body = [f"<h1>How faithfully each metric follows human judgement</h1>{ban}",
-            "<p>Cells: oriented Spearman ρ / Kendall τ-b; higher = more faithful to people (PSNR, SSIM and "
+            "<p>Cells: oriented Spearman ρ [bootstrap interval] / Kendall τ-b; higher = more faithful to people (PSNR, SSIM and "
             "classification are expected to fall as the unrecognised rate rises, MSE, LPIPS, FID, SemSim and the "
             f"CE baseline to rise). {settings.reps} bootstrap resamples; signed values, p-values and "
-            f"{settings.confidence:.0%} intervals are in correlations.csv.</p>",
+            f"{settings.confidence:.0%} intervals are in correlations.csv. Column “all” pools within datasets "
+            "(percentile ranks within each dataset first).</p>",
             "<h2 id='model-level'>Model level: each (model, attack) set vs its unrecognised rate</h2>",
             _corr_table(study, "model", scopes), _bars(study, datasets),
             "<h2 id='image-level'>Image level: each reconstruction vs its recognised rate</h2>",

@@ -68,7 +68,9 @@ def _cell(study: Study, level: str, scope: str, metric: str, reasons: list[str])
         if reason not in reasons:
             reasons.append(reason)
         return f"n/a [{reasons.index(reason) + 1}]"
-    return f"{rho['oriented']:+.2f} / {tau['oriented']:+.2f}"
+    lo, hi = rho.get("oriented_ci_low", math.nan), rho.get("oriented_ci_high", math.nan)
+    interval = f" [{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{rho['oriented']:+.2f}{interval} / {tau['oriented']:+.2f}"
 
 
 def table_rows(study: Study, level: str, scopes: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
@@ -121,9 +123,12 @@ def untrained_note(study: Study, scopes: list[str]) -> str:
 def markdown(study: Study, datasets: list[str], settings) -> str:
     scopes = datasets + [POOLED]
     parts = ["# Report: how faithfully each metric follows human judgement\n",
-             "Cells: oriented Spearman rho / Kendall tau-b (higher = more faithful to people; "
-             "signed values, p-values and bootstrap CIs are in correlations.csv). "
-             f"{settings.reps} bootstrap resamples, {settings.confidence:.0%} intervals.\n"]
+             "Cells: oriented Spearman rho [its bootstrap interval] / Kendall tau-b (higher = more faithful to "
+             "people; signed values, p-values and every interval are in correlations.csv). "
+             f"{settings.reps} bootstrap resamples, {settings.confidence:.0%} intervals. "
+             "Column \"all\" pools within datasets: each value is first replaced by its percentile rank within "
+             "its dataset, so no dataset's offset (nor each dataset's own leave-one-out SemSim) ranks against "
+             "another's.\n"]
     lines = banner(study)
     if lines:
         parts.append("\n".join(f"> {line}  " for line in lines) + "\n")

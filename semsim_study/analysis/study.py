@@ -2,7 +2,8 @@
 
 Levels and scopes (the ``level`` and ``scope`` columns of correlations.csv):
 - model: each (model, attack) set's metric (FID per set; SemSim/CE = mean of the set's scores)
-  against its unrecognised rate, per dataset and pooled over datasets (scope ``all``);
+  against its unrecognised rate, per dataset and pooled within datasets (scope ``all``: every
+  value replaced by its percentile rank within its dataset first, see ``within_dataset_ranks``);
 - image: each reconstruction's metric against its recognised rate (annotated items only);
 - contradiction: per dataset (and ``all``), pairs of metrics against each other;
 - model / image with scope ``attack-<a>`` / ``backbone-<b>``: the items a SemSim trained
@@ -83,6 +84,24 @@ def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: 
     return rows
 
 
+def within_dataset_ranks(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """Each column replaced by its percentile rank within its dataset (ties averaged, NaN kept).
+
+    The pooled ("all") scope pools *within* datasets: every dataset's SemSim comes from its own
+    leave-one-out model, and every metric has its own offset per domain, so concatenating raw
+    values would rank one dataset's sets against another's. On within-dataset ranks, Spearman
+    and Pearson measure how well a metric orders each dataset's sets or images, all datasets
+    weighing by their size, and the bootstrap resamples the pooled rows as before.
+    """
+    if table.empty:
+        return table
+    out = table.copy()
+    for col in columns:
+        if col in out.columns:
+            out[col] = out.groupby("dataset")[col].rank(pct=True)
+    return out
+
+
 def model_table(d: DatasetInputs) -> pd.DataFrame:
     return d.sets[d.sets["unrecognised_rate"].notna()]
 
@@ -119,12 +138,14 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
     none_reason = "" if annotated else "no dataset has annotations"
     all_sets = pd.concat([model_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
     all_images = pd.concat([image_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
-    rows += _rows("model", POOLED, all_sets, SET_METRICS, "unrecognised_rate", s, none_reason)
-    rows += _rows("image", POOLED, all_images, IMAGE_METRICS, "recognised_rate", s, none_reason)
+    pooled_sets = within_dataset_ranks(all_sets, SET_METRICS + ("unrecognised_rate",))
+    pooled_images = within_dataset_ranks(all_images, IMAGE_METRICS + ("recognised_rate",))
+    rows += _rows("model", POOLED, pooled_sets, SET_METRICS, "unrecognised_rate", s, none_reason)
+    rows += _rows("image", POOLED, pooled_images, IMAGE_METRICS, "recognised_rate", s, none_reason)
     for d in annotated:
         rows += _contradiction_rows(d.name, image_table(d))
     if annotated:
-        rows += _contradiction_rows(POOLED, all_images)
+        rows += _contradiction_rows(POOLED, pooled_images)
 
     scopes, notes = [], {}
     for kind, names in (("attack", held_out_attacks), ("backbone", held_out_backbones)):
