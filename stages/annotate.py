@@ -17,6 +17,8 @@ import argparse
 import logging
 import time
 
+import torch
+
 from semsim_study import atomic, params as P
 from semsim_study.annotation import annotate_stage
 
@@ -31,6 +33,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     start = time.perf_counter()
+    # the simulated observer trains here: one torch thread gives the same answers on any
+    # machine, whatever its core count or OMP_NUM_THREADS (the small net gains nothing from more)
+    torch.set_num_threads(1)
     params = P.load(args.params)
     result = annotate_stage.run(params, args.dataset)
     with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
