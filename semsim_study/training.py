@@ -126,6 +126,14 @@ def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting 
     )
 
 
+def threads(params: Mapping, key: str = "train.threads") -> int:
+    """The torch CPU thread count a stage runs with (default 1): outputs depend on it."""
+    value = P.get(params, key, int, 1)
+    if value < 1:
+        raise ConfigError(f"params.yaml: {key} must be a positive integer, got {value!r}")
+    return value
+
+
 def resolve_device(name: str, key: str = "train.device") -> str:
     """``auto`` picks CUDA when present. CPU runs are bit-reproducible; GPU runs are not."""
     if name == "auto":

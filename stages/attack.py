@@ -41,6 +41,9 @@ def main() -> None:
     model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
     limit = P.get(params, "attack.images_per_model", int, None)
     plan = jobs.plan(ctx, model_ids, limit, P.positive_int(params, "attack.batch_size", 1))
+    stale = jobs.prune_stale(ctx, plan)
+    if stale:
+        log.info("%s/%s: removed %d stale job folders from an earlier run", args.dataset, args.attack, stale)
     jobs.run_jobs(ctx, plan, P.positive_int(params, "attack.workers"))
     rows = jobs.assemble(ctx, plan, f"data/attacks/{args.dataset}/{args.attack}")
     jobs.clear_work(ctx)

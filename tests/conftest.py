@@ -41,6 +41,9 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
         # tiny attacks give noise, which nobody recognises; a liberal crowd on protocol B
         # (everyone says "same") keeps recognised reconstructions in every SemSim training split
         p["annotate"]["simulated"]["criterion_mean"] = -5.0
+    if "observer_controls" in p:
+        p["observer_controls"]["min_images"] = 8
+        p["observer_controls"]["bootstrap"] = 50
     if "semsim" in p:
         p["semsim"]["training"]["epochs"] = 1
         p["semsim"]["training"]["milestones"] = [1]

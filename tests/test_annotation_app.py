@@ -108,6 +108,30 @@ def test_answer_validation(env, body, status, message):
     assert env["store"].answer_rows() == []
 
 
+@pytest.mark.parametrize("raw", ["[" * 2000 + "]" * 2000, '{"ref": ' + "[" * 1500 + "]" * 1500 + "}",
+                                 '{"ref": "x", "answer": ', "\x00\xff", "null", '"text"', "1e999"])
+def test_malformed_json_of_any_shape_is_a_400(env, raw):
+    client = signed_in(env)
+    resp = client.post("/api/answer", data=raw.encode("utf-8", "surrogateescape"), content_type="application/json")
+    assert resp.status_code == 400 and "error" in resp.json
+    assert env["store"].answer_rows() == []
+
+
+def test_hosts_outside_the_allow_list_are_refused(env):
+    client = signed_in(env)
+    assert client.get("/api/next", headers={"Host": "evil.example:8765"}).status_code == 400
+    # both client-sent headers foreign and equal: the same-origin comparison alone would pass it
+    resp = client.post("/api/answer", json={"ref": "x", "answer": "y"},
+                       headers={"Host": "evil.example", "Origin": "http://evil.example"})
+    assert resp.status_code == 400 and "not served here" in resp.json["error"]
+    resp = client.post("/api/answer", json={"ref": "x", "answer": "y"}, headers={"Origin": "http://evil.example"})
+    assert resp.status_code == 403
+    assert client.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    proxied = create_app(env["catalog"], env["store"], annotators_per_item=2, allowed_hosts=("study.example.org",))
+    assert proxied.test_client().get("/", headers={"Host": "study.example.org"}).status_code == 200
+    assert proxied.test_client().get("/", headers={"Host": "localhost"}).status_code == 400
+
+
 def test_answer_must_be_offered_and_a_candidate(env):
     client = signed_in(env)
     data, task = current(env, client)
@@ -225,6 +249,17 @@ def test_cli_tokens_export_and_serve_defaults(env, tmp_path, capsys):
     server, catalog, k = cli.make_server(args, {})
     try:
         assert server.effective_host == "127.0.0.1" and k == 3 and len(catalog.entries) == 8
+    finally:
+        server.close()
+    args = cli.parser().parse_args(["serve", "--root", str(env["root"]), "--db", str(env["store"].path),
+                                    "--datasets", "toy", "--port", "0", "--allowed-host", "study.example.org"])
+    server, _, _ = cli.make_server(args, {})
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}/"
+        for host, status in (("study.example.org", 200), ("localhost", 200), ("127.0.0.1", 200), ("other.example", 400)):
+            assert requests.get(url, headers={"Host": host}, timeout=10).status_code == status, host
     finally:
         server.close()
 

@@ -43,7 +43,7 @@ def test_csv_good_files_give_sorted_long_format(tmp_path, T):
               f"{F1},ann2,B,different,{T0},\n"
               "\n"                                                      # a blank line is skipped
               f"{D1},ann1,A,3,2024-05-01T10:00:05+02:00,\"multi\nline\"\n")
-    b = write(tmp_path / "b.csv", HEADER + f"\n{D1},ann2,A,8,2024-05-01 10:01:00\n{D2},ann1,A,6,2024-05-01\n")
+    b = write(tmp_path / "b.csv", HEADER + f"\n{D1},ann2,A,8,2024-05-01 10:01:00+00:00\n{D2},ann1,A,6,2024-05-01T09:00Z\n")
     before = snapshot(tmp_path)
     df = importers.read_csv_answers([a, b], T)
     assert snapshot(tmp_path) == before
@@ -57,6 +57,17 @@ def test_csv_good_files_give_sorted_long_format(tmp_path, T):
 def test_csv_header_only_is_no_answers(tmp_path, T):
     df = importers.read_csv_answers(write(tmp_path / "a.csv", HEADER + "\n"), T)
     assert len(df) == 0 and list(df.columns) == list(OUTPUT_COLUMNS)
+
+
+def test_header_only_is_refused_where_answers_are_imported(tmp_path, T):
+    f = write(tmp_path / "a.csv", HEADER + "\n")
+    with pytest.raises(DataError, match=r"a.csv: no answers for .*a header and no rows"):
+        importers.import_answers("csv", [f], T)
+
+
+def test_e_mail_annotators_are_valid_ids(tmp_path, T):
+    f = write(tmp_path / "a.csv", HEADER + f"\n{D1},alice+lab@example.org,A,3,{T0}\n")
+    assert importers.read_csv_answers(f, T)["annotator_id"].tolist() == ["alice+lab@example.org"]
 
 
 def test_csv_skip_datasets_leaves_other_datasets_out(tmp_path, T):
@@ -85,6 +96,14 @@ def test_csv_skip_datasets_leaves_other_datasets_out(tmp_path, T):
     (HEADER + f"\n{D1},,A,3,{T0}\n", r"a.csv line 2: empty annotator_id"),
     (HEADER + f"\n{D1},x,A,,\n", r"a.csv line 2: empty answer, submitted_at"),
     (HEADER + f"\n{D1},x,A,3\n", r"a.csv line 2: 4 fields, the header has 5"),
+    (HEADER + f"\n{D1},x,A,3,2024-05-01T10:00:00\n", r"a.csv line 2: submitted_at '2024-05-01T10:00:00' has no time zone"),
+    (HEADER + f"\n{D1},x,A,3,2024-05-01\n", r"a.csv line 2: submitted_at '2024-05-01' is a date without a time"),
+    (HEADER + f"\n{D1}, ann1,A,3,{T0}\n", r"a.csv line 2: annotator id ' ann1' is not valid"),
+    (HEADER + f"\n{D1},ann1 ,A,3,{T0}\n", r"a.csv line 2: annotator id 'ann1 ' is not valid"),
+    (HEADER + f"\n{D1},an\x00n,A,3,{T0}\n", r"a.csv line 2: annotator id 'an\\x00n' is not valid"),
+    (HEADER + f"\n{D1},an\x07n,A,3,{T0}\n", r"a.csv line 2: annotator id 'an\\x07n' is not valid"),
+    (HEADER + f"\n{D1},\"an\nn\",A,3,{T0}\n", r"a.csv line 2: annotator id 'an\\nn' is not valid"),
+    (HEADER + f"\n{D1},-x,A,3,{T0}\n", r"a.csv line 2: annotator id '-x' is not valid \(1-128 letters"),
 ])
 def test_csv_bad_input_names_file_line_and_problem(tmp_path, T, content, pattern):
     f = write(tmp_path / "a.csv", content)
@@ -372,3 +391,58 @@ def test_import_answers_rejects_unknown_source(tmp_path, T):
         importers.import_answers("excel", [tmp_path / "a.xlsx"], T)
     with pytest.raises(ConfigError, match=r"annotate.paths is empty"):
         importers.import_answers("csv", [], T)
+
+
+# ---------------------------------------------------------------------------- validate (CLI)
+
+def _tasks_on_disk(root: Path, T) -> None:
+    from dataclasses import astuple
+
+    from semsim_study.annotation.tasks import Task, tasks_csv
+
+    for ds in sorted({t.dataset for t in T.values()}):
+        folder = root / "data" / "tasks" / ds
+        folder.mkdir(parents=True)
+        real = [Task(*astuple(t)) for t in T.values() if t.dataset == ds]
+        (folder / "tasks.csv").write_text(tasks_csv(real), encoding="utf-8")
+
+
+def test_validate_accepts_a_good_file_in_one_line(tmp_path, T, capsys):
+    from semsim_study.annotation import cli
+
+    _tasks_on_disk(tmp_path, T)
+    f = write(tmp_path / "answers.csv", HEADER + f"\n{D1},ann1,A,3,{T0}\n{D2},ann2,A,6,{T0}\n")
+    before = snapshot(tmp_path)
+    datasets = sorted({t.dataset for t in T.values()})
+    args = ["validate", str(f), "--root", str(tmp_path), "--params", str(tmp_path / "none.yaml")]
+    assert cli.main(args + sum((["--dataset", d] for d in datasets), [])) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "valid (csv): 2 answers by 2 annotators on 2 items" in out[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("content, pattern", [
+    (HEADER + "\n", "no answers for"),
+    (HEADER + f"\n{D1}, ann1,A,3,{T0}\n", "line 2: annotator id ' ann1' is not valid"),
+    (HEADER + f"\n{D1},ann1,A,3,2024-05-01T10:00:00\n", "line 2: submitted_at '2024-05-01T10:00:00' has no time zone"),
+    (HEADER + f"\n{D1},ann1,A,3,{T0}\n{D1[:-1]}9,ann1,A,3,{T0}\n", "line 3: unknown item id"),
+])
+def test_validate_rejects_bad_files_naming_file_line_and_reason(tmp_path, T, capsys, content, pattern):
+    from semsim_study.annotation import cli
+
+    _tasks_on_disk(tmp_path, T)
+    f = write(tmp_path / "answers.csv", content)
+    datasets = sorted({t.dataset for t in T.values()})
+    args = ["validate", str(f), "--root", str(tmp_path), "--params", str(tmp_path / "none.yaml")]
+    assert cli.main(args + sum((["--dataset", d] for d in datasets), [])) == 2
+    err = capsys.readouterr().err
+    assert "answers.csv" in err and pattern in err
+
+
+def test_validate_needs_a_format_it_can_tell(tmp_path, T, capsys):
+    from semsim_study.annotation import cli
+
+    _tasks_on_disk(tmp_path, T)
+    f = write(tmp_path / "answers.txt", HEADER + "\n")
+    assert cli.main(["validate", str(f), "--root", str(tmp_path), "--dataset", "digits"]) == 2
+    assert "pass --format" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from semsim_study import datasets, models, training
 from semsim_study.attacks import configs, engine, jobs
 from semsim_study.datasets import standard
-from semsim_study.errors import ConfigError
+from semsim_study.errors import ConfigError, DataError
 
 SIZE = 16  # DLG's LeNet at 16 px converges in a few L-BFGS steps, which keeps the suite fast
 
@@ -387,3 +388,30 @@ def test_nan_model_gives_diverged_rows(stage_inputs, tmp_path):
     rows = jobs.assemble(ctx, plan, tmp_path / "out")
     assert {r["status"] for r in rows} == {"diverged"} and {r["final_loss"] for r in rows} == {"nan"}
     assert all((tmp_path / "out" / r["reconstruction"]).is_file() for r in rows)
+
+
+def test_a_truncated_checkpoint_fails_before_any_job_runs(stage_inputs, tmp_path):
+    root, model_ids = stage_inputs
+    models_dir = tmp_path / "models"
+    shutil.copytree(root / "models", models_dir)
+    data = (models_dir / "lenet_crop-prune70.pt").read_bytes()
+    (models_dir / "lenet_crop-prune70.pt").write_bytes(data[: len(data) // 2])
+    ctx = jobs.Context("shapes", "invgrad", str(root / "prepared"), str(models_dir), str(tmp_path / "work"),
+                       configs.build("invgrad", {"iterations": 3}), seed=0)
+    with pytest.raises(DataError, match=r"lenet_crop-prune70.pt: not a loadable weights-only checkpoint"):
+        jobs.plan(ctx, model_ids)  # the second model is bad: nothing of the first has run
+    assert not (tmp_path / "work").exists()
+
+
+def test_stale_job_folders_are_pruned_and_this_plans_are_kept(stage_inputs):
+    root, model_ids = stage_inputs
+    old = _ctx(root, "work_prune", iterations=3)
+    jobs.run_jobs(old, jobs.plan(old, model_ids)[:2], workers=1)
+    new = _ctx(root, "work_prune")
+    plan = jobs.plan(new, model_ids)
+    jobs.run_jobs(new, plan[2:3], workers=1)
+    (root / "work_prune" / "gone_model" / "test-000001").mkdir(parents=True)  # a model no longer planned
+    assert jobs.prune_stale(new, plan) == 3
+    left = sorted(p.parent.relative_to(root / "work_prune").as_posix() for p in (root / "work_prune").glob("*/*/result.json"))
+    assert left == [f"{plan[2].model_id}/{plan[2].image_id}"] and jobs.is_done(new, plan[2])
+    assert not (root / "work_prune" / "gone_model").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -32,15 +33,15 @@ def _env() -> dict:
     return env
 
 
-def _run(args, cwd, check=True) -> subprocess.CompletedProcess:
-    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=1200)
+def _run(args, cwd, check=True, **env) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, cwd=cwd, env={**_env(), **env}, capture_output=True, text=True, timeout=1200)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
 
 
-def _dvc(*args, cwd, check=True):
-    return _run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check)
+def _dvc(*args, cwd, check=True, **env):
+    return _run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check, **env)
 
 
 def _digest(folder: Path) -> str:
@@ -109,8 +110,10 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         assert len(tasks) == n_models * tiny["attack"]["images_per_model"] * snapshots
         assert all((clone / t.reconstruction).is_file() for t in tasks.values())
     for name in DOMAINS:
-        for f in ("answers.csv", "items.csv", "sets.csv", "annotators.json"):
+        for f in ("answers.csv", "items.csv", "sets.csv", "annotators.json", "observer.pt"):
             assert (clone / "data" / "annotations" / name / f).is_file()
+        control = json.loads((clone / "reports" / "observer" / f"{name}.json").read_text())
+        assert control["observer_adversarial_pairs"] > 0 and "observer_adversarial_gap_ci" in control
         for f in ("images.csv", "sets.csv", "meta.json"):
             assert (clone / "data" / "metrics" / name / f).is_file()
         assert (clone / "data" / "semsim" / f"dataset-{name}" / "scores.csv").is_file()
@@ -140,6 +143,25 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
     assert _digest(clone / "data" / "prepared" / "faces") == digests["faces"]
     assert _digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
+    # one OpenMP thread instead of the machine's count: the stages fix their own, so the same bytes
+    lock = (clone / "dvc.lock").read_text()
+    one = _dvc("repro", "--force", "--single-item", "train@faces", "annotate@digits", "semsim@digits", cwd=clone,
+               OMP_NUM_THREADS="1")
+    assert "Running stage 'semsim@digits'" in one.stdout
+    assert _digest(clone / "models" / "faces") == model_digest
+    assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it
+
+    # a stage that fails on bad input says how to get its previous outputs back, and that works
+    annotated = _digest(clone / "data" / "annotations" / "digits")
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    bad = copy.deepcopy(params)
+    bad["annotate"]["source"] = "csv"
+    (clone / "params.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    failed = _dvc("repro", "--single-item", "annotate@digits", cwd=clone, check=False)
+    assert failed.returncode != 0 and "dvc checkout annotate@digits" in failed.stderr + failed.stdout
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _dvc("checkout", "annotate@digits", cwd=clone)
+    assert _digest(clone / "data" / "annotations" / "digits") == annotated
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["prepare"]["faces"]["attack_images"] = 3
@@ -175,3 +197,21 @@ def test_stage_reports_bad_params_without_traceback(tmp_path):
                ROOT, check=False)
     assert res.returncode == 2
     assert "error: params: 'prepare.x.source' is 'nope'" in res.stderr and "Traceback" not in res.stderr
+    assert "`dvc checkout prepare@x` restores the cached ones" in res.stderr
+
+
+@pytest.mark.parametrize("argv, stage", [
+    (["stages.attack", "--dataset", "digits", "--attack", "dlg"], "attack@digits-dlg"),
+    (["stages.semsim", "--split", "dataset", "--held-out", "faces"], "semsim@faces"),
+    (["stages.semsim", "--split", "attack", "--held-out=idlg"], "semsim-attack@idlg"),
+    (["stages.observer_controls", "--dataset", "shapes"], "observer-controls@shapes"),
+    (["stages.report"], "report"),
+])
+def test_failure_note_names_the_dvc_stage(argv, stage, monkeypatch):
+    import types
+
+    from stages import _cli
+
+    monkeypatch.setattr(sys, "argv", ["x"] + argv[1:])
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__spec__=types.SimpleNamespace(name=argv[0])))
+    assert _cli.dvc_stage() == stage

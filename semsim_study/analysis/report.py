@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import atomic, params as P
 from ..errors import ConfigError
-from . import page, render, study as S
+from . import crowd_controls, page, render, study as S
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def write(root: Path, out: Path, cfg: ReportConfig) -> S.Study:
     study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
     out = Path(out)
     html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images)
-    md = render.markdown(study, cfg.datasets, cfg.settings)
+    md = render.markdown(study, cfg.datasets, cfg.settings) + "\n" + crowd_controls.markdown(Path(root), cfg.datasets)
     with atomic.build_dir(out / "plots") as tmp:
         for name, df in render.scatter_frames(study).items():
             (tmp / "scatter" / name).parent.mkdir(parents=True, exist_ok=True)

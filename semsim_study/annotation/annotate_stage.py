@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import atomic, params as P
-from ..datasets import standard
+from ..datasets import halves, standard
 from ..datasets.imaging import decode
 from ..errors import ConfigError, DataError
 from . import aggregate, agreement, importers, observer, simulated
@@ -28,6 +28,8 @@ from .tasks import Task, read_tasks
 SOURCES = ("simulated",) + tuple(importers.SOURCES)
 #: Where files of people's answers live (a DVC dependency of every annotate stage).
 INPUT_DIR = Path("annotations")
+#: The observer's weights beside the answers (only for simulated answers).
+OBSERVER_FILE = "observer.pt"
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Result:
     sets: pd.DataFrame
     info: dict
     summary: dict = field(default_factory=dict)
+    observer: bytes | None = None  # the simulated crowd's eyes, kept for the planted-cue control
 
     def write(self, folder: Path) -> None:
         for name, table in (("answers", self.answers), ("items", self.items), ("sets", self.sets)):
@@ -44,6 +47,8 @@ class Result:
             table.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
             (folder / f"{name}.csv").write_text(buf.getvalue(), encoding="utf-8")
         atomic.write_json(folder / "annotators.json", self.info)
+        if self.observer is not None:
+            (folder / OBSERVER_FILE).write_bytes(self.observer)
 
 
 def _dataclass_from(cls, section: Mapping, where: str):
@@ -62,16 +67,24 @@ def _read_image(path: str, item_id: str) -> np.ndarray:
     return np.asarray(decode(data, path).convert("RGB"))
 
 
-def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Answers of the simulated pool for ``tasks``, through the CSV importer; and what was simulated."""
+def configs(params: Mapping) -> tuple[observer.ObserverConfig, simulated.PoolConfig]:
+    """The observer's and the pool's settings from ``annotate.simulated``."""
     section = P.Section(P.get(params, "annotate.simulated", dict, {}) or {}, "annotate.simulated")
     obs_cfg = _dataclass_from(observer.ObserverConfig, dict(section.get("observer", {}) or {}), "annotate.simulated.observer")
     pool_cfg = _dataclass_from(simulated.PoolConfig, {k: v for k, v in section.items() if k != "observer"},
                                "annotate.simulated")
     if not 1 <= pool_cfg.per_item <= pool_cfg.pool:
         raise ConfigError("params: 'annotate.simulated.per_item' must be between 1 and 'pool'")
+    return obs_cfg, pool_cfg
+
+
+def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int) -> tuple[pd.DataFrame, dict, observer.Observer]:
+    """Answers of the simulated pool for ``tasks``, through the CSV importer; what was
+    simulated; and the observer network the pool saw through."""
+    obs_cfg, pool_cfg = configs(params)
     ds = standard.load(f"data/prepared/{dataset}")
-    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, obs_cfg,
+    own = halves.training_half(ds.train_labels, "observer")  # never an image the feature network learnt from
+    net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
                                   seed=int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
     ids = sorted(tasks)
     originals = np.stack([_read_image(tasks[i].original, i) for i in ids])
@@ -90,11 +103,12 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
     info = simulated.describe(pool_cfg, people)
     info["noise_control"] = noise_control(net, tasks, p_orig, ids, ds.class_names, pool_cfg, seed, dataset)
     info["observer"] = {"network": "three-layer CNN with global pooling on low-passed, standardised pixels, "
-                                   "trained in this stage on the clean training split",
+                                   "trained in this stage on its own half of the clean training split",
+                        "training_images": int(len(own)), "weights": OBSERVER_FILE,
                         "config": obs_cfg.__dict__,
                         "test_accuracy": observer.accuracy(net, ds.test_images, ds.test_labels),
                         "shares_nothing_with": ["attacked classifiers", "LPIPS/FID feature networks", "SemSim"]}
-    return answers, info
+    return answers, info, net
 
 
 def noise_control(net: observer.Observer, tasks: Mapping[str, Task], p_orig: np.ndarray, ids: list[str],
@@ -116,10 +130,7 @@ def noise_control(net: observer.Observer, tasks: Mapping[str, Task], p_orig: np.
         fake[item] = t
         posteriors[item] = (p_orig[k], p_noise[j])
     rows = simulated.annotate(fake, posteriors, classes, pool_cfg, seed, f"{dataset}#noise")
-    expected = {i: (t.truth if t.protocol == "A" else "same") for i, t in fake.items()}
-    votes: dict[str, list[bool]] = {}
-    for r in rows:
-        votes.setdefault(r["item_id"], []).append(r["answer"] == expected[r["item_id"]])
+    votes = simulated.recognised_votes(rows, fake)
     majority = [sum(v) * 2 > len(v) for v in votes.values()]
     return {"images": n, "majority_recognised_rate": round(float(np.mean(majority)), 6),
             "answers_recognised_rate": round(float(np.mean([x for v in votes.values() for x in v])), 6)}
@@ -141,8 +152,9 @@ def run(params: Mapping, dataset: str) -> Result:
     source = P.choice(params, "annotate.source", SOURCES)
     seed = P.get(params, "seed", int)
     tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
+    net = None
     if source == "simulated":
-        answers, info = simulate(tasks, dataset, params, seed)
+        answers, info, net = simulate(tasks, dataset, params, seed)
     else:
         answers, info = import_people(tasks, dataset, params, source)
     kind = info["source"]
@@ -163,4 +175,4 @@ def run(params: Mapping, dataset: str) -> Result:
         noise = info.pop("noise_control")  # a control for the report of this run, not part of the answers
         summary["observer_noise_recognised_rate"] = noise["majority_recognised_rate"]
         summary["observer_noise_images"] = noise["images"]
-    return Result(table, items, sets, info, summary)
+    return Result(table, items, sets, info, summary, observer.weights_bytes(net) if net is not None else None)

@@ -43,10 +43,22 @@ class ApiError(Exception):
         self.message = message
 
 
+#: Host names the app answers to unless told otherwise (``allowed_hosts``): a page on another
+#: site that resolves its own name to 127.0.0.1 (DNS rebinding) is refused.
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def hostname(netloc: str) -> str:
+    """'Example.org:8765' -> 'example.org', '[::1]:80' -> '::1' (lower case, no port)."""
+    name = urlsplit("//" + netloc).hostname
+    return (name or "").lower()
+
+
 def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: int = 0,
-               lease_seconds: float = 900.0) -> Flask:
+               lease_seconds: float = 900.0, allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS) -> Flask:
     if annotators_per_item < 1:
         raise ValueError("annotators_per_item must be at least 1")
+    hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=4096)
     pool = Pool(catalog.item_ids, seed)
@@ -64,7 +76,10 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     def json_body(keys: tuple[str, ...]) -> dict[str, str]:
         if not request.is_json:
             raise ApiError(415, "send application/json")
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except (RecursionError, ValueError):  # e.g. 2,000 nested brackets: malformed, not a server error
+            body = None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         if set(body) != set(keys):
@@ -93,12 +108,17 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     # ------------------------------------------------------------------ guards
 
     @app.before_request
-    def same_origin_posts():
+    def known_host_and_same_origin():
+        if hostname(request.host) not in hosts:
+            raise ApiError(400, f"host {hostname(request.host)!r} is not served here (allowed: {', '.join(sorted(hosts))}; "
+                                "serve --allowed-host adds one)")
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
             # Host only, not scheme: behind an HTTPS proxy the page's origin is https:// while
-            # the app sees http://. Browsers send Origin on every cross-site POST.
+            # the app sees http://. Browsers send Origin on every cross-site POST. Both Origin and
+            # Host are client-sent, so the Origin must also name an allowed host.
             origin = request.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc != request.host:
+            if origin is not None and (urlsplit(origin).netloc != request.host
+                                       or hostname(urlsplit(origin).netloc) not in hosts):
                 raise ApiError(403, "cross-origin request refused")
 
     @app.errorhandler(ApiError)

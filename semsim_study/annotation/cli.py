@@ -1,4 +1,4 @@
-"""``python -m semsim_study.annotation {serve,tokens,export}``: run the annotation app.
+"""``python -m semsim_study.annotation {serve,tokens,export,validate}``: the annotation app and its files.
 
 - ``serve``: the web app for the datasets' tasks (data/tasks/<dataset>/tasks.csv), on
   127.0.0.1 unless told otherwise, served by waitress (threads; answers are written to SQLite
@@ -6,7 +6,10 @@
 - ``tokens``: create annotators and print their tokens (only a hash is stored), rotate a
   token, list annotators;
 - ``export``: the long-format answers CSV (item_id,annotator_id,protocol,answer,submitted_at),
-  written atomically; safe while the app runs.
+  written atomically; safe while the app runs;
+- ``validate``: check answer files in any supported format exactly as the annotate stage
+  would, writing nothing: exit 0 and one line for good files, exit 2 and every problem (file,
+  line, reason) for bad ones.
 
 Defaults come from params.yaml (``datasets``, ``seed``, ``annotate.app.*``) when it exists.
 """
@@ -34,7 +37,7 @@ def make_server(args: argparse.Namespace, params: dict):
     """Build the app and its waitress server (not yet running); tests call it with port 0."""
     import waitress
 
-    from .app import create_app
+    from .app import DEFAULT_HOSTS, create_app
     from .catalog import Catalog
 
     datasets = args.datasets or P.get(params, "datasets", list, None)
@@ -46,8 +49,11 @@ def make_server(args: argparse.Namespace, params: dict):
     seed = args.seed if args.seed is not None else P.get(params, "seed", int, 0)
     store = Store(args.db)
     catalog = Catalog.load(args.root, datasets, store.ref)
-    app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease)
     host = args.host or P.get(params, "annotate.app.host", str, "127.0.0.1")
+    allowed = tuple(P.get(params, "annotate.app.allowed_hosts", list, list(DEFAULT_HOSTS))) + tuple(args.allowed_host or ())
+    if host not in ("0.0.0.0", "::", "") and host.lower() not in allowed:
+        allowed += (host,)  # the address it binds to is always its own
+    app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease, allowed_hosts=allowed)
     port = args.port if args.port is not None else P.get(params, "annotate.app.port", int, 8765)
     server = waitress.create_server(app, host=host, port=port, threads=args.threads, ident="semsim-annotation")
     return server, catalog, k
@@ -93,6 +99,38 @@ def cmd_export(args: argparse.Namespace) -> None:
     log.info("%d answers written to %s", n, args.out)
 
 
+FORMATS_BY_SUFFIX = {".csv": "csv", ".sqlite": "app", ".db": "app", ".json": "label_studio"}
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Check answer files as the annotate stage would, touching nothing; one line when they are good."""
+    from . import importers
+    from .tasks import read_tasks
+
+    params = _params(args.params)
+    everything = P.get(params, "datasets", list, None) or []
+    datasets = args.dataset or everything
+    if not datasets:
+        raise ConfigError("no datasets: pass --dataset or run where params.yaml lists them")
+    paths = [Path(p) for p in args.files]
+    fmt = args.format
+    if fmt is None:
+        guesses = {"paper_folders" if p.is_dir() else FORMATS_BY_SUFFIX.get(p.suffix.lower()) for p in paths}
+        if len(guesses) != 1 or None in guesses:
+            raise ConfigError(f"cannot tell the format of {', '.join(map(str, paths))} from the names; "
+                              f"pass --format ({', '.join(importers.SOURCES)})")
+        fmt = guesses.pop()
+    tasks = {}
+    for ds in datasets:
+        tasks.update(read_tasks(Path(args.root) / "data" / "tasks" / ds / "tasks.csv"))
+    options = dict(P.get(params, f"annotate.options.{fmt}", dict, {}) or {})
+    table = importers.import_answers(fmt, paths, tasks, skip_datasets=set(everything) - set(datasets), **options)
+    stamps = table["submitted_at"][table["submitted_at"] != ""]
+    print(f"{', '.join(map(str, paths))}: valid ({fmt}): {len(table)} answers by {table['annotator_id'].nunique()} "
+          f"annotators on {table['item_id'].nunique()} items of {', '.join(sorted({i.split('/', 1)[0] for i in table['item_id']}))}"
+          + f", {len(stamps)} with a submission time")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m semsim_study.annotation", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--annotators-per-item", type=int, help="K answers per reconstruction (default: params annotate.app.annotators_per_item, else 3)")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database (default {DEFAULT_DB})")
     serve.add_argument("--host", help="address to bind (default: params annotate.app.host, else 127.0.0.1)")
+    serve.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a host name browsers may use to reach the app, e.g. the proxy's "
+                            "(repeatable; default: params annotate.app.allowed_hosts, else localhost, 127.0.0.1, ::1)")
     serve.add_argument("--port", type=int, help="port (default: params annotate.app.port, else 8765; 0 = any free port)")
     serve.add_argument("--root", default=".", help="project root holding data/tasks and data/attacks")
     serve.add_argument("--params", default="params.yaml")
@@ -119,6 +160,15 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("--list", action="store_true", help="list annotators and their answer counts")
     tokens.add_argument("--params", default="params.yaml")
     tokens.set_defaults(func=cmd_tokens)
+
+    check = sub.add_parser("validate", help="check answer files as the annotate stage would (writes nothing)")
+    check.add_argument("files", nargs="+", help="answer files (or the paper's folders)")
+    check.add_argument("--format", choices=("csv", "app", "paper_folders", "label_studio"),
+                       help="default: from the name (.csv, .sqlite/.db, .json, a folder)")
+    check.add_argument("--dataset", action="append", help="the dataset(s) the answers are for (default: params datasets)")
+    check.add_argument("--root", default=".", help="project root holding data/tasks")
+    check.add_argument("--params", default="params.yaml")
+    check.set_defaults(func=cmd_validate)
 
     export = sub.add_parser("export", help="write the long-format answers CSV")
     export.add_argument("--db", default=DEFAULT_DB)

@@ -114,7 +114,8 @@ def _csv_records(path: Path) -> tuple[list[Record], list[str]]:
 def read_csv_answers(paths: PathLike | Iterable[PathLike], tasks: Mapping[str, TaskLike], *,
                      expected: Expected = default_expected, skip_datasets: Collection[str] = ()) -> pd.DataFrame:
     """Long-format CSV files (contract 2: UTF-8, header starting with the five columns in order;
-    extra columns are allowed and ignored). A header with no rows is valid: no answers yet."""
+    extra columns are allowed and ignored). A header with no rows reads as no answers; the
+    annotate stage and ``validate`` (through ``import_answers``) refuse that."""
     records: list[Record] = []
     problems: list[str] = []
     paths = _as_paths(paths)
@@ -411,6 +412,10 @@ def import_answers(source: str, paths: Sequence[PathLike], tasks: Mapping[str, T
     if source not in readers:
         raise ConfigError(f"params: 'annotate.source' is {source!r}; importable sources: {', '.join(SOURCES)}")
     table = readers[source](paths, tasks, expected=expected, skip_datasets=skip_datasets, **options)
+    if table.empty:  # a header with no rows, or only other datasets' answers: nothing to aggregate
+        datasets = sorted({str(i).split("/", 1)[0] for i in tasks})
+        raise DataError(f"{', '.join(map(str, _as_paths(paths)))}: no answers for {', '.join(datasets) or 'these tasks'} "
+                        f"({source} source); a file with a header and no rows is not a set of answers")
     log.info("imported %d answers from %s (%s) for %d items", len(table), source,
              ", ".join(map(str, _as_paths(paths))), table["item_id"].nunique())
     return table

@@ -23,6 +23,7 @@ unrecognisable one the class picked is not in the release. Such rows carry the e
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Mapping, Protocol
 
@@ -80,11 +81,29 @@ class Record:
     timestamp_required: bool = True
 
 
+#: Who may be named as an annotator, in every source and in the app: 1-128 letters, digits,
+#: '_', '.', '-', '@', '+' (so e-mail addresses from Label Studio fit), starting with a letter
+#: or digit. No spaces, so " ann1" and "ann1" cannot be two people; no control characters.
+ANNOTATOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
+ANNOTATOR_RULE = "1-128 letters, digits, '_', '.', '-', '@', '+', starting with a letter or digit"
+
+
+def check_annotator(value: str) -> str | None:
+    if ANNOTATOR_ID.fullmatch(value):
+        return None
+    return f"annotator id {value!r} is not valid ({ANNOTATOR_RULE})"
+
+
 def _check_timestamp(value: str) -> str | None:
+    """ISO 8601 date and time with a zone ('Z' or an offset): a time without one is ambiguous."""
     try:
-        _dt.datetime.fromisoformat(value)
+        when = _dt.datetime.fromisoformat(value)
     except ValueError:
         return f"submitted_at {value!r} is not an ISO 8601 date-time"
+    if "T" not in value and " " not in value.strip():
+        return f"submitted_at {value!r} is a date without a time (write e.g. 2026-05-01T14:03:00Z)"
+    if when.tzinfo is None:
+        return f"submitted_at {value!r} has no time zone (end it with Z for UTC, or an offset such as +02:00)"
     return None
 
 
@@ -131,6 +150,10 @@ def validate(
             empty.append("submitted_at")
         if empty:
             problems.append(f"{rec.where}: empty {', '.join(empty)}")
+            continue
+        bad_id = check_annotator(annotator_id)
+        if bad_id:
+            problems.append(f"{rec.where}: {bad_id}")
             continue
         task = tasks.get(item_id)
         if task is None:

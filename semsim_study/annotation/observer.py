@@ -18,17 +18,28 @@ Three properties make it behave like a person rather than like a classifier:
   colour noise of an unfinished inversion, and do not read the high-frequency patterns that
   inversion plants for the attacked classifier;
 - it is trained to answer "no idea" (a uniform posterior) on noise and on blurred, washed-out
-  junk, so a reconstruction that shows nothing leads to a guess, not to a confident class.
+  junk, so a reconstruction that shows nothing leads to a guess, not to a confident class;
+- half of that junk carries class cues planted against the observer itself (``cue_steps``
+  signed-gradient steps towards a random class, within ``cue_epsilon`` of the noise), also
+  taught "no idea": gradient inversion writes such cues for the attacked classifier, and a
+  CNN that read them would "recognise" what a person sees as noise. The stage
+  ``observer-controls`` measures what is left of that (semsim_study/observer_controls.py).
+
+It learns from its own half of the training split (``datasets.halves``); the feature network
+behind LPIPS/FID learns from the other half, so the two never saw the same image.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import DataError
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,8 @@ class ObserverConfig:
     noise: float = 0.15  # std of pixel noise added to clean training images (robustness)
     noise_spread: bool = False  # True: each image's noise std is drawn from U(0, noise), so it learns to see through heavy noise
     blur: float = 0.0  # Gaussian blur (sigma, pixels) before the network: the coarse view people judge by
+    cue_steps: int = 0  # >0: half the junk carries class cues planted against the observer itself, this many steps
+    cue_epsilon: float = 16 / 255  # ... within this L-inf distance of the noise (inversion plants cues like these)
 
 
 def standardise(images: torch.Tensor) -> torch.Tensor:
@@ -101,6 +114,23 @@ def _junk(n: int, shape: tuple[int, ...], gen: torch.Generator, clean: torch.Ten
     return mix * clean[pick] + (1 - mix) * noise
 
 
+def _plant_cues(model: Observer, junk: torch.Tensor, classes: int, cfg: ObserverConfig,
+                gen: torch.Generator) -> torch.Tensor:
+    """Junk the observer currently reads as some class: signed-gradient steps towards a random
+    class within ``cue_epsilon`` of the noise. Taught a uniform posterior on these, it learns
+    that a class cue in noise is not a picture, as gradient inversion's planted cues are not."""
+    target = torch.randint(0, classes, (len(junk),), generator=gen)
+    x = junk.clone()
+    eps = cfg.cue_epsilon
+    for _ in range(cfg.cue_steps):
+        x.requires_grad_(True)
+        loss = F.cross_entropy(model(standardise(x)), target)
+        (grad,) = torch.autograd.grad(loss, x)
+        with torch.no_grad():
+            x = torch.minimum(torch.maximum(x - 2 * eps / cfg.cue_steps * grad.sign(), junk - eps), junk + eps).clamp(0, 1)
+    return x.detach()
+
+
 def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: ObserverConfig,
                    seed: int) -> Observer:
     """Train on (N, H, W, 3) uint8 clean images; deterministic for a seed on CPU."""
@@ -123,12 +153,37 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
                      else torch.full((len(idx), 1, 1, 1), cfg.noise))
             x = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
             junk = _junk(n_junk, tuple(clean.shape[1:]), gen, clean)
+            if cfg.cue_steps > 0:
+                half = n_junk // 2
+                cued = _plant_cues(model, junk[:half], classes, cfg, gen)  # (N, H, W, 3) in [0, 1]
+                junk = torch.cat([cued, junk[half:]])
             logits = model(standardise(torch.cat([x, junk])))
             loss = F.cross_entropy(logits[: len(idx)], y[idx])
             loss = loss + F.cross_entropy(logits[len(idx):], uniform) * n_junk / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
+    return model.eval()
+
+
+def weights_bytes(model: Observer) -> bytes:
+    """The state dict as torch.save bytes, written to memory so that the same weights give the same file."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def load(path, classes: int, cfg: ObserverConfig) -> Observer:
+    """An observer saved by the annotate stage (weights only)."""
+    model = Observer(classes, cfg.width, cfg.blur)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: observer weights missing; rerun the annotate stage") from None
+    except Exception as exc:  # torch raises several types for corrupt, unsafe or mismatched files
+        raise DataError(f"{path}: not the observer these params describe ({str(exc).splitlines()[0]}); "
+                        "rerun the annotate stage") from None
     return model.eval()
 
 

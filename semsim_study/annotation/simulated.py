@@ -128,6 +128,15 @@ def annotate(tasks: Mapping[str, Task], posteriors: Mapping[str, tuple[np.ndarra
     return rows
 
 
+def recognised_votes(rows: Sequence[Mapping], tasks: Mapping[str, Task]) -> dict[str, list[bool]]:
+    """Per item, whether each answer recognised it: the true class (protocol A) or "same" (B)."""
+    votes: dict[str, list[bool]] = {}
+    for r in rows:
+        t = tasks[r["item_id"]]
+        votes.setdefault(r["item_id"], []).append(r["answer"] == (t.truth if t.protocol == "A" else SAME))
+    return votes
+
+
 def describe(cfg: PoolConfig, people: Sequence[Annotator]) -> dict:
     """What the outputs record about the simulation (so the report can say so)."""
     return {"source": "simulated", "pool": asdict(cfg),

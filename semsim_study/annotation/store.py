@@ -32,7 +32,6 @@ import csv
 import hashlib
 import hmac
 import io
-import re
 import secrets
 import sqlite3
 import threading
@@ -46,10 +45,10 @@ import numpy as np
 
 from .. import atomic
 from ..errors import ConfigError, DataError
+from .longformat import ANNOTATOR_ID, ANNOTATOR_RULE
 
 SCHEMA_VERSION = "1"
 ANSWER_COLUMNS = ("item_id", "annotator_id", "protocol", "answer", "submitted_at")
-ANNOTATOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     item_id TEXT NOT NULL,
@@ -236,8 +235,8 @@ class Store:
     @staticmethod
     def _check_names(names: Sequence[str]) -> None:
         for name in names:
-            if not ANNOTATOR_ID.match(name):
-                raise ConfigError(f"annotator id {name!r}: use 1-64 letters, digits, '_', '.', '-' (starting with a letter or digit)")
+            if not ANNOTATOR_ID.fullmatch(name):
+                raise ConfigError(f"annotator id {name!r}: use {ANNOTATOR_RULE}")
         if len(set(names)) != len(names):
             raise ConfigError("an annotator id is given twice")
 

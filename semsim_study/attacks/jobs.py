@@ -88,9 +88,10 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
     cfg = json.dumps(ctx.config.as_dict(), sort_keys=True)
     jobs = []
     batch = 0
-    for model_id in model_ids:
+    for model_id in model_ids:  # every checkpoint is opened before the first job: a bad one fails now
         ckpt = Path(ctx.model_dir) / f"{model_id}.pt"
         card = Path(ctx.model_dir) / f"{model_id}.json"
+        training.load(ckpt)
         model_hash = _sha(ckpt.read_bytes() + card.read_bytes())
         for start in range(0, len(subset), batch_size):
             members = subset[start : start + batch_size]
@@ -290,6 +291,31 @@ def assemble(ctx: Context, jobs: list[Job], out_dir: str | Path) -> list[dict]:
 def read_index(path: str | Path) -> list[dict]:
     with open(Path(path) / "index.csv", encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def prune_stale(ctx: Context, jobs: list[Job]) -> int:
+    """Remove job folders this plan will not reuse (another key, model or image): left by a crash
+    before a run-cache restore or by older params. Finished jobs of this plan stay, to resume."""
+    keep = {(j.model_id, j.image_id): j.key for j in jobs}
+    removed = 0
+    root = Path(ctx.work_dir)
+    for result in sorted(root.glob("*/*/result.json")) if root.is_dir() else []:
+        job_dir = result.parent
+        try:
+            key = json.loads(result.read_text()).get("key")
+        except (json.JSONDecodeError, OSError):
+            key = None
+        if keep.get((job_dir.parent.name, job_dir.name)) != key:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            removed += 1
+    for folder in sorted(root.glob("*/*")) if root.is_dir() else []:  # unfinished, unplanned folders
+        if folder.is_dir() and (folder.parent.name, folder.name) not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    for folder in sorted(root.glob("*")) if root.is_dir() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def clear_work(ctx: Context) -> None:

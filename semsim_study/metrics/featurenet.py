@@ -3,11 +3,13 @@
 LPIPS needs a pretrained trunk (AlexNet, VGG or SqueezeNet) and FID needs Inception-v3;
 their weights cannot be downloaded on the offline build machines. The embedded profile
 therefore trains a small convolutional network, inside the pipeline (stage ``features``),
-to classify the union of all prepared datasets' classes (every dataset's training split,
-labels offset so that each dataset keeps its own classes): supervised classification on a
+to classify the union of all prepared datasets' classes (half of every dataset's training
+split, labels offset so that each dataset keeps its own classes; the other half is the
+simulated annotators' own, ``halves.training_half``): supervised classification on a
 broad label set, which is what ImageNet pretraining is, at the scale of the embedded domains.
 It is not one of the attacked classifiers (own architecture, own seed, all datasets at once),
-so no metric shares weights with the models whose reconstructions it scores.
+so no metric shares weights with the models whose reconstructions it scores, nor a single
+training image with the observer that stands in for people.
 
 Architecture: ``len(widths)`` stages of 3x3 conv-BN-ReLU (the first at stride 1, the others
 at stride 2), then a global average pool and a linear head. Its uses:
@@ -44,6 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import atomic, augment, params as P
+from ..datasets import halves
 from ..datasets.standard import PreparedDataset
 from ..errors import ConfigError, DataError
 
@@ -132,14 +135,18 @@ def config_from_params(params: Mapping) -> FeatureNetConfig:
 
 def union(datasets: Sequence[PreparedDataset], split: str, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All datasets' images of one split at ``size`` px, labels offset per dataset, and
-    class names prefixed by their dataset."""
+    class names prefixed by their dataset. Of the training split only the feature network's
+    half (``halves.training_half``): the other half is the simulated observer's."""
     xs, ys, names, offset = [], [], [], 0
     for ds in datasets:
-        x = ds.images(split)
+        x, y = ds.images(split), ds.labels(split)
+        if split == "train":
+            keep = halves.training_half(y, "feature_net")
+            x, y = x[keep], y[keep]
         if x.shape[1] != size:
             x = (to_input(x, size).mul_(255.0).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).numpy())
         xs.append(x)
-        ys.append(ds.labels(split).astype(np.int64) + offset)
+        ys.append(y.astype(np.int64) + offset)
         names += [f"{ds.name}/{c}" for c in ds.class_names]
         offset += ds.num_classes
     return np.concatenate(xs), np.concatenate(ys), names
@@ -197,7 +204,7 @@ def train(datasets: Sequence[PreparedDataset], cfg: FeatureNetConfig, seed: int)
         "offline_stand_in": True,
         "stands_in_for": "ImageNet-pretrained LPIPS trunks (AlexNet/VGG/SqueezeNet) and pytorch-fid's Inception-v3",
         "attacked_classifier": False,
-        "objective": "classification of the union of all prepared datasets' classes (training splits)",
+        "objective": "classification of the union of all prepared datasets' classes (the feature network's half of each training split)",
         "datasets": [ds.name for ds in datasets],
         "num_classes": len(classes),
         "classes": classes,

@@ -3,6 +3,10 @@
 ``run_split`` is what the DVC stages ``semsim@<dataset>``, ``semsim-attack@<attack>`` and
 ``semsim-backbone@<backbone>`` call; it returns the nets, the card, the score rows and the
 metrics, and writes nothing (the stage writes them atomically).
+
+With ``semsim.training.selection_fraction`` > 0 a share of the training split's originals is
+held back (``selection.hold_back``), both nets train on the rest, and each keeps the weights
+of its best epoch on the held-back originals (epoch 0, the untrained network, included).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
-from . import items as I, metric, preprocess
+from . import items as I, metric, preprocess, selection
 from .train import CETrainer, TrainConfig, TripletTrainer, ce_data, config_from_params, image_table, seeds
 from .triplets import TripletSampler, ranking_accuracy
 
@@ -81,20 +85,25 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     all_items = I.collect(root, datasets, attacks)
     train_items, test_items = I.split(all_items, split, held_out)
     name = split_name(split, held_out)
-    sampler = TripletSampler(train_items)
+    # the selection set: held-back originals of the training split only (never the held-out value)
+    fit_items, selection_items = selection.hold_back(train_items, cfg.selection_fraction, seed)
+    sampler = TripletSampler(fit_items)
     stats = sampler.stats
     log.info("%s: %d training reconstructions (%d recognised, %d unrecognised, %d ties) of %d originals, "
-             "%d anchors (%d with fallback negatives), %d triplets per epoch; %d held-out reconstructions",
-             name, len(train_items), stats.positives, stats.negatives, stats.ties, stats.originals, stats.anchors,
-             stats.fallback_anchors, stats.triplets_per_epoch, len(test_items))
+             "%d anchors (%d with fallback negatives), %d triplets per epoch; %d held-out reconstructions; "
+             "%d held back for model selection", name, len(fit_items), stats.positives, stats.negatives, stats.ties, stats.originals, stats.anchors,
+             stats.fallback_anchors, stats.triplets_per_epoch, len(test_items), len(selection_items))
 
     # training images: one original per original key (the first item's file), every reconstruction
     first: dict[tuple[str, str], I.Item] = {}
-    for it in train_items:
+    for it in fit_items:
         first.setdefault(it.original_key, it)
     cache: dict = {}
     originals = image_table([first[k].original for k in sampler.originals], cfg.input_size, cache)
-    reconstructions = image_table([it.reconstruction for it in train_items], cfg.input_size, cache)
+    reconstructions = image_table([it.reconstruction for it in fit_items], cfg.input_size, cache)
+    mean, std = cfg.mean_std
+    selection_originals = image_table([it.original for it in selection_items], cfg.input_size, cache)
+    selection_reconstructions = image_table([it.reconstruction for it in selection_items], cfg.input_size, cache)
 
     torch_seed, rng = seeds(seed, split, held_out, "semsim")
     trainers = {"semsim": TripletTrainer(cfg, sampler, originals, reconstructions, torch_seed, rng)}
@@ -105,15 +114,30 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         ce = ce_data(sampler, originals, reconstructions)
         torch_seed, rng = seeds(seed, split, held_out, "ce_baseline")
         trainers["ce_baseline"] = CETrainer(cfg, ce, torch_seed, rng)
+    selectors = {kind: selection.Selector(selection_items, selection_originals, selection_reconstructions, mean, std,
+                                          cfg.device) for kind in trainers}
+    for kind, trainer in trainers.items():
+        selectors[kind].observe(0, trainer.net)  # epoch 0: the untrained network may be the best
     history = []
     for epoch in range(cfg.epochs):
         m = {}
-        for trainer in trainers.values():
+        for kind, trainer in trainers.items():
             m.update(trainer.run_epoch(epoch))
+            acc = selectors[kind].observe(epoch + 1, trainer.net)
+            if acc is not None:
+                m["selection_triplet_accuracy" + ("_ce" if kind == "ce_baseline" else "")] = acc
         history.append(m)
         log.info("%s epoch %d/%d: %s", name, epoch + 1, cfg.epochs, ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         if on_epoch:
             on_epoch(epoch, m)
+    selected = {kind: selectors[kind].restore(trainer.net, cfg.epochs) for kind, trainer in trainers.items()}
+    if selectors["semsim"].active:
+        log.info("%s: selection triplet accuracy by epoch (0 = untrained) %s; kept epoch %d (CE baseline: %s)", name,
+                 ", ".join(f"{a:.4f}" for a in selectors["semsim"].by_epoch), selected["semsim"],
+                 selected.get("ce_baseline"))
+    elif selection_items:
+        log.warning("%s: the %d held-back reconstructions give no (recognised, unrecognised) pair; keeping the "
+                    "last epoch", name, len(selection_items))
 
     upstream = _upstream_flags(root, sorted(set(datasets)))
     train_ds = sorted({it.dataset for it in train_items})
@@ -137,7 +161,13 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "training_datasets": train_ds,
         "training_attacks": sorted({threat.method(it.attack) for it in train_items}),
         "training_backbones": sorted({it.backbone for it in train_items}),
-        "training_items": len(train_items),
+        "training_items": len(fit_items),
+        "selection": {"fraction": cfg.selection_fraction, "items": len(selection_items),
+                      "originals": len({it.original_key for it in selection_items}),
+                      "pairs": selectors["semsim"].pairs, "selected_epoch": selected["semsim"],
+                      "selected_epoch_ce": selected.get("ce_baseline"),
+                      "rule": "best triplet accuracy on held-back originals of the training domains, "
+                              "epoch 0 = untrained, ties -> earliest; the last epoch without selection"},
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
                      "negatives": stats.negatives, "ties_left_out": stats.ties,
                      "fallback_negative_anchors": stats.fallback_anchors, "per_epoch": stats.triplets_per_epoch},
@@ -147,7 +177,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "optimizer": cfg.optimizer_card(),
-        "augmentation": "random crop (padding 4) + horizontal flip" if cfg.crop_flip else "none",
+        "augmentation": {"crop_flip": "random crop (padding 4) + horizontal flip" if cfg.crop_flip else "none",
+                         "colour": cfg.colour.card(), "colour_description": cfg.colour.describe()},
         "seed": seed,
         "device": cfg.device,
         "parameters": sum(p.numel() for p in trainers["semsim"].net.parameters()),
@@ -176,7 +207,14 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "final_triplet_loss": _round(history[-1]["triplet_loss"]),
         "final_triplet_accuracy": _round(history[-1]["triplet_accuracy"]),
         "final_ce_loss": _round(history[-1].get("ce_loss")),
-        "train_items": len(train_items),
+        "train_items": len(fit_items),
+        "selection_items": len(selection_items),
+        "selection_pairs": selectors["semsim"].pairs,
+        "selection_triplet_accuracy_by_epoch": [_round(a) for a in selectors["semsim"].by_epoch],
+        "selected_epoch": selected["semsim"],
+        "selection_triplet_accuracy_ce_by_epoch": ([_round(a) for a in selectors["ce_baseline"].by_epoch]
+                                                   if ce else None),
+        "selected_epoch_ce": selected.get("ce_baseline"),
         "heldout_items": len(test_items),
         "heldout_annotated": sum(1 for it in test_items if it.annotated),
         "heldout_pairs": pairs,

@@ -4,6 +4,9 @@ Optimisation as the official code's "bi-conservative" strategy: SGD lr 0.05, mom
 Nesterov, weight decay 5e-4, batch 64, learning rate x0.1 at epochs 37, 62 and 87 of 100;
 every image randomly cropped (padding 4) and flipped each time it is drawn. The embedded
 profile keeps the recipe with fewer epochs and its own milestones (params ``semsim.training``).
+Our additions, off when their params are 0 or absent: colour jitter on every image drawn
+(``colour``: saturation, hue, greyscale; see ``colour.py``) and model selection on held-back
+originals of the training domains (``selection_fraction``; see ``selection.py``).
 
 The cross-entropy baseline is the official code's ``--semsim False``: the same backbone,
 with a linear classifier on its features, trained over the classes of the official
@@ -14,7 +17,7 @@ kept; its feature distance is scored exactly like SemSim's.
 
 Determinism: the initial weights, the triplets, the batch order and every crop/flip come
 from generators seeded by (seed, split, held-out value, which model), so the same params give
-the same weights on a CPU.
+the same weights on a CPU. Colour jitter draws from the same generator as the crops/flips.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from torch import nn
 
 from .. import params as P
 from ..errors import ConfigError, DataError
-from . import backbones, preprocess
+from . import backbones, colour, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
 
@@ -55,6 +58,8 @@ class TrainConfig:
     crop_flip: bool = True
     device: str = "cpu"
     baseline: bool = True
+    colour: colour.ColourJitter = colour.ColourJitter()
+    selection_fraction: float = 0.0
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -95,6 +100,8 @@ def config_from_params(params: Mapping) -> TrainConfig:
         crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu")),
         baseline=bool(P.get(params, "semsim.training.baseline", bool, True)),
+        colour=colour.from_params(params),
+        selection_fraction=selection.fraction_from_params(params),
     )
     return cfg
 
@@ -197,7 +204,7 @@ class _Trainer:
     def batch(self, images: np.ndarray) -> torch.Tensor:
         if self.cfg.crop_flip:
             images = crop_flip_batch(images, self.rng, padding=4)
-        x = preprocess.uint8_to_float(images)
+        x = self.cfg.colour(preprocess.uint8_to_float(images), self.rng)
         return preprocess.normalize_input(x, self.mean, self.std).to(self.cfg.device)
 
     def step(self, loss: torch.Tensor, what: str, epoch: int) -> None:

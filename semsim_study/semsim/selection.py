@@ -1,0 +1,123 @@
+"""Model selection on held-back originals of the training domains (our addition to the paper).
+
+A seeded share of the training split's *originals* is held back, per training dataset, with
+every annotated reconstruction of them: neither SemSim nor the CE baseline trains on them.
+After each epoch (and once before the first, epoch 0 = the untrained network) the triplet
+accuracy on that selection set is measured: over every (recognised, unrecognised) pair of
+reconstructions of one held-back original, the share where the recognised one is closer to
+the original. The weights of the best epoch are kept (ties: the earliest), so training never
+returns a network worse than its initialisation on the training domains' held-back originals.
+
+Only training items are ever held back: the held-out dataset / attack / backbone is split off
+before (``items.split``) and never takes part in any choice. Which originals are held back
+depends only on the seed and the dataset, so the same originals are held back in every split.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .. import params as P
+from ..errors import ConfigError
+from . import preprocess
+from .items import Item
+from .loss import distance
+from .triplets import ranking_accuracy
+
+KEY = "semsim.training.selection_fraction"
+
+
+def fraction_from_params(params: Mapping) -> float:
+    """``semsim.training.selection_fraction`` in [0, 1); 0 (or absent) = no selection, keep the last epoch."""
+    value = P.get(params, KEY, (int, float), 0.0)
+    if not (np.isfinite(value) and 0.0 <= value < 1.0):
+        raise ConfigError(f"params: '{KEY}' (the share of each training dataset's originals held back for model "
+                          f"selection) must lie in [0, 1) (0 disables selection), got {value!r}")
+    return float(value)
+
+
+def hold_back(items: Sequence[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """(fit items, selection items): per dataset, round(fraction x originals) originals, at least one
+    when fraction > 0 and never all of them, drawn by a generator seeded by (seed, dataset)."""
+    if fraction <= 0:
+        return list(items), []
+    keys: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        keys[it.dataset].add(it.image_id)
+    chosen: set[tuple[str, str]] = set()
+    for ds in sorted(keys):
+        ids = sorted(keys[ds])
+        n = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
+        if n <= 0:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(b"selection"), zlib.crc32(ds.encode())])
+        chosen.update((ds, ids[i]) for i in sorted(rng.choice(len(ids), size=n, replace=False)))
+    fit = [it for it in items if it.original_key not in chosen]
+    held = [it for it in items if it.original_key in chosen]
+    return fit, held
+
+
+@dataclass
+class Selector:
+    """Scores the selection set with a net and keeps the best epoch's weights (ties: the earliest)."""
+
+    items: list[Item]
+    originals: np.ndarray        # uint8 NHWC, one per selection item (its original)
+    reconstructions: np.ndarray  # uint8 NHWC, one per selection item
+    mean: Sequence[float]
+    std: Sequence[float]
+    device: str = "cpu"
+    chunk: int = 256
+
+    def __post_init__(self):
+        self.by_epoch: list[float | None] = []
+        self.best_epoch: int | None = None
+        self.best_accuracy = -np.inf
+        self.best_state: dict | None = None
+        _, self.pairs = ranking_accuracy(self.items, [0.0] * len(self.items))
+
+    @property
+    def active(self) -> bool:
+        return self.pairs > 0
+
+    @torch.no_grad()
+    def accuracy(self, net: torch.nn.Module) -> float:
+        was_training = net.training
+        net.eval()
+        scores = []
+        for i in range(0, len(self.items), self.chunk):
+            x = self._input(self.originals[i : i + self.chunk])
+            y = self._input(self.reconstructions[i : i + self.chunk])
+            scores += distance(net(x), net(y)).tolist()
+        net.train(was_training)
+        return ranking_accuracy(self.items, scores)[0]
+
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        return preprocess.normalize_input(preprocess.uint8_to_float(images), self.mean, self.std).to(self.device)
+
+    def observe(self, epoch: int, net: torch.nn.Module) -> float | None:
+        """Score ``net`` after ``epoch`` epochs (0 = untrained); remember its weights if strictly best."""
+        if not self.active:
+            self.by_epoch.append(None)
+            return None
+        acc = self.accuracy(net)
+        self.by_epoch.append(acc)
+        if acc > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = acc, epoch
+            self.best_state = copy.deepcopy(net.state_dict())
+        return acc
+
+    def restore(self, net: torch.nn.Module, last_epoch: int) -> int:
+        """Load the best weights into ``net``; returns the selected epoch (``last_epoch`` when inactive)."""
+        if not self.active or self.best_state is None:
+            return last_epoch
+        if self.best_epoch != last_epoch:
+            net.load_state_dict(self.best_state)
+        return int(self.best_epoch)
