@@ -139,6 +139,10 @@ def _candidates(dataset: str, tasks: Mapping[str, Task], rows: list[dict], rng: 
     """Rows of images (the study's reconstructions or fresh noise) and what the attacked
     classifier reads in each of their two planted copies; the originals and both copies."""
     table = pd.DataFrame(rows, columns=["item_id", "copy_of", "kind"])
+    if table.empty:  # no reconstruction under max_psnr: only noise will make up the control
+        table = table.assign(psnr=[], truth=[], model=[], prediction=[], pred_true_copy=[], pred_other_copy=[],
+                             planted=pd.Series([], dtype=bool))
+        return table, *(np.zeros((0, 0, 0, 3), dtype=np.uint8) for _ in range(3))
     originals, images = [], []
     for r in table.itertuples():
         t = tasks[r.copy_of]
@@ -205,8 +209,11 @@ def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
                 for k, b in enumerate(bases)]
         started += len(rows)
         parts.append(_candidates(dataset, tasks, rows, rng, class_index, models, cfg))
+    parts = [p for p in parts if len(p[0])] or parts[:1]
     table = pd.concat([p[0] for p in parts], ignore_index=True)
     originals, true_copy, other_copy = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
+    if table.empty:
+        raise DataError(f"data/tasks/{dataset}/tasks.csv: no reconstruction to build the planted-cue control from")
 
     # the same people (same draws) judge each pair: only what the observer reads can differ
     fake = {i: tasks[c] for i, c in zip(table.item_id, table.copy_of)}

@@ -7,6 +7,7 @@ pull typed values out of it through ``get``, so a missing or mistyped key is rep
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -75,6 +76,20 @@ def positive_int(params: Mapping, key: str, default: Any = _MISSING) -> int:
     value = get(params, key, int, default)
     if value <= 0:
         raise ConfigError(f"params: '{_full(params, key)}' must be a positive integer, got {value!r}")
+    return value
+
+
+def number(params: Mapping, key: str, *, above: float | None = None, at_least: float | None = None,
+           below: float | None = None, at_most: float | None = None, default: Any = _MISSING) -> float:
+    """A finite int or float at ``key`` within the given bounds (NaN, inf, booleans and text refused)."""
+    value = get(params, key, (int, float), default)
+    value = float(value)
+    bounds = [(above, lambda v, b: v > b, "> {}"), (at_least, lambda v, b: v >= b, ">= {}"),
+              (below, lambda v, b: v < b, "< {}"), (at_most, lambda v, b: v <= b, "<= {}")]
+    wanted = [text.format(b) for b, _, text in bounds if b is not None]
+    if not math.isfinite(value) or any(b is not None and not ok(value, b) for b, ok, _ in bounds):
+        raise ConfigError(f"params: '{_full(params, key)}' must be a finite number"
+                          + (f" {' and '.join(wanted)}" if wanted else "") + f", got {get(params, key, None, default)!r}")
     return value
 
 

@@ -110,17 +110,18 @@ def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting 
     the setting's ``epochs`` (when set) the dataset's."""
     opt = P.Section(P.get(params, "train.optimizer", dict), "train.optimizer")
     defense_at = P.choice(params, "train.defense_at", defenses.THREAT_MODELS)
-    lr = P.get(opt, f"backbone_lr.{backbone}", (int, float), None)
+    own = P.get(opt, f"backbone_lr.{backbone}", None, None) is not None  # a per-backbone lr wins
+    lr = P.number(opt, f"backbone_lr.{backbone}" if own else "lr", above=0)
     epochs = P.positive_int(params, f"train.datasets.{dataset}.epochs")
     if setting is not None and setting.epochs is not None:
         epochs = setting.epochs
     return TrainConfig(
         epochs=epochs,
         batch_size=P.positive_int(params, f"train.datasets.{dataset}.batch_size"),
-        lr=float(lr if lr is not None else P.get(opt, "lr", (int, float))),
-        momentum=float(P.get(opt, "momentum", (int, float))),
+        lr=lr,
+        momentum=P.number(opt, "momentum", at_least=0, below=1),
         nesterov=bool(P.get(opt, "nesterov", bool)),
-        weight_decay=float(P.get(opt, "weight_decay", (int, float))),
+        weight_decay=P.number(opt, "weight_decay", at_least=0),
         defense_at=defense_at,
         device=resolve_device(P.get(params, "train.device", str, "cpu")),
     )
@@ -128,10 +129,7 @@ def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting 
 
 def threads(params: Mapping, key: str = "train.threads") -> int:
     """The torch CPU thread count a stage runs with (default 1): outputs depend on it."""
-    value = P.get(params, key, int, 1)
-    if value < 1:
-        raise ConfigError(f"params.yaml: {key} must be a positive integer, got {value!r}")
-    return value
+    return P.positive_int(params, key, 1)
 
 
 def resolve_device(name: str, key: str = "train.device") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -63,3 +64,50 @@ def test_params_yaml_is_the_embedded_profile():
 
     assert (ROOT / "params.yaml").read_text() == (ROOT / "profiles" / "embedded.yaml").read_text() or \
         pytest.skip("params.yaml holds another profile (scripts/use-profile was used)")
+
+
+def _with(params, key, value):
+    p = copy.deepcopy(params)
+    node = p
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return p
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.optimizer.lr", -1, "'train.optimizer.lr' must be a finite number > 0, got -1"),
+    ("train.optimizer.lr", float("nan"), "'train.optimizer.lr' must be a finite number > 0, got nan"),
+    ("train.optimizer.lr", "fast", "'train.optimizer.lr' must be int or float, got 'fast'"),
+    ("train.optimizer.lr", True, "'train.optimizer.lr' must be int or float, got True"),
+    ("train.optimizer.momentum", 1.0, "'train.optimizer.momentum' must be a finite number >= 0 and < 1, got 1.0"),
+    ("train.optimizer.weight_decay", float("inf"), "'train.optimizer.weight_decay' must be a finite number >= 0"),
+    ("train.optimizer.backbone_lr", {"lenet": 0}, "'train.optimizer.backbone_lr.lenet' must be a finite number > 0"),
+    ("train.threads", 0, "'train.threads' must be a positive integer, got 0"),
+    ("train.threads", "two", "'train.threads' must be int, got 'two'"),
+])
+def test_training_params_are_checked_with_their_dotted_key(tiny_params, key, value, expected):
+    from semsim_study import training
+
+    p = _with(tiny_params, key, value)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        training.train_config(p, "digits", "lenet", training.settings_from_params(p)["none"])
+        training.threads(p)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("semsim.training.lr", -0.1, "'semsim.training.lr' must be a finite number > 0, got -0.1"),
+    ("semsim.training.gamma", 2, "'semsim.training.gamma' must be a finite number > 0 and <= 1, got 2"),
+    ("semsim.training.momentum", -0.5, "'semsim.training.momentum' must be a finite number >= 0 and < 1"),
+    ("semsim.training.weight_decay", float("nan"), "'semsim.training.weight_decay' must be a finite number >= 0"),
+    ("semsim.threads", -1, "'semsim.threads' must be a positive integer, got -1"),
+])
+def test_semsim_params_are_checked_with_their_dotted_key(embedded_params, key, value, expected):
+    from semsim_study import training
+    from semsim_study.semsim.train import config_from_params
+
+    p = _with(embedded_params, key, value)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        config_from_params(p)
+        training.threads(p, "semsim.threads")
