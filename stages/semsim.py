@@ -19,7 +19,7 @@ import logging
 import torch
 from dvclive import Live
 
-from semsim_study import atomic, params as P, training
+from semsim_study import atomic, params as P
 from semsim_study.semsim import items, metric, study
 
 from ._cli import run
@@ -36,7 +36,7 @@ def main() -> None:
     params = P.load(args.params)
     # float sums depend on the thread count: a fixed count (default one) gives the same weights
     # on any machine, and the small embedding net gains little from a second, shared core
-    torch.set_num_threads(training.threads(params, "semsim.threads"))
+    torch.set_num_threads(P.positive_int(params, "semsim.threads", 1))
     name = study.split_name(args.split, args.held_out)
     with atomic.build_dir(f"models/semsim/{name}") as model_dir, \
             atomic.build_dir(f"data/semsim/{name}") as data_dir, \
