@@ -105,6 +105,7 @@ FORMATS_BY_SUFFIX = {".csv": "csv", ".sqlite": "app", ".db": "app", ".json": "la
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check answer files as the annotate stage would, touching nothing; one line when they are good."""
     from . import importers
+    from .longformat import dataset_of
     from .tasks import read_tasks
 
     params = _params(args.params)
@@ -127,7 +128,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     table = importers.import_answers(fmt, paths, tasks, skip_datasets=set(everything) - set(datasets), **options)
     stamps = table["submitted_at"][table["submitted_at"] != ""]
     print(f"{', '.join(map(str, paths))}: valid ({fmt}): {len(table)} answers by {table['annotator_id'].nunique()} "
-          f"annotators on {table['item_id'].nunique()} items of {', '.join(sorted({i.split('/', 1)[0] for i in table['item_id']}))}"
+          f"annotators on {table['item_id'].nunique()} items of {', '.join(sorted({dataset_of(i) for i in table['item_id']}))}"
           + f", {len(stamps)} with a submission time")
 
 
