@@ -1,6 +1,6 @@
 # `make repro`: set up .venv, then run the DVC pipeline on the active profile (params.yaml).
 # `make test`: set up .venv, then run the test suite.
-.PHONY: setup repro test bench
+.PHONY: setup repro test bench paper-smoke
 
 setup:
 	@scripts/setup-venv
@@ -13,3 +13,7 @@ test: setup
 
 bench: setup
 	@. .venv/bin/activate && python -m benchmarks.run
+
+# the paper profile's whole DAG on CPU, on small generated archives, in a scratch copy
+paper-smoke: setup
+	@. .venv/bin/activate && DVC_NO_ANALYTICS=1 python scripts/paper_smoke.py

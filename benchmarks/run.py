@@ -5,7 +5,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["benchmarks.train_throughput", "benchmarks.attack_throughput", "benchmarks.metrics_throughput"]
+BENCHMARKS = ["benchmarks.train_throughput", "benchmarks.attack_throughput", "benchmarks.metrics_throughput",
+              "benchmarks.threads"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

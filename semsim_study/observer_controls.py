@@ -58,11 +58,7 @@ class ControlConfig:
 
 
 def config_from_params(params: Mapping) -> ControlConfig:
-    section = dict(P.get(params, "observer_controls", dict, {}) or {})
-    known = ControlConfig.__dataclass_fields__
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ConfigError(f"params.yaml: observer_controls has unknown keys {unknown}; valid keys: {', '.join(known)}")
+    section = dict(P.known(params, "observer_controls", ControlConfig.__dataclass_fields__))
     cfg = ControlConfig(**section)
     checks = {"max_psnr": cfg.max_psnr > 0, "min_images": isinstance(cfg.min_images, int) and cfg.min_images > 0,
               "epsilon": 0 < cfg.epsilon < 1, "steps": isinstance(cfg.steps, int) and cfg.steps > 0,

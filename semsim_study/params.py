@@ -7,6 +7,7 @@ pull typed values out of it through ``get``, so a missing or mistyped key is rep
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -16,6 +17,11 @@ import yaml
 from .errors import ConfigError
 
 _MISSING = object()
+
+# params.yaml's top-level names; each section's own names are checked by the code that reads it
+# (``known``), so a misspelt key fails the stage instead of being silently ignored.
+TOP_LEVEL = ("alpha", "seed", "datasets", "prepare", "attacks", "train", "attack", "metrics", "features",
+             "annotate", "observer_controls", "semsim", "report", "executor")
 
 
 class Section(dict):
@@ -42,6 +48,7 @@ def load(path: str | Path = "params.yaml") -> dict:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    known(data, "", TOP_LEVEL, where=str(path))
     return data
 
 
@@ -98,3 +105,21 @@ def fraction(params: Mapping, key: str, default: Any = _MISSING) -> float:
     if not 0.0 < value < 1.0:
         raise ConfigError(f"params: '{_full(params, key)}' must lie strictly between 0 and 1, got {value!r}")
     return value
+
+
+def known(params: Mapping, key: str, names: Iterable[str], where: str = "params") -> Mapping:
+    """The mapping at dotted ``key`` ('' = ``params`` itself; absent = {}), refusing names outside ``names``:
+    a misspelt key (``lrr`` for ``lr``) would otherwise leave the default in force without a word."""
+    node = (get(params, key, None, None) if key else params)
+    if node is None:  # absent or empty: nothing to check (readers apply their defaults)
+        return {}
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"{where}: '{_full(params, key)}' must be a mapping, got {node!r}")
+    names = sorted(map(str, names))
+    for name in node:
+        if str(name) not in names:
+            full = _full(params, f"{key}.{name}" if key else str(name))
+            close = difflib.get_close_matches(str(name), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: '{full}' is not a known key{hint}; known keys here: {', '.join(names)}")
+    return node

@@ -95,9 +95,7 @@ def settings_from_params(params: Mapping) -> dict[str, Setting]:
             raise ConfigError(f"params: setting name {name!r} may not contain '_' or '/' (it is part of model ids)")
         if not isinstance(cfg, dict):
             raise ConfigError(f"params: '{where}' must be a mapping")
-        unknown = sorted(set(map(str, cfg)) - set(SETTING_KEYS))
-        if unknown:
-            raise ConfigError(f"params: '{where}' has unknown keys {unknown}; valid keys: {', '.join(SETTING_KEYS)}")
+        P.known(P.Section(cfg, where), "", SETTING_KEYS)
         epochs = cfg.get("epochs")
         if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0):
             raise ConfigError(f"params: '{where}.epochs' must be a non-negative integer, got {epochs!r}")
@@ -108,7 +106,10 @@ def settings_from_params(params: Mapping) -> dict[str, Setting]:
 def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting | None = None) -> TrainConfig:
     """Optimiser settings for one model; ``train.optimizer.backbone_lr.<backbone>`` overrides lr,
     the setting's ``epochs`` (when set) the dataset's."""
-    opt = P.Section(P.get(params, "train.optimizer", dict), "train.optimizer")
+    P.known(params, "train", ("defense_at", "device", "threads", "optimizer", "settings", "datasets"))
+    P.known(params, f"train.datasets.{dataset}", ("epochs", "batch_size", "models"))
+    opt = P.Section(P.known(params, "train.optimizer", ("lr", "momentum", "nesterov", "weight_decay", "backbone_lr")),
+                    "train.optimizer")
     defense_at = P.choice(params, "train.defense_at", defenses.THREAT_MODELS)
     own = P.get(opt, f"backbone_lr.{backbone}", None, None) is not None  # a per-backbone lr wins
     lr = P.number(opt, f"backbone_lr.{backbone}" if own else "lr", above=0)
@@ -262,6 +263,26 @@ def train(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int,
     return result
 
 
+@dataclass
+class Trained:
+    """One finished training job, as plain data: what the stage writes, wherever it ran."""
+
+    model_id: str
+    weights: bytes
+    card: dict
+    history: list[dict]
+    seconds: float
+
+
+def train_job(job: tuple[ModelSpec, TrainConfig, int], ds: PreparedDataset, seed: int) -> Trained:
+    """Train one model with ``threads`` torch threads (a job of the train stage, local or on Ray)."""
+    spec, cfg, threads = job
+    torch.set_num_threads(threads)
+    result = train(ds, spec, cfg, seed)
+    return Trained(spec.model_id, checkpoint_bytes(result.model), card(ds, spec, cfg, seed, result), result.history,
+                   result.seconds)
+
+
 def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, result: TrainResult) -> dict:
     """The JSON card written beside each checkpoint: everything later stages and readers need."""
     mean, std = ds.channel_stats()
@@ -308,16 +329,23 @@ def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from ``<id>.pt`` and its card ``<id>.json`` (weights only, no code)."""
     checkpoint = Path(checkpoint)
     info = atomic.read_json(checkpoint.with_suffix(".json"), f"model card missing beside {checkpoint.name}")
-    model = models.build(info["backbone"], info["num_classes"], info["image_size"])
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        weights = checkpoint.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{checkpoint}: checkpoint missing; rerun the train stage") from None
+    return from_bytes(weights, info, str(checkpoint)), info
+
+
+def from_bytes(weights: bytes, info: dict, name: str) -> nn.Module:
+    """The model a card describes, with ``weights`` (torch.save bytes, loaded weights-only)."""
+    checkpoint = name
+    model = models.build(info["backbone"], info["num_classes"], info["image_size"])
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise DataError(f"{checkpoint}: not a loadable weights-only checkpoint ({exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise DataError(f"{checkpoint}: weights do not fit backbone {info['backbone']!r} ({str(exc).splitlines()[0]})") from None
-    model.eval()
-    return model, info
+    return model.eval()

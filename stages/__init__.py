@@ -1,0 +1,1 @@
+"""The DVC stages: thin command-line scripts over the semsim_study library (see dvc.yaml)."""

@@ -12,7 +12,7 @@ import argparse
 import logging
 from collections import Counter
 
-from semsim_study import params as P, training
+from semsim_study import executor, params as P, training
 from semsim_study.attacks import configs, jobs
 from semsim_study.errors import ConfigError
 
@@ -31,20 +31,20 @@ def main() -> None:
     attacks = P.get(params, "attacks", list)
     if args.attack not in attacks:
         raise ConfigError(f"params: attack {args.attack!r} is not listed in 'attacks' ({', '.join(attacks)})")
-    overrides = P.get(params, f"attack.methods.{args.attack}", dict, {}) or {}
     ctx = jobs.Context(
         dataset=args.dataset, attack=args.attack, prepared_dir=f"data/prepared/{args.dataset}",
         model_dir=f"models/{args.dataset}", work_dir=f"data/attack_jobs/{args.dataset}/{args.attack}",
-        config=configs.build(args.attack, overrides), seed=P.get(params, "seed", int),
+        config=configs.from_params(params, args.attack), seed=P.get(params, "seed", int),
         device=training.resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
     )
     model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
+    run_on = executor.from_params(params)
     limit = P.get(params, "attack.images_per_model", int, None)
     plan = jobs.plan(ctx, model_ids, limit, P.positive_int(params, "attack.batch_size", 1))
     stale = jobs.prune_stale(ctx, plan)
     if stale:
         log.info("%s/%s: removed %d stale job folders from an earlier run", args.dataset, args.attack, stale)
-    jobs.run_jobs(ctx, plan, P.positive_int(params, "attack.workers"))
+    jobs.run_jobs(ctx, plan, P.positive_int(params, "attack.workers"), run_on)
     rows = jobs.assemble(ctx, plan, f"data/attacks/{args.dataset}/{args.attack}")
     jobs.clear_work(ctx)
     status = Counter(r["status"] for r in rows)

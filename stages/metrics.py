@@ -20,7 +20,7 @@ import torch
 from semsim_study import atomic, params as P
 from semsim_study.errors import DataError
 from semsim_study.metrics import backbones, classification, compute, settings
-from semsim_study.metrics.pairs import read_pairs
+from semsim_study.metrics.pairs import check_images, read_pairs
 
 from ._cli import run
 
@@ -41,6 +41,7 @@ def main() -> None:
     pairs = read_pairs(f"data/attacks/{name}", attacks)
     if not pairs:
         raise DataError(f"data/attacks/{name}: the attack indexes list no reconstructions")
+    check_images(pairs)
     backbone = backbones.build(cfg.features, features_dir="models/features", weights_dir=cfg.weights_dir,
                                lpips=cfg.lpips, device=cfg.device)
     model_id = classification.classifier_id(params, name)

@@ -6,7 +6,8 @@ import argparse
 import logging
 import time
 
-from semsim_study import datasets, params as P
+from semsim_study import params as P
+from semsim_study.datasets import build
 from semsim_study.datasets import standard
 
 from ._cli import run
@@ -22,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     params = P.load(args.params)
     start = time.perf_counter()
-    ds, split, indices = datasets.prepare(params, args.dataset)
+    ds, split, indices = build.prepare(params, args.dataset)
     out = args.out or f"data/prepared/{args.dataset}"
     standard.save(ds, out, split, indices, extra_meta={"seed": P.get(params, "seed", int)})
     log.info("%s: %d train / %d test images, %d classes, %d px, protocol %s, %d attack images -> %s (%.1f s)",

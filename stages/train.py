@@ -13,7 +13,7 @@ import logging
 import torch
 from dvclive import Live
 
-from semsim_study import atomic, params as P, training
+from semsim_study import atomic, executor, params as P, training
 from semsim_study.datasets import standard
 
 from ._cli import run
@@ -28,31 +28,37 @@ def main() -> None:
     args = parser.parse_args()
     params = P.load(args.params)
     # float sums depend on the thread count: a fixed count (default one, the fastest for these
-    # small nets on a shared 2-core CPU) gives the same checkpoints on any machine
-    torch.set_num_threads(training.threads(params))
+    # small nets on a shared 2-core CPU; benchmarks/threads.py) gives the same checkpoints anywhere
+    threads = training.threads(params)
+    torch.set_num_threads(threads)
     name = args.dataset
     specs = training.model_grid(params, name)
+    jobs = [(spec, training.train_config(params, name, spec.backbone, spec.setting), threads) for spec in specs]
+    run_on = executor.from_params(params)  # every param is checked before the first model trains
     seed = P.get(params, "seed", int)
     ds = standard.load(f"data/prepared/{name}")
+    if run_on.kind == "ray":
+        done = dict(executor.run_ray(run_on, training.train_job, jobs, {"ds": ds, "seed": seed},
+                                     gpu=any(cfg.device.startswith("cuda") for _, cfg, _ in jobs), desc=f"train {name}"))
+        results = (done[i] for i in range(len(jobs)))
+    else:
+        results = (training.train_job(job, ds, seed) for job in jobs)
     summary = {}
     with atomic.build_dir(f"models/{name}") as model_dir, atomic.build_dir(f"reports/train_curves/{name}") as curve_dir:
-        for spec in specs:
-            cfg = training.train_config(params, name, spec.backbone, spec.setting)
-            with Live(str(curve_dir / spec.model_id), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-                def on_epoch(epoch: int, metrics: dict) -> None:
+        for trained in results:  # in the grid's order, wherever each model was trained
+            with Live(str(curve_dir / trained.model_id), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+                for metrics in trained.history:
                     for key, value in metrics.items():
                         live.log_metric(key, value)
                     live.next_step()
-
-                result = training.train(ds, spec, cfg, seed, on_epoch)
             # DVCLive's own summary would duplicate reports/train/<dataset>.json and is not a plot
-            (curve_dir / spec.model_id / "metrics.json").unlink(missing_ok=True)
-            info = training.card(ds, spec, cfg, seed, result)
-            (model_dir / f"{spec.model_id}.pt").write_bytes(training.checkpoint_bytes(result.model))
-            (model_dir / f"{spec.model_id}.json").write_text(atomic.dumps_json(info), encoding="utf-8")
-            summary[spec.model_id] = {k: info[k] for k in ("test_accuracy", "train_accuracy", "chance_accuracy")}
-            log.info("%s/%s: test accuracy %.3f (chance %.3f), %d parameters, %.1f s", name, spec.model_id,
-                     info["test_accuracy"], info["chance_accuracy"], info["parameters"], result.seconds)
+            (curve_dir / trained.model_id / "metrics.json").unlink(missing_ok=True)
+            info = trained.card
+            (model_dir / f"{trained.model_id}.pt").write_bytes(trained.weights)
+            (model_dir / f"{trained.model_id}.json").write_text(atomic.dumps_json(info), encoding="utf-8")
+            summary[trained.model_id] = {k: info[k] for k in ("test_accuracy", "train_accuracy", "chance_accuracy")}
+            log.info("%s/%s: test accuracy %.3f (chance %.3f), %d parameters, %.1f s", name, trained.model_id,
+                     info["test_accuracy"], info["chance_accuracy"], info["parameters"], trained.seconds)
     atomic.write_json(f"reports/train/{name}.json", summary)
 
 

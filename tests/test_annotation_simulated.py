@@ -13,10 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from semsim_study import datasets
 from semsim_study.annotation import agreement, annotate_stage, observer, simulated
 from semsim_study.annotation.tasks import Task, read_tasks, tasks_csv
-from semsim_study.datasets import standard
+from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +123,7 @@ def test_simulated_annotators_share_no_network_with_any_metric():
 @pytest.fixture(scope="module")
 def shapes(tiny_params):
     """The digits domain at 16 px (named for what the stage sees: one small prepared dataset)."""
-    ds, split, idx = datasets.prepare(tiny_params, "digits")
+    ds, split, idx = build.prepare(tiny_params, "digits")
     return ds, split, idx
 
 

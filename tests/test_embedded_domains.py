@@ -7,8 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from semsim_study import datasets
-from semsim_study.datasets import embedded
+from semsim_study.datasets import build, embedded
 from semsim_study.errors import ConfigError
 
 DOMAINS = ["digits", "photos", "faces", "glyphs", "shapes"]
@@ -23,7 +22,7 @@ EXPECTED = {  # name: (classes, protocol)
 
 @pytest.fixture(scope="module")
 def built(tiny_params):
-    return {name: datasets.prepare(tiny_params, name) for name in DOMAINS}
+    return {name: build.prepare(tiny_params, name) for name in DOMAINS}
 
 
 @pytest.mark.parametrize("name", DOMAINS)
@@ -45,14 +44,14 @@ def test_domain_shapes_classes_protocol(built, name):
 
 @pytest.mark.parametrize("name", DOMAINS)
 def test_domain_is_deterministic_per_seed(tiny_params, built, name):
-    again, _, idx_again = datasets.prepare(tiny_params, name)
+    again, _, idx_again = build.prepare(tiny_params, name)
     ds, _, idx = built[name]
     assert np.array_equal(ds.train_images, again.train_images)
     assert np.array_equal(ds.test_labels, again.test_labels)
     assert np.array_equal(idx, idx_again)
     other = copy.deepcopy(tiny_params)
     other["seed"] = tiny_params["seed"] + 1
-    changed, _, _ = datasets.prepare(other, name)
+    changed, _, _ = build.prepare(other, name)
     if name != "digits":  # digits are the fixed scikit-learn set; only the split moves
         assert not np.array_equal(ds.train_images, changed.train_images)
     assert not np.array_equal(ds.test_labels, changed.test_labels) or not np.array_equal(ds.train_images, changed.train_images)
@@ -90,7 +89,7 @@ def test_a_linear_classifier_beats_chance(embedded_params, name):
     Checked on the embedded profile as shipped, which is what the classifiers will see."""
     from sklearn.linear_model import RidgeClassifier
 
-    ds, _, _ = datasets.prepare(embedded_params, name)
+    ds, _, _ = build.prepare(embedded_params, name)
     clf = RidgeClassifier(alpha=1.0).fit(_features(ds.train_images), ds.train_labels)
     acc = (clf.predict(_features(ds.test_images)) == ds.test_labels).mean()
     assert acc > 2.5 / ds.num_classes, f"{name}: test accuracy {acc:.2f} is near chance"
@@ -119,7 +118,7 @@ def test_unknown_shape_and_photo_are_config_errors(tiny_params):
     p = copy.deepcopy(tiny_params)
     p["prepare"]["shapes"]["shapes"] = ["circle", "blob"]
     with pytest.raises(ConfigError, match="unknown shape 'blob'"):
-        datasets.prepare(p, "shapes")
+        build.prepare(p, "shapes")
     p["prepare"]["photos"]["photos"] = ["astronaut", "nonexistent_photo"]
     with pytest.raises(ConfigError, match="nonexistent_photo"):
-        datasets.prepare(p, "photos")
+        build.prepare(p, "photos")

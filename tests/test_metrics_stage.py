@@ -133,6 +133,20 @@ def test_unreadable_png_is_named(project, monkeypatch):
         _run_stage(monkeypatch)
 
 
+def test_a_corrupt_image_of_the_last_attack_fails_before_any_metric(project, monkeypatch):
+    """Every listed image is decoded first: no backbone is built, no set computed, nothing written."""
+    victim = "data/attacks/toy/invgrad/images/resnet8_none/test-000001_reconstruction.png"
+    (project / victim).write_bytes((project / victim).read_bytes()[:40])
+
+    def never(*args, **kwargs):
+        raise AssertionError("the metrics' networks were built before the images were checked")
+
+    monkeypatch.setattr(stage.backbones, "build", never)
+    with pytest.raises(DataError, match=f"{victim} \\(listed at .*invgrad/index.csv:\\d+\\).*unreadable or corrupt"):
+        _run_stage(monkeypatch)
+    assert not (project / "data/metrics/toy").exists()
+
+
 def test_size_mismatch_is_named(project, monkeypatch):
     from semsim_study.datasets.imaging import save_png
 

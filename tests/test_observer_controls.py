@@ -10,7 +10,7 @@ from torch import nn
 from semsim_study import observer_controls as oc
 from semsim_study.annotation import observer, simulated
 from semsim_study.annotation.tasks import Task
-from semsim_study.datasets import halves
+from semsim_study.datasets import build, halves
 from semsim_study.datasets.standard import PreparedDataset
 from semsim_study.errors import ConfigError
 from semsim_study.metrics import featurenet
@@ -59,9 +59,8 @@ def test_planted_copies_flip_the_classifier_within_epsilon():
 
 @pytest.fixture(scope="module")
 def digits_observer(tiny_params):
-    from semsim_study import datasets
-
-    ds, _, _ = datasets.prepare(tiny_params, "digits")
+    
+    ds, _, _ = build.prepare(tiny_params, "digits")
     cfg = observer.ObserverConfig(width=16, epochs=15, noise=0.6, noise_spread=True, blur=1.0, cue_steps=2)
     return ds, observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, cfg, 0)
 
@@ -119,7 +118,7 @@ def test_observer_weights_round_trip_and_a_wrong_file_is_named(tmp_path):
 def test_bad_control_params_are_named(key, value):
     with pytest.raises(ConfigError, match=f"observer_controls.{key}"):
         oc.config_from_params({"observer_controls": {key: value}})
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="not a known key"):
         oc.config_from_params({"observer_controls": {"epsilom": 0.1}})
 
 

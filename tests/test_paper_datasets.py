@@ -8,8 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from semsim_study import datasets
-from semsim_study.datasets import paper, standard
+from semsim_study.datasets import build, paper, standard
 from semsim_study.errors import DataError, DownloadError
 from tests import fake_archives as fake
 from tests.http_server import serve
@@ -45,7 +44,7 @@ def test_cifar100_over_http(tmp_path):
     with serve(mirror) as (url, log):
         p = _params("cifar100", "cifar100", {"image_size": 32, "attack_images": 5, "mirror": url,
                                              "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
-        ds, split, idx = datasets.prepare(p, "cifar100")
+        ds, split, idx = build.prepare(p, "cifar100")
     assert log == [("/cifar-100-python.tar.gz", None)]
     assert ds.class_names == [f"class{k}" for k in range(5)]
     assert ds.train_images.shape == (20, 32, 32, 3) and ds.test_images.shape == (10, 32, 32, 3)
@@ -60,7 +59,7 @@ def test_cifar100_resizes_when_asked(tmp_path):
     arc = fake.cifar100(tmp_path)
     p = _params("c", "cifar100", {"image_size": 48, "attack_images": 2, "mirror": str(tmp_path),
                                   "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
-    ds, _, _ = datasets.prepare(p, "c")
+    ds, _, _ = build.prepare(p, "c")
     assert ds.image_size == 48
     _check_colours(ds)
 
@@ -83,14 +82,14 @@ def test_cifar100_refuses_pickled_code(tmp_path):
     p = _params("c", "cifar100", {"image_size": 32, "attack_images": 1, "mirror": str(tmp_path),
                                   "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
     with pytest.raises(DataError, match="refusing to load posix.system|refusing to load os.system"):
-        datasets.prepare(p, "c")
+        build.prepare(p, "c")
 
 
 def test_caltech101_through_torchvision(tmp_path):
     arc = fake.caltech101(tmp_path)
     p = _params("caltech101", "caltech101", {"image_size": 64, "test_fraction": 0.2, "attack_images": 3,
                                              "mirror": str(tmp_path), "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
-    ds, split, idx = datasets.prepare(p, "caltech101")
+    ds, split, idx = build.prepare(p, "caltech101")
     assert ds.class_names == ["Faces", "accordion", "airplanes"]  # BACKGROUND_Google dropped
     assert ds.image_size == 64 and len(ds.train_labels) == 12 and len(ds.test_labels) == 3
     _check_colours(ds)
@@ -100,7 +99,7 @@ def test_imagenette_through_torchvision(tmp_path):
     arc = fake.imagenette(tmp_path)
     p = _params("imagenette", "imagenette", {"image_size": 112, "attack_images": 3, "mirror": str(tmp_path),
                                              "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
-    ds, _, _ = datasets.prepare(p, "imagenette")
+    ds, _, _ = build.prepare(p, "imagenette")
     assert ds.class_names == ["tench", "English springer", "cassette player"]
     assert ds.train_images.shape == (9, 112, 112, 3) and len(ds.test_labels) == 6
     _check_colours(ds)
@@ -111,7 +110,7 @@ def test_stanford_dogs_official_lists(tmp_path):
     images, lists = fake.stanford_dogs(tmp_path)
     p = _params("dogs", "stanford_dogs", {"image_size": 64, "attack_images": 3, "mirror": str(tmp_path),
                                           "md5": _md5s(images, lists), "raw_dir": str(tmp_path / "raw")})
-    ds, _, _ = datasets.prepare(p, "dogs")
+    ds, _, _ = build.prepare(p, "dogs")
     assert ds.class_names == ["Chihuahua", "Japanese_spaniel", "Shih-Tzu"]
     assert len(ds.train_labels) == 9 and len(ds.test_labels) == 6 and ds.protocol == "B"
     _check_colours(ds)
@@ -123,14 +122,14 @@ def test_stanford_dogs_missing_split_file(tmp_path):
     p = _params("dogs", "stanford_dogs", {"image_size": 64, "attack_images": 3, "mirror": str(tmp_path),
                                           "md5": _md5s(images, lists), "raw_dir": str(tmp_path / "raw")})
     with pytest.raises(DataError, match="lists.tar: has no member 'test_list.mat'"):
-        datasets.prepare(p, "dogs")
+        build.prepare(p, "dogs")
 
 
 def test_celeba_most_frequent_identities(tmp_path):
     zpath, id_path = fake.celeba(tmp_path)
     p = _params("celeba", "celeba", {"image_size": 64, "identities": 3, "test_fraction": 0.25, "attack_images": 3,
                                      "mirror": str(tmp_path), "md5": _md5s(zpath, id_path), "raw_dir": str(tmp_path / "raw")})
-    ds, _, _ = datasets.prepare(p, "celeba")
+    ds, _, _ = build.prepare(p, "celeba")
     assert ds.class_names == ["identity-3", "identity-7", "identity-11"]  # the 3 largest, in id order
     assert len(ds.train_labels) + len(ds.test_labels) == 15
     _check_colours(ds)
@@ -143,7 +142,7 @@ def test_celeba_bad_identity_file(tmp_path):
     p = _params("celeba", "celeba", {"image_size": 64, "identities": 1, "test_fraction": 0.25, "attack_images": 1,
                                      "mirror": str(tmp_path), "md5": _md5s(zpath, id_path), "raw_dir": str(tmp_path / "raw")})
     with pytest.raises(DataError, match=r"identity_CelebA.txt, line 2: expected"):
-        datasets.prepare(p, "celeba")
+        build.prepare(p, "celeba")
 
 
 def test_truncated_archive_is_named(tmp_path):
@@ -152,7 +151,7 @@ def test_truncated_archive_is_named(tmp_path):
     p = _params("imagenette", "imagenette", {"image_size": 112, "attack_images": 3, "mirror": str(tmp_path),
                                              "md5": _md5s(arc), "raw_dir": str(tmp_path / "raw")})
     with pytest.raises(DataError, match="imagenette2-320.tgz: corrupt or truncated archive"):
-        datasets.prepare(p, "imagenette")
+        build.prepare(p, "imagenette")
 
 
 def test_wrong_checksum_stops_before_any_output(tmp_path):
@@ -160,5 +159,5 @@ def test_wrong_checksum_stops_before_any_output(tmp_path):
     p = _params("cifar100", "cifar100", {"image_size": 32, "attack_images": 5, "mirror": str(tmp_path / "m"),
                                          "md5": {arc.name: "f" * 32}, "raw_dir": str(tmp_path / "raw")})
     with pytest.raises(DownloadError, match="expected f{32}"):
-        datasets.prepare(p, "cifar100")
+        build.prepare(p, "cifar100")
     assert list((tmp_path / "raw").iterdir()) == []

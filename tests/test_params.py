@@ -7,46 +7,47 @@ import re
 
 import pytest
 
-from semsim_study import datasets, params as P
+from semsim_study import params as P
+from semsim_study.datasets import build
 from semsim_study.errors import ConfigError
 
 
 def test_dataset_not_listed(tiny_params):
     with pytest.raises(ConfigError, match="'cifar10' is not listed in 'datasets'"):
-        datasets.prepare(tiny_params, "cifar10")
+        build.prepare(tiny_params, "cifar10")
 
 
 def test_listed_dataset_without_section(tiny_params):
     p = copy.deepcopy(tiny_params)
     p["datasets"].append("mnist")
     with pytest.raises(ConfigError, match="no section 'prepare.mnist'"):
-        datasets.prepare(p, "digits")
+        build.prepare(p, "digits")
 
 
 def test_unknown_source_lists_valid_ones(tiny_params):
     p = copy.deepcopy(tiny_params)
     p["prepare"]["faces"]["source"] = "lfw_people"
     with pytest.raises(ConfigError, match=r"'prepare.faces.source' is 'lfw_people'; valid sources: .*celeba.*sklearn_digits"):
-        datasets.prepare(p, "digits")
+        build.prepare(p, "digits")
 
 
 def test_missing_and_mistyped_keys_are_named_in_full(tiny_params):
     p = copy.deepcopy(tiny_params)
     del p["prepare"]["glyphs"]["images_per_class"]
     with pytest.raises(ConfigError, match="missing key 'prepare.glyphs.images_per_class'"):
-        datasets.prepare(p, "glyphs")
+        build.prepare(p, "glyphs")
     p = copy.deepcopy(tiny_params)
     p["prepare"]["digits"]["test_fraction"] = 1.5
     with pytest.raises(ConfigError, match="'prepare.digits.test_fraction' must lie strictly between 0 and 1"):
-        datasets.prepare(p, "digits")
+        build.prepare(p, "digits")
     p = copy.deepcopy(tiny_params)
     p["prepare"]["digits"]["protocol"] = "C"
     with pytest.raises(ConfigError, match="'prepare.digits.protocol' is 'C'; valid values: A, B"):
-        datasets.prepare(p, "digits")
+        build.prepare(p, "digits")
     p = copy.deepcopy(tiny_params)
     p["prepare"]["digits"]["image_size"] = True
     with pytest.raises(ConfigError, match="'prepare.digits.image_size' must be int"):
-        datasets.prepare(p, "digits")
+        build.prepare(p, "digits")
 
 
 def test_load_reports_missing_and_invalid_files(tmp_path):
@@ -110,3 +111,74 @@ def test_semsim_params_are_checked_with_their_dotted_key(embedded_params, key, v
     with pytest.raises(ConfigError, match=re.escape(expected)):
         config_from_params(p)
         P.positive_int(p, "semsim.threads", 1)  # as stages/semsim.py reads it
+
+
+def _checkers():
+    """Each section's reader, as the stage that owns it calls it before any work."""
+    from semsim_study import observer_controls, training
+    from semsim_study.analysis import report
+    from semsim_study.annotation import annotate_stage, tasks
+    from semsim_study.attacks import configs
+    from semsim_study.metrics import featurenet, settings
+    from semsim_study.semsim import train as semsim_train
+
+    return {
+        "": lambda p: P.known(p, "", P.TOP_LEVEL, where="params.yaml"),
+        "prepare.glyphs": build.validate_all,
+        "train": lambda p: training.train_config(p, "digits", "lenet"),
+        "train.optimizer": lambda p: training.train_config(p, "digits", "lenet"),
+        "train.datasets.digits": lambda p: training.train_config(p, "digits", "lenet"),
+        "train.settings.crop": training.settings_from_params,
+        "attack": lambda p: configs.from_params(p, "invgrad"),
+        "attack.methods": lambda p: configs.from_params(p, "invgrad"),
+        "attack.methods.invgrad": lambda p: configs.from_params(p, "invgrad"),
+        "metrics": settings.metrics_settings,
+        "metrics.lpips": settings.metrics_settings,
+        "metrics.fid": settings.metrics_settings,
+        "features": featurenet.config_from_params,
+        "annotate": tasks.check_section,
+        "annotate.app": tasks.check_section,
+        "annotate.simulated": annotate_stage.configs,
+        "annotate.simulated.observer": annotate_stage.configs,
+        "observer_controls": observer_controls.config_from_params,
+        "semsim": semsim_train.config_from_params,
+        "semsim.model": semsim_train.config_from_params,
+        "semsim.training": semsim_train.config_from_params,
+        "semsim.training.colour": semsim_train.config_from_params,
+        "report": report.settings_from_params,
+    }
+
+
+@pytest.mark.parametrize("section", list(_checkers()))
+def test_every_section_refuses_a_misspelt_key(embedded_params, section):
+    """A typo (here 'lrr') anywhere in params.yaml fails the stage that reads the section, naming the dotted
+    key, instead of leaving the default in force; the shipped profile passes every check."""
+    check = _checkers()[section]
+    check(embedded_params)
+    p = copy.deepcopy(embedded_params)
+    node = p
+    for part in section.split(".") if section else []:
+        node = node[part]
+    node["lrr"] = 1
+    full = f"{section}.lrr" if section else "lrr"
+    with pytest.raises(ConfigError, match=re.escape(f"'{full}' is not a known key")):
+        check(p)
+
+
+def test_misspelt_key_suggests_the_near_name(tmp_path, embedded_params):
+    from semsim_study import training
+
+    p = _with(embedded_params, "train.optimizer.lrr", 0.5)
+    with pytest.raises(ConfigError, match=r"'train.optimizer.lrr' is not a known key \(did you mean 'lr'\?\)"):
+        training.train_config(p, "digits", "lenet")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 0\nsemsimm: {}\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: 'semsimm' is not a known key \(did you mean 'semsim'\?\)"):
+        P.load(bad)
+
+
+def test_unknown_importer_option_is_named():
+    from semsim_study.annotation import importers
+
+    with pytest.raises(ConfigError, match="'annotate.options.label_studio.itemkey' is not a known option"):
+        importers.import_answers("label_studio", ["x.json"], {}, itemkey="item_id")

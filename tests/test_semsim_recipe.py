@@ -88,7 +88,7 @@ def test_colour_jitter_reaches_every_training_batch():
     ("greyscale", 1.5, r"'semsim\.training\.colour\.greyscale'"),
     ("greyscale", "lots", r"'semsim\.training\.colour\.greyscale' must be"),
     ("greyscale", True, r"'semsim\.training\.colour\.greyscale' must be"),
-    ("brightness", 0.2, r"unknown key 'semsim\.training\.colour\.brightness'"),
+    ("brightness", 0.2, r"'semsim\.training\.colour\.brightness' is not a known key"),
 ])
 def test_bad_colour_params_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):

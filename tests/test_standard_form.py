@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semsim_study import atomic, datasets
-from semsim_study.datasets import standard
+from semsim_study import atomic
+from semsim_study.datasets import build, standard
 from semsim_study.errors import DataError
 
 
@@ -26,7 +26,7 @@ def _tree_digest(folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def shapes(tiny_params):
-    return datasets.prepare(tiny_params, "shapes")
+    return build.prepare(tiny_params, "shapes")
 
 
 def test_round_trip_and_subset_files(tmp_path, shapes):
@@ -48,7 +48,7 @@ def test_round_trip_and_subset_files(tmp_path, shapes):
 def test_same_seed_gives_byte_identical_folders(tmp_path, tiny_params, shapes):
     ds, split, idx = shapes
     standard.save(ds, tmp_path / "a", split, idx)
-    again, split2, idx2 = datasets.prepare(tiny_params, "shapes")
+    again, split2, idx2 = build.prepare(tiny_params, "shapes")
     standard.save(again, tmp_path / "b", split2, idx2)
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
 

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from semsim_study import datasets, defenses, training
+from semsim_study import defenses, training
+from semsim_study.datasets import build
 from semsim_study.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
 def digits(tiny_params):
     """400 training digits: enough to learn, small enough for a fast suite."""
-    ds, _, _ = datasets.prepare(tiny_params, "digits")
+    ds, _, _ = build.prepare(tiny_params, "digits")
     ds.train_images, ds.train_labels = ds.train_images[:400], ds.train_labels[:400]
     ds.test_images, ds.test_labels = ds.test_images[:200], ds.test_labels[:200]
     return ds
@@ -167,7 +168,7 @@ def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embed
 
 @pytest.mark.parametrize("bad,match", [({"epochs": -1}, "epochs' must be a non-negative integer, got -1"),
                                        ({"epochs": "one"}, "must be a non-negative integer, got 'one'"),
-                                       ({"epoch": 1}, r"unknown keys \['epoch'\]")])
+                                       ({"epoch": 1}, "not a known key")])
 def test_setting_keys_are_checked(embedded_params, bad, match):
     p = copy.deepcopy(embedded_params)
     p["train"]["settings"]["early"] = {"augment": "none", **bad}

@@ -36,6 +36,7 @@ def _names(params, key: str, default) -> list[str]:
 
 
 def settings_from_params(params: dict) -> ReportConfig:
+    P.known(params, "report", ("bootstrap", "confidence", "grid_images"))
     reps = P.get(params, "report.bootstrap", int, 1000)
     if reps < 0:
         raise ConfigError(f"params: 'report.bootstrap' must be >= 0 (0 = no intervals), got {reps}")

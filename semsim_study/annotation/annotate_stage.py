@@ -23,7 +23,7 @@ from ..datasets.imaging import decode
 from ..errors import ConfigError, DataError
 from . import aggregate, agreement, importers, observer, simulated
 from .longformat import COLUMNS
-from .tasks import Task, read_tasks
+from .tasks import Task, check_section, read_tasks
 
 SOURCES = ("simulated",) + tuple(importers.SOURCES)
 #: Where files of people's answers live (a DVC dependency of every annotate stage).
@@ -52,11 +52,7 @@ class Result:
 
 
 def _dataclass_from(cls, section: Mapping, where: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"params: '{where}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
-    return cls(**section)
+    return cls(**P.known(P.Section(section, where), "", [f.name for f in fields(cls)]))
 
 
 def _read_image(path: str, item_id: str) -> np.ndarray:
@@ -83,15 +79,15 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
     simulated; and the observer network the pool saw through."""
     obs_cfg, pool_cfg = configs(params)
     ds = standard.load(f"data/prepared/{dataset}")
-    own = halves.training_half(ds.train_labels, "observer")  # never an image the feature network learnt from
-    net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
-                                  seed=int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
-    ids = sorted(tasks)
+    ids = sorted(tasks)  # every image is read (and checked) before the observer trains
     originals = np.stack([_read_image(tasks[i].original, i) for i in ids])
     recons = np.stack([_read_image(tasks[i].reconstruction, i) for i in ids])
     if originals.shape[1:] != ds.train_images.shape[1:] or recons.shape[1:] != ds.train_images.shape[1:]:
         raise DataError(f"data/tasks/{dataset}: images are {recons.shape[1:]}, the prepared dataset's are "
                         f"{ds.train_images.shape[1:]}; rerun the attack and tasks stages")
+    own = halves.training_half(ds.train_labels, "observer")  # never an image the feature network learnt from
+    net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
+                                  seed=int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
     p_orig, p_rec = net.posterior(originals), net.posterior(recons)
     posteriors = {i: (p_orig[k], p_rec[k]) for k, i in enumerate(ids)}
     rows = simulated.annotate(tasks, posteriors, ds.class_names, pool_cfg, seed, dataset)
@@ -149,6 +145,7 @@ def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, sour
 
 
 def run(params: Mapping, dataset: str) -> Result:
+    check_section(params)
     source = P.choice(params, "annotate.source", SOURCES)
     seed = P.get(params, "seed", int)
     tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")

@@ -39,7 +39,9 @@ def make_server(args: argparse.Namespace, params: dict):
 
     from .app import DEFAULT_HOSTS, create_app
     from .catalog import Catalog
+    from .tasks import check_section
 
+    check_section(params)
     datasets = args.datasets or P.get(params, "datasets", list, None)
     if not datasets:
         raise ConfigError("no datasets: pass --datasets or run where params.yaml lists them")

@@ -27,6 +27,7 @@ Sources (``import_answers`` dispatches on these names, which are the values of t
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import logging
@@ -38,7 +39,8 @@ from typing import Collection, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from .longformat import COLUMNS, Expected, Record, TaskLike, default_expected, format_problems, validate
+from .longformat import (COLUMNS, Expected, Record, TaskLike, dataset_of, default_expected, format_problems,
+                         validate)
 
 log = logging.getLogger(__name__)
 
@@ -411,9 +413,15 @@ def import_answers(source: str, paths: Sequence[PathLike], tasks: Mapping[str, T
                "label_studio": read_label_studio}
     if source not in readers:
         raise ConfigError(f"params: 'annotate.source' is {source!r}; importable sources: {', '.join(SOURCES)}")
+    own = [name for name, p in inspect.signature(readers[source]).parameters.items()
+           if p.kind is p.KEYWORD_ONLY and name not in ("expected", "skip_datasets")]
+    if set(options) - set(own):  # a misspelt reader option would otherwise be a TypeError traceback
+        bad = sorted(set(options) - set(own))[0]
+        raise ConfigError(f"params: 'annotate.options.{source}.{bad}' is not a known option of the {source} "
+                          f"reader; known: {', '.join(own) or 'none'}")
     table = readers[source](paths, tasks, expected=expected, skip_datasets=skip_datasets, **options)
     if table.empty:  # a header with no rows, or only other datasets' answers: nothing to aggregate
-        datasets = sorted({str(i).split("/", 1)[0] for i in tasks})
+        datasets = sorted({dataset_of(str(i)) for i in tasks})
         raise DataError(f"{', '.join(map(str, _as_paths(paths)))}: no answers for {', '.join(datasets) or 'these tasks'} "
                         f"({source} source); a file with a header and no rows is not a set of answers")
     log.info("imported %d answers from %s (%s) for %d items", len(table), source,

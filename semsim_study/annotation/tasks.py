@@ -87,6 +87,16 @@ class TaskSettings:
     seed: int
 
 
+ANNOTATE_KEYS = ("max_candidates", "candidate_model", "protocols", "app", "source", "paths", "options", "simulated")
+APP_KEYS = ("annotators_per_item", "host", "port", "allowed_hosts")
+
+
+def check_section(params: Mapping) -> None:
+    """Refuse unknown names in ``annotate`` and ``annotate.app`` (every reader of the section calls it)."""
+    P.known(params, "annotate", ANNOTATE_KEYS)
+    P.known(params, "annotate.app", APP_KEYS)
+
+
 def settings_from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
     """Read ``annotate.*`` for one dataset; ``meta`` is its prepared meta.json.
 
@@ -98,6 +108,7 @@ def settings_from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSe
     """
     if dataset not in P.get(params, "datasets", list):
         raise ConfigError(f"params: dataset {dataset!r} is not listed in 'datasets'")
+    check_section(params)
     attacks = P.get(params, "attacks", list)
     protocols = P.get(params, "annotate.protocols", None, None) or {}
     if not isinstance(protocols, Mapping):
@@ -188,6 +199,7 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu") -> tuple[Classi
 
     from .. import training
 
+    torch.set_num_threads(1)  # the candidates' order must not depend on the machine's core count
     model, card = training.load(checkpoint)
     norm = card.get("normalization") or {}
     if "mean" not in norm or "std" not in norm:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Mapping
 
+from .. import params as P
 from ..errors import ConfigError
 from .engine import AttackConfig
 
@@ -40,11 +41,7 @@ def build(name: str, overrides: Mapping | None = None) -> AttackConfig:
     """The reference config of attack ``name`` with ``overrides`` (e.g. fewer iterations) applied."""
     if name not in REFERENCE:
         raise ConfigError(f"params: unknown attack {name!r}; valid attacks: {', '.join(sorted(REFERENCE))}")
-    known = {f.name for f in fields(AttackConfig)}
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"params: 'attack.methods.{name}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
+    overrides = dict(P.known(P.Section(overrides or {}, f"attack.methods.{name}"), "", [f.name for f in fields(AttackConfig)]))
     try:
         return AttackConfig(**{**REFERENCE[name], **overrides})
     except ConfigError as exc:
@@ -52,3 +49,11 @@ def build(name: str, overrides: Mapping | None = None) -> AttackConfig:
             raise
         value = overrides.get(exc.key, REFERENCE[name].get(exc.key))
         raise ConfigError(f"params.yaml: attack.methods.{name}.{exc.key} must be {exc.expected}, got {value!r}") from None
+
+
+def from_params(params: Mapping, name: str) -> AttackConfig:
+    """Attack ``name``'s config as params.yaml's ``attack`` section sets it, every name checked."""
+    P.known(params, "attack", ("device", "workers", "images_per_model", "batch_size", "methods"))
+    if P.get(params, "attack.methods", None, None) is not None:
+        P.known(params, "attack.methods", REFERENCE)
+    return build(name, P.get(params, f"attack.methods.{name}", dict, {}) or {})

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import atomic, augment, defenses, threat, training
+from .. import atomic, augment, defenses, executor, threat, training
 from ..datasets import standard
 from ..datasets.imaging import png_bytes
 from . import engine
@@ -131,21 +131,40 @@ def is_done(ctx: Context, job: Job) -> bool:
 
 
 class _Worker:
-    """Per-process cache of the prepared dataset and the models, loaded on first use."""
+    """Per-process cache of the models; images and checkpoints come from the stage's files
+    (local processes) or from Ray objects (``images``, ``checkpoints``: no shared filesystem)."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, images: dict | None = None, checkpoints: dict | None = None):
         self.ctx = ctx
-        self.ds = standard.load(ctx.prepared_dir)
+        self.ds = standard.load(ctx.prepared_dir) if images is None else None
+        self.images = images
+        self.checkpoints = checkpoints
         self.models: dict[str, tuple] = {}
+
+    def image(self, job: Job) -> np.ndarray:
+        return self.ds.images(job.split)[job.index] if self.images is None else self.images[job.split, job.index]
 
     def model(self, model_id: str):
         if model_id not in self.models:
-            model, card = training.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
+            if self.checkpoints is None:
+                model, card = training.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
+            else:
+                weights, card = self.checkpoints[model_id]
+                model = training.from_bytes(weights, card, f"{self.ctx.model_dir}/{model_id}.pt")
             self.models[model_id] = (model.to(self.ctx.device), card)
         return self.models[model_id]
 
     def run(self, batch: list[Job]) -> list[dict]:
-        """Attack every image of ``batch`` (one model) in one vectorised optimisation."""
+        """Attack ``batch`` and save each job's files in its work folder (result.json last)."""
+        results = []
+        for job, files, result in self.compute(batch):
+            save(self.ctx, job, files, result)
+            results.append(result)
+        return results
+
+    def compute(self, batch: list[Job]) -> list[tuple[Job, dict[str, bytes], dict]]:
+        """Attack every image of ``batch`` (one model) in one vectorised optimisation; each job's
+        PNG files (name -> bytes) and result, written nowhere yet."""
         ctx = self.ctx
         torch.set_num_threads(1)
         model, card = self.model(batch[0].model_id)
@@ -154,7 +173,7 @@ class _Worker:
         originals, attacked, targets, gens, xs = [], [], [], [], []
         for job in batch:
             rng, gen = job_seeds(ctx, job)
-            original = self.ds.images(job.split)[job.index]
+            original = self.image(job)
             # the threat model of the paper's code: the client's image passes the training transform
             seen = aug(original, rng) if (aug.crop_flip or aug.policy) else original
             x = training.to_tensor(seen[None], norm["mean"], norm["std"]).to(ctx.device)
@@ -174,23 +193,39 @@ class _Worker:
                                           ctx.device)
         results = []
         for job, original, seen, per_budget in zip(batch, originals, attacked, recs):
-            out = _job_dir(ctx, job)
-            out.mkdir(parents=True, exist_ok=True)
-            for name, arr in (("original", original), ("attacked", seen)):
-                atomic.write_bytes(out / f"{name}.png", png_bytes(arr))
+            files = {"original.png": png_bytes(original), "attacked.png": png_bytes(seen)}
             snapshots = []
             for rec in per_budget:
                 recon = (rec.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                atomic.write_bytes(out / f"reconstruction-{rec.budget}.png", png_bytes(recon))
+                files[f"reconstruction-{rec.budget}.png"] = png_bytes(recon)
                 snapshots.append({"budget": rec.budget, "recovered_label": rec.label,
                                   "final_loss": rec.loss if math.isfinite(rec.loss) else None,
                                   "iterations": rec.iterations, "status": rec.status,
                                   "restart_losses": [v if math.isfinite(v) else None for v in rec.restart_losses]})
             # seconds: for the progress log only; assemble never copies it into the stage output
             result = {"key": job.key, "seconds": round(per_budget[-1].seconds, 3), "snapshots": snapshots}
-            atomic.write_json(out / "result.json", result)
-            results.append(result)
+            results.append((job, files, result))
         return results
+
+
+def save(ctx: Context, job: Job, files: dict[str, bytes], result: dict) -> None:
+    """One finished job into its work folder, result.json last: a job is done only when all is there."""
+    out = _job_dir(ctx, job)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic.write_bytes(out / name, data)
+    atomic.write_json(out / "result.json", result)
+
+
+def _ray_batch(batch: list[Job], ctx: Context, images: dict, checkpoints: dict) -> list[tuple[Job, dict, dict]]:
+    """One batch as a Ray task: inputs arrive as objects, files go back to the stage to be saved."""
+    global _RAY_WORKER
+    if _RAY_WORKER is None or _RAY_WORKER.ctx != ctx:  # a Ray worker process serves many tasks
+        _RAY_WORKER = _Worker(ctx, images, checkpoints)
+    return _RAY_WORKER.compute(batch)
+
+
+_RAY_WORKER: _Worker | None = None
 
 
 _WORKER: _Worker | None = None
@@ -206,8 +241,9 @@ def _run_in_worker(batch: list[Job]) -> list[dict]:
     return _WORKER.run(batch)
 
 
-def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
-    """Run every batch with a job not yet done; ``workers`` > 1 uses that many processes."""
+def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.ExecutorConfig | None = None) -> None:
+    """Run every batch with a job not yet done: on Ray when ``run_on`` says so, else here
+    (``workers`` > 1 uses that many processes). Finished jobs are saved as they arrive."""
     todo_batches = [b for b in batches(jobs) if not all(is_done(ctx, j) for j in b)]
     todo = [j for b in todo_batches for j in b]
     if len(todo) < len(jobs):
@@ -229,7 +265,18 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
         if bar.disable and (finished % max(1, len(todo) // 4) == 0 or finished == len(todo)):
             log.info("%s/%s: %d/%d jobs done, %s", ctx.dataset, ctx.attack, finished, len(todo), rate)
 
-    if workers <= 1 or len(todo_batches) <= 1:
+    if run_on is not None and run_on.kind == "ray" and todo_batches:
+        images = {(j.split, j.index): img for j, img in zip(todo, _subset_images(ctx, todo))}
+        models = sorted({j.model_id for j in todo})
+        checkpoints = {m: ((Path(ctx.model_dir) / f"{m}.pt").read_bytes(),
+                           atomic.read_json(Path(ctx.model_dir) / f"{m}.json", "model card missing")) for m in models}
+        for _, batch_results in executor.run_ray(run_on, _ray_batch, todo_batches,
+                                                 {"ctx": ctx, "images": images, "checkpoints": checkpoints},
+                                                 gpu=ctx.device.startswith("cuda"), desc=f"{ctx.dataset}/{ctx.attack}"):
+            for job, files, result in batch_results:
+                save(ctx, job, files, result)
+                done(result)
+    elif workers <= 1 or len(todo_batches) <= 1:
         worker = _Worker(ctx)
         threads = torch.get_num_threads()
         try:
@@ -248,6 +295,11 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int) -> None:
                 for result in future.result():
                     done(result)
     bar.close()
+
+
+def _subset_images(ctx: Context, jobs: list[Job]) -> list[np.ndarray]:
+    ds = standard.load(ctx.prepared_dir)
+    return [ds.images(j.split)[j.index] for j in jobs]
 
 
 def assemble(ctx: Context, jobs: list[Job], out_dir: str | Path) -> list[dict]:

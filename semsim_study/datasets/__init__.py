@@ -1,62 +1,7 @@
 """Datasets: the five offline domains, the paper's five datasets, and their standard on-disk form.
 
-``prepare(name, params)`` builds the dataset that ``params['prepare'][name]`` describes and
-chooses its attack subset; ``standard.save``/``standard.load`` are the file contract.
+``build.prepare(params, name)`` builds the dataset that ``params['prepare'][name]`` describes
+and chooses its attack subset; ``standard.save``/``standard.load`` are the file contract that
+every later stage reads. This file imports nothing, so a stage that only reads the standard
+form does not load (or depend on) the downloaders and builders.
 """
-
-from __future__ import annotations
-
-import zlib
-from typing import Mapping
-
-import numpy as np
-
-from .. import params as P
-from ..errors import ConfigError
-from . import embedded, paper, standard
-from .standard import PreparedDataset, stratified_subset
-
-BUILDERS = {**embedded.BUILDERS, **paper.BUILDERS}
-
-
-def dataset_rng(seed: int, name: str, purpose: str) -> np.random.Generator:
-    """A generator per (seed, dataset, purpose): one dataset's draws never shift another's."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(purpose.encode())])
-
-
-def dataset_config(params: Mapping, name: str) -> Mapping:
-    names = P.get(params, "datasets", list)
-    if name not in names:
-        raise ConfigError(f"params: dataset {name!r} is not listed in 'datasets' ({', '.join(map(str, names))})")
-    sections = P.get(params, "prepare", dict)
-    if name not in sections:
-        raise ConfigError(f"params: dataset {name!r} has no section 'prepare.{name}'; "
-                          f"sections present: {', '.join(sorted(sections))}")
-    cfg = sections[name]
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"params: 'prepare.{name}' must be a mapping")
-    return P.Section(cfg, f"prepare.{name}")
-
-
-def validate_all(params: Mapping) -> None:
-    """Check every listed dataset's section and source name before any work starts."""
-    for name in P.get(params, "datasets", list):
-        cfg = dataset_config(params, name)
-        source = cfg.get("source")
-        if source not in BUILDERS:
-            raise ConfigError(f"params: 'prepare.{name}.source' is {source!r}; valid sources: {', '.join(sorted(BUILDERS))}")
-        if "protocol" in cfg:
-            P.choice(cfg, "protocol", standard.PROTOCOLS)
-
-
-def prepare(params: Mapping, name: str) -> tuple[PreparedDataset, str, np.ndarray]:
-    """Build dataset ``name`` and pick its attack subset; returns (dataset, subset split, indices)."""
-    validate_all(params)
-    cfg = dataset_config(params, name)
-    seed = P.get(params, "seed", int)
-    ds = BUILDERS[cfg["source"]](name, cfg, dataset_rng(seed, name, "build"))
-    ds.validate()
-    split = P.choice(cfg, "attack_split", standard.SPLITS, "test")
-    n = P.positive_int(cfg, "attack_images")
-    indices = stratified_subset(ds.labels(split), n, dataset_rng(seed, name, "attack_subset"))
-    return ds, split, indices

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
@@ -29,9 +29,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 from .. import params as P
 from ..errors import ConfigError, DataError
 from .imaging import RESAMPLE, to_rgb_array
-from .standard import PreparedDataset, stratified_split
-
-Builder = Callable[[str, Mapping, np.random.Generator], PreparedDataset]
+from .standard import PreparedDataset, Source, stratified_split
 
 
 def _source(kind: str, stand_in_for: str, **details) -> dict:
@@ -295,10 +293,13 @@ def build_procedural_shapes(name: str, cfg: Mapping, rng: np.random.Generator) -
                   cfg.get("protocol", "A"), _source("procedural shapes", "caltech101"))
 
 
-BUILDERS: dict[str, Builder] = {
-    "sklearn_digits": build_sklearn_digits,
-    "skimage_photos": build_skimage_photos,
-    "lfw_faces": build_lfw_faces,
-    "font_glyphs": build_font_glyphs,
-    "procedural_shapes": build_procedural_shapes,
+# source -> its builder and the prepare.<dataset> keys it reads beyond the common ones
+BUILDERS: dict[str, Source] = {
+    "sklearn_digits": Source(build_sklearn_digits, ("test_fraction",)),
+    "skimage_photos": Source(build_skimage_photos, ("test_fraction", "photos", "patches_per_photo", "patch_min",
+                                                    "patch_max")),
+    "lfw_faces": Source(build_lfw_faces, ("test_fraction", "identities", "views_per_identity", "jitter")),
+    "font_glyphs": Source(build_font_glyphs, ("test_fraction", "characters", "images_per_class", "fonts",
+                                              "size_min", "size_max", "max_rotation")),
+    "procedural_shapes": Source(build_procedural_shapes, ("test_fraction", "shapes", "images_per_class")),
 }

@@ -36,7 +36,7 @@ from .. import params as P
 from ..errors import DataError
 from .download import RemoteFile, extract, fetch, open_tar, read_tar_member, with_overrides
 from .imaging import decode, resize_center_crop, to_rgb_array
-from .standard import PreparedDataset, stratified_split
+from .standard import PreparedDataset, Source, stratified_split
 
 
 def _celeba_file(filename: str) -> RemoteFile:
@@ -257,10 +257,13 @@ def build_celeba(name: str, cfg: Mapping, rng: np.random.Generator) -> PreparedD
                            cfg.get("protocol", "B"), _source("celeba", files))
 
 
-BUILDERS = {
-    "cifar100": build_cifar100,
-    "caltech101": build_caltech101,
-    "imagenette": build_imagenette,
-    "stanford_dogs": build_stanford_dogs,
-    "celeba": build_celeba,
+_FETCH = ("raw_dir", "mirror", "md5")  # where the archives are (_fetch_all)
+
+# source -> its builder and the prepare.<dataset> keys it reads beyond the common ones
+BUILDERS: dict[str, Source] = {
+    "cifar100": Source(build_cifar100, _FETCH),
+    "caltech101": Source(build_caltech101, (*_FETCH, "test_fraction")),
+    "imagenette": Source(build_imagenette, _FETCH),
+    "stanford_dogs": Source(build_stanford_dogs, _FETCH),
+    "celeba": Source(build_celeba, (*_FETCH, "test_fraction", "identities")),
 }

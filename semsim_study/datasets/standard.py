@@ -20,7 +20,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -94,6 +94,17 @@ class PreparedDataset:
         mean = total / len(x)
         std = np.sqrt(np.maximum(total_sq / len(x) - mean**2, 1e-12))
         return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
+
+class Source(NamedTuple):
+    """One ``prepare.<dataset>.source``: how to build it, and the keys of its section it reads
+    beyond ``COMMON_KEYS`` (any other key there is a typo, refused before the build)."""
+
+    build: Callable[[str, Mapping, np.random.Generator], PreparedDataset]
+    keys: tuple[str, ...]
+
+
+COMMON_KEYS = ("source", "protocol", "image_size", "attack_split", "attack_images")
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -121,7 +121,7 @@ class FeatureNetConfig:
 
 def config_from_params(params: Mapping) -> FeatureNetConfig:
     """The ``features`` section of params.yaml."""
-    f = P.Section(P.get(params, "features", dict), "features")
+    f = P.Section(P.known(params, "features", ("widths", "image_size", "epochs", "batch_size", "lr", "threads")), "features")
     widths = P.get(f, "widths", list)
     if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
         raise ConfigError(f"params: 'features.widths' must be a non-empty list of positive integers, got {widths!r}")

@@ -102,6 +102,13 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     return ori, rec
 
 
+def check_images(pairs: Sequence[Pair]) -> None:
+    """Decode every listed image once before any metric runs, so a missing or corrupt file
+    fails the stage in seconds, naming the file and its index line, not after most sets."""
+    for p in pairs:
+        load_pair(p)
+
+
 def load_batch(pairs: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
     """Stacked uint8 (N, H, W, 3) originals and reconstructions; all pairs must share one size."""
     oris, recs = [], []

@@ -24,6 +24,9 @@ class MetricsSettings:
 
 
 def metrics_settings(params: Mapping) -> MetricsSettings:
+    P.known(params, "metrics", ("features", "weights_dir", "lpips", "fid", "classifier", "batch_size", "device", "threads"))
+    P.known(params, "metrics.lpips", ("net", "paper_input_scale", "resize"))
+    P.known(params, "metrics.fid", ("method",))
     m = P.Section(P.get(params, "metrics", dict), "metrics")
     resize = P.get(m, "lpips.resize", (int, type(None)), None)
     if resize is not None and resize < 8:

@@ -81,9 +81,7 @@ def from_params(params: Mapping) -> ColourJitter:
         node = {}
     if not isinstance(node, Mapping):
         raise ConfigError(f"params: '{KEY}' must be a mapping {{greyscale, hue, saturation}}, got {node!r}")
-    unknown = sorted(set(node) - set(LIMITS))
-    if unknown:
-        raise ConfigError(f"params: unknown key '{KEY}.{unknown[0]}'; valid: {', '.join(sorted(LIMITS))}")
+    P.known(params, KEY, LIMITS)
     values = {}
     for name, top in LIMITS.items():
         key = f"{KEY}.{name}"

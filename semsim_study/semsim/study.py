@@ -104,6 +104,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     mean, std = cfg.mean_std
     selection_originals = image_table([it.original for it in selection_items], cfg.input_size, cache)
     selection_reconstructions = image_table([it.reconstruction for it in selection_items], cfg.input_size, cache)
+    # the held-out images are scored after training; reading them now fails a corrupt file in seconds
+    image_table([p for it in test_items for p in (it.original, it.reconstruction)], cfg.input_size, cache)
 
     torch_seed, rng = seeds(seed, split, held_out, "semsim")
     trainers = {"semsim": TripletTrainer(cfg, sampler, originals, reconstructions, torch_seed, rng)}

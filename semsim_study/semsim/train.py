@@ -76,8 +76,11 @@ def config_from_params(params: Mapping) -> TrainConfig:
     alpha = float(P.get(params, "alpha", (int, float)))
     if not alpha > 0:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
-    P.get(params, "semsim.model", dict)
-    P.get(params, "semsim.training", dict)
+    P.known(params, "semsim", ("device", "threads", "held_out_attacks", "held_out_backbones", "model", "training"))
+    P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
+    P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
+                                        "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
+                                        "crop_flip", "baseline"))
     backbone = P.choice(params, "semsim.model.backbone", backbones.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
