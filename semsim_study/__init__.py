@@ -5,3 +5,14 @@ the report. Stage scripts in ``stages/`` only read params, call into here and wr
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["SemSim"]
+
+
+def __getattr__(name: str):
+    """``from semsim_study import SemSim`` without importing torch for every other module."""
+    if name == "SemSim":
+        from .semsim.metric import SemSim
+
+        return SemSim
+    raise AttributeError(f"module 'semsim_study' has no attribute {name!r}")

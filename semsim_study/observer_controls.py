@@ -178,7 +178,7 @@ def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
     """The control's summary (reports/observer/<ds>.json) and its per-copy table."""
     cfg = config_from_params(params)
     seed = P.get(params, "seed", int)
-    if P.get(params, "annotate.source", str) != "simulated":  # people's eyes need no control for a CNN's
+    if annotate_stage.source_of(params, dataset) != "simulated":  # people's eyes need no control for a CNN's
         return {"dataset": dataset, "simulated": False,
                 "note": "answers come from people; the planted-cue control applies to simulated annotators"}, \
             pd.DataFrame(columns=COLUMNS)

@@ -20,7 +20,7 @@ import torch
 from dvclive import Live
 
 from semsim_study import atomic, params as P
-from semsim_study.semsim import items, metric, study
+from semsim_study.semsim import items, metric, modelcard, study
 
 from ._cli import run
 
@@ -54,6 +54,7 @@ def main() -> None:
         if result.baseline is not None:
             (model_dir / metric.WEIGHTS["ce_baseline"]).write_bytes(metric.checkpoint_bytes(result.baseline.net))
         (model_dir / metric.CARD_NAME).write_text(atomic.dumps_json(result.card), encoding="utf-8")
+        (model_dir / "MODEL_CARD.md").write_text(modelcard.render(result.card, result.metrics), encoding="utf-8")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=study.SCORE_COLUMNS, lineterminator="\n")
         writer.writeheader()

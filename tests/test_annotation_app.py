@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -242,8 +244,8 @@ def test_cli_tokens_export_and_serve_defaults(env, tmp_path, capsys):
     out = tmp_path / "answers.csv"
     assert cli.main(["export", "--db", str(env["store"].path), "--out", str(out)]) == 0
     rows = list(csv.reader(out.open(encoding="utf-8")))
-    assert rows[0] == ["item_id", "annotator_id", "protocol", "answer", "submitted_at"]
-    assert rows[1][:4] == [task.item_id, "alice", task.protocol, task.candidates[0]]
+    assert rows[0] == ["item_id", "annotator_id", "protocol", "answer", "submitted_at", "lead_time"]
+    assert rows[1][:4] == [task.item_id, "alice", task.protocol, task.candidates[0]] and rows[1][5] == ""
     args = cli.parser().parse_args(["serve", "--root", str(env["root"]), "--db", str(env["store"].path),
                                     "--datasets", "toy", "--port", "0", "--params", str(tmp_path / "none.yaml")])
     server, catalog, k = cli.make_server(args, {})
@@ -319,3 +321,57 @@ def annotate_recording(who, url, tokens, sent, errors, start):
             sent[who] = mine
     except Exception as exc:  # reported by the test; an exception in a thread would be lost
         errors.append(f"{who}: {exc!r}")
+
+
+def test_lead_time_is_checked_and_stored(env):
+    client = signed_in(env)
+    data, task = current(env, client)
+    ref = data["item"]["ref"]
+    for bad in ("fast", -1, 1e9, True, [2]):
+        r = client.post("/api/answer", json={"ref": ref, "answer": task.candidates[0], "lead_time": bad})
+        assert r.status_code == 400 and "lead_time" in r.get_json()["error"], bad
+    r = client.post("/api/answer", json={"ref": ref, "answer": task.candidates[0], "lead_time": 2.34567})
+    assert r.status_code == 200
+    with sqlite3.connect(env["store"].path) as db:
+        assert db.execute("SELECT lead_time FROM answers WHERE item_id=?", (task.item_id,)).fetchone()[0] == 2.346
+    r = client.post("/api/answer", json={"ref": ref, "answer": task.candidates[0], "extra": 1})
+    assert r.status_code == 400
+
+
+def test_a_database_from_before_lead_times_gains_the_column(tmp_path):
+    db_path = tmp_path / "old.sqlite"
+    with sqlite3.connect(db_path) as db:
+        db.executescript("""CREATE TABLE answers (item_id TEXT NOT NULL, annotator_id TEXT NOT NULL,
+            protocol TEXT NOT NULL, answer TEXT NOT NULL, submitted_at TEXT NOT NULL, PRIMARY KEY (item_id, annotator_id));
+            CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO settings VALUES ('schema_version', '1');
+            INSERT INTO answers VALUES ('toy/m/dlg/x', 'ann', 'A', 'cat', '2026-01-01T00:00:00+00:00');""")
+    store = Store(db_path)
+    assert store.answer_rows() == [("toy/m/dlg/x", "ann", "A", "cat", "2026-01-01T00:00:00+00:00", None)]
+
+
+def test_token_links_name_where_the_app_is_served(tmp_path, env):
+    """`serve` records its address; `tokens` prints links to it (not to the params' default port)."""
+    db = tmp_path / "served.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "semsim_study.annotation", "serve", "--root", str(env["root"]),
+                             "--db", str(db), "--datasets", "toy", "--port", "0", "--params", str(tmp_path / "no.yaml")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        line = ""
+        while "annotators open" not in line and time.time() < deadline:
+            line = proc.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert port != 8765
+        out = subprocess.run([sys.executable, "-m", "semsim_study.annotation", "tokens", "--db", str(db), "--add",
+                              "erin", "--params", str(tmp_path / "no.yaml")], capture_output=True, text=True, timeout=60)
+        name, token, link = out.stdout.strip().split("\t")
+        assert link == f"http://127.0.0.1:{port}/#token={token}"
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = subprocess.run([sys.executable, "-m", "semsim_study.annotation", "tokens", "--db", str(db), "--add", "fay",
+                          "--url", "https://annotate.example.org/", "--params", str(tmp_path / "no.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().split("\t")[2].startswith("https://annotate.example.org/#token=")

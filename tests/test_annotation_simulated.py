@@ -226,3 +226,21 @@ def test_annotate_stage_names_missing_answer_files(shapes, tiny_params, tmp_path
     params["annotate"]["paths"] = {"digits": ["annotations/digits.csv"]}
     with pytest.raises(Exception, match="annotations/digits.csv"):
         annotate_stage.run(params, "digits")
+
+
+def test_annotation_source_per_dataset(tiny_params):
+    """People on one dataset, simulated annotators on the others; each dataset's source is named."""
+    params = copy.deepcopy(tiny_params)
+    others = {d: "simulated" for d in params["datasets"] if d != "digits"}
+    params["annotate"]["source"] = {"digits": "csv", **others}
+    assert annotate_stage.source_of(params, "digits") == "csv"
+    assert annotate_stage.source_of(params, "faces") == "simulated"
+    params["annotate"]["source"] = {"digits": "csv"}
+    with pytest.raises(ConfigError, match="missing key 'annotate.source.faces'"):
+        annotate_stage.source_of(params, "faces")
+    params["annotate"]["source"] = {"digitz": "csv", "digits": "csv", **others}
+    with pytest.raises(ConfigError, match=r"'annotate.source.digitz' is not a known key \(did you mean 'digits'\?\)"):
+        annotate_stage.source_of(params, "digits")
+    params["annotate"]["source"] = {"digits": "excel", **others}
+    with pytest.raises(ConfigError, match="'annotate.source.digits' is 'excel'; valid values"):
+        annotate_stage.source_of(params, "digits")

@@ -36,11 +36,11 @@ def test_schema_is_the_contract(store):
         cols = db.execute("PRAGMA table_info(answers)").fetchall()
         assert [(c[1], c[2], c[3], c[5]) for c in cols] == [
             ("item_id", "TEXT", 1, 1), ("annotator_id", "TEXT", 1, 2), ("protocol", "TEXT", 1, 0),
-            ("answer", "TEXT", 1, 0), ("submitted_at", "TEXT", 1, 0)]
+            ("answer", "TEXT", 1, 0), ("submitted_at", "TEXT", 1, 0), ("lead_time", "REAL", 0, 0)]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        db.execute("INSERT INTO answers VALUES ('i', 'a', 'A', 'x', 't')")
+        db.execute("INSERT INTO answers VALUES ('i', 'a', 'A', 'x', 't', NULL)")
         with pytest.raises(sqlite3.IntegrityError):
-            db.execute("INSERT INTO answers VALUES ('i', 'a', 'A', 'y', 't')")
+            db.execute("INSERT INTO answers VALUES ('i', 'a', 'A', 'y', 't', 1.5)")
 
 
 def test_tokens_only_hash_stored(store):
@@ -149,7 +149,7 @@ def test_submit_rules(store):
     assert store.submit("alice", item, "A", "x", 2) is False  # a retried request changes nothing
     with pytest.raises(AlreadyAnswered):
         store.submit("alice", item, "A", "y", 2)
-    assert store.answer_rows() == [(item, "alice", "A", "x", store.answer_rows()[0][4])]
+    assert store.answer_rows() == [(item, "alice", "A", "x", store.answer_rows()[0][4], None)]
 
 
 def test_progress(store):
@@ -168,7 +168,7 @@ def test_export(store, tmp_path):
     assert store.export_csv(out) == 4
     with open(out, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == ANSWER_COLUMNS
+    assert tuple(rows[0]) == (*ANSWER_COLUMNS, "lead_time")
     assert len(rows) == 5 and {r[1] for r in rows[1:]} == {"alice", "bob"}
     assert all(r[4].endswith("+00:00") and "T" in r[4] for r in rows[1:])  # ISO 8601, UTC
     with pytest.raises(DataError, match="no such annotation database"):

@@ -31,11 +31,22 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+def _lazy_exports(tree: ast.Module) -> set[ast.AST]:
+    """The nodes inside a package's module-level ``__getattr__`` (PEP 562): its imports run only
+    when that attribute is read (``semsim_study.SemSim``), which no stage does (checked below)."""
+    return {node for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__"
+            for node in ast.walk(fn)}
+
+
 def _imported_modules(path: Path) -> set[str]:
     """Every module an ``import`` in ``path`` names (``from a import b`` yields a and a.b)."""
     package = ".".join(path.relative_to(ROOT).parent.parts)  # what a relative import starts from
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lazy = _lazy_exports(tree) if path.name == "__init__.py" else set()
+    for node in ast.walk(tree):
+        if node in lazy:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -95,3 +106,19 @@ def test_the_closure_sees_function_level_and_package_imports():
     reached = {str(p.relative_to(ROOT)) for p in import_closure("semsim_study.annotation.tasks")}
     assert "semsim_study/training.py" in reached  # imported inside load_classifier
     assert "semsim_study/annotation/__init__.py" in reached and "semsim_study/__init__.py" in reached
+
+
+def test_no_stage_reads_the_lazy_package_export():
+    """The closure skips ``semsim_study.__getattr__`` (the lazy ``SemSim`` export); that is sound only
+    while no stage's code reads ``SemSim`` from the package root."""
+    for name, stage in _stages().items():
+        module = stage["cmd"].split("python -m ", 1)[1].split()[0]
+        for path in import_closure(module):
+            package = ".".join(path.relative_to(ROOT).parent.parts)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and "SemSim" in {a.name for a in node.names}:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+                    target = ".".join(base + ([node.module] if node.module else []))
+                    assert target != "semsim_study", f"{path}: stage {name!r} imports SemSim from the package root"
+                if isinstance(node, ast.Attribute) and node.attr == "SemSim":
+                    assert not (isinstance(node.value, ast.Name) and node.value.id == "semsim_study"), path

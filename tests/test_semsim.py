@@ -458,3 +458,51 @@ def test_bad_annotation_files_name_file_and_line(fx, tmp_path):
     items.unlink()
     with pytest.raises(DataError, match=r"items\.csv: file not found \(run the annotate stage\)"):
         _items(tmp_path)
+
+
+# -- SemSim as a torch module, its model card ---------------------------------------------------
+
+def test_semsim_is_a_differentiable_module_like_lpips(trained, monkeypatch):
+    import warnings
+
+    import semsim_study
+
+    monkeypatch.setattr(metric, "_WARNED", set())  # earlier tests loaded (and warned about) this model
+    model = trained / "models" / "semsim" / "dataset-gamma"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = semsim_study.SemSim.load(model)
+        semsim_study.SemSim.load(model)  # once per model, not per load
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(said) == 1 and "simulated annotators (not people)" in said[0] and "offline stand-in data" in said[0]
+    assert isinstance(m, torch.nn.Module)
+    rows, o, x = _pairs(trained, 4)
+
+    def to_t(paths):
+        return torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                            for p in paths])
+
+    a, b = to_t(o).requires_grad_(), to_t(x).requires_grad_()
+    d = m(a, b)
+    assert d.shape == (4,) and d.requires_grad
+    assert d.detach().numpy() == pytest.approx([float(r["semsim"]) for r in rows], abs=2e-6)
+    d.sum().backward()
+    assert a.grad is not None and b.grad is not None and a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+    signed = m(a.detach() * 2 - 1, b.detach() * 2 - 1, normalize=True)  # [-1, 1] inputs, as lpips' flag
+    assert torch.allclose(signed, d.detach(), atol=1e-5)
+    with pytest.raises(DataError, match="values must lie in"):
+        m(a.detach() * 2 - 1, b.detach())
+    assert m.to("cpu").device.type == "cpu" and m.mean.device.type == "cpu"
+
+
+def test_stage_writes_a_model_card_from_its_own_numbers(trained):
+    name = "dataset-gamma"
+    text = (trained / "models" / "semsim" / name / "MODEL_CARD.md").read_text()
+    m = json.loads((trained / "reports" / "semsim" / f"{name}.json").read_text())
+    lo, hi = m["heldout_triplet_accuracy_ci"]
+    assert lo <= m["heldout_triplet_accuracy"] <= hi
+    assert f"{m['heldout_triplet_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    assert "held out: **gamma**" in text and "alpha, beta" in text
+    assert "simulated annotators" in text and "32x32 px" in text and 'SemSim.load("models/semsim/dataset-gamma")' in text
+    for key in ("heldout_triplet_accuracy_ce_ci", "heldout_triplet_accuracy_random_init_ci"):
+        assert len(m[key]) == 2 and m[key][0] <= m[key][1]

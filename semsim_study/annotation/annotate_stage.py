@@ -144,9 +144,18 @@ def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, sour
     return answers, {"source": "human", "format": source, "paths": [str(p) for p in paths]}
 
 
+def source_of(params: Mapping, dataset: str) -> str:
+    """``annotate.source``: one source for every dataset, or a mapping <dataset>: <source> (people
+    on one dataset while the others stay simulated, say)."""
+    if isinstance(P.get(params, "annotate.source", (str, dict)), dict):
+        P.known(params, "annotate.source", P.get(params, "datasets", list))
+        return P.choice(params, f"annotate.source.{dataset}", SOURCES)
+    return P.choice(params, "annotate.source", SOURCES)
+
+
 def run(params: Mapping, dataset: str) -> Result:
     check_section(params)
-    source = P.choice(params, "annotate.source", SOURCES)
+    source = source_of(params, dataset)
     seed = P.get(params, "seed", int)
     tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
     net = None

@@ -6,7 +6,8 @@ One page (templates/index.html + static/app.js) talks to a small JSON API:
   it in an HttpOnly, SameSite=Strict cookie, so the annotator can stop and come back;
   ``GET /api/session`` says who is signed in (or null); ``DELETE /api/session`` forgets it;
 - ``GET /api/next``: the item to answer now (the same one until answered) and progress;
-- ``POST /api/answer {"ref", "answer"}``: stores the answer at once, returns the next item;
+- ``POST /api/answer {"ref", "answer", "lead_time"?}``: stores the answer (and the seconds the
+  person spent on the item, if sent) at once, returns the next item;
 - ``GET /img/<ref>/<kind>``: an image of the item this annotator is being shown, looked up
   by an opaque ref (never a path); protocol A serves no original.
 
@@ -28,10 +29,6 @@ from .store import AlreadyAnswered, ItemComplete, NotOffered, Pool, Store
 
 COOKIE = "semsim_annotator"
 COOKIE_MAX_AGE = 30 * 24 * 3600
-QUESTIONS = {
-    "A": "Which class does this image show?",
-    "B": "Do the two images show the same identity (same person, same letter, same breed)?",
-}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
@@ -73,7 +70,7 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             raise ApiError(401, "not signed in: enter the token the organiser gave you")
         return who
 
-    def json_body(keys: tuple[str, ...]) -> dict[str, str]:
+    def json_body(keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
         if not request.is_json:
             raise ApiError(415, "send application/json")
         try:
@@ -82,8 +79,9 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             body = None
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
-        if set(body) != set(keys):
-            raise ApiError(400, f"the body must have exactly the fields {', '.join(keys)}")
+        if not set(keys) <= set(body) <= set(keys) | set(optional):
+            raise ApiError(400, f"the body must have exactly the fields {', '.join(keys)}"
+                                + (f" (and optionally {', '.join(optional)})" if optional else ""))
         for key in keys:
             if not isinstance(body[key], str) or not 0 < len(body[key]) <= 200:
                 raise ApiError(400, f"{key} must be a non-empty string of at most 200 characters")
@@ -97,7 +95,7 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
         return {
             "ref": entry.ref,
             "protocol": task.protocol,
-            "question": QUESTIONS[task.protocol],
+            "question": catalog.question(task),
             "candidates": list(task.candidates),
             "images": {kind: f"/img/{entry.ref}/{kind}" for kind in entry.images},
         }
@@ -180,7 +178,11 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     @app.post("/api/answer")
     def answer():
         who = annotator()
-        body = json_body(("ref", "answer"))
+        body = json_body(("ref", "answer"), optional=("lead_time",))
+        lead_time = body.get("lead_time")
+        if lead_time is not None and (isinstance(lead_time, bool) or not isinstance(lead_time, (int, float))
+                                      or not 0 <= lead_time <= 86400):
+            raise ApiError(400, "lead_time must be the seconds spent on the item, a number from 0 to 86400")
         entry = catalog.by_ref.get(body["ref"])
         if entry is None:
             raise ApiError(404, "unknown item")
@@ -188,7 +190,8 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             raise ApiError(400, "the answer is not one of this item's choices")
         try:
             stored, item, progress = store.answer(who, entry.task.item_id, entry.task.protocol, body["answer"],
-                                                  pool, k, lease_seconds)
+                                                  pool, k, lease_seconds,
+                                                  None if lead_time is None else round(float(lead_time), 3))
         except NotOffered:
             raise ApiError(409, "this item is not the one you are being shown; reload the page") from None
         except AlreadyAnswered:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import DataError
-from .tasks import Task, read_tasks
+from .tasks import Task, dataset_question, question, read_tasks
 
 IMAGE_KINDS = ("reconstruction", "original")
 
@@ -25,12 +25,16 @@ class Entry:
 
 
 class Catalog:
-    def __init__(self, entries: Sequence[Entry]):
+    def __init__(self, entries: Sequence[Entry], questions: dict[tuple[str, str], str] | None = None):
         self.entries = list(entries)
+        self.questions = dict(questions or {})  # (dataset, protocol) -> the dataset's own question
         self.by_ref = {e.ref: e for e in self.entries}
         self.by_item = {e.task.item_id: e for e in self.entries}
         if len(self.by_ref) != len(self.entries):
             raise DataError("two items got the same ref; regenerate the database secret")
+
+    def question(self, task: Task) -> str:
+        return self.questions.get((task.dataset, task.protocol)) or question(task.protocol)
 
     @property
     def item_ids(self) -> list[str]:
@@ -44,11 +48,12 @@ class Catalog:
         allowed = Path(image_root).resolve() if image_root else root / "data" / "attacks"
         if not datasets:
             raise DataError("no datasets to serve")
-        entries = []
+        entries, questions = [], {}
         for ds in datasets:
             path = root / "data" / "tasks" / ds / "tasks.csv"
             tasks = read_tasks(path)
             for task in tasks.values():
+                questions.setdefault((ds, task.protocol), dataset_question(path.parent, task.protocol))
                 if task.dataset != ds:
                     raise DataError(f"{path}: item {task.item_id} belongs to dataset {task.dataset!r}")
                 kinds = IMAGE_KINDS if task.protocol == "B" else ("reconstruction",)
@@ -62,4 +67,4 @@ class Catalog:
                         raise DataError(f"{path}: item {task.item_id}: {kind} image {rel} is missing")
                     images[kind] = resolved
                 entries.append(Entry(task, ref(task.item_id), images))
-        return cls(entries)
+        return cls(entries, questions)

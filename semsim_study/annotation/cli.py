@@ -69,7 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log.warning("listening on %s: plain HTTP, reachable from other machines; put it behind HTTPS", host)
     log.info("%d items (%s), %d annotators per item, answers in %s", len(catalog.entries),
              ", ".join(sorted({e.task.dataset for e in catalog.entries})), k, args.db)
-    log.info("annotators open http://%s:%s/ and enter their token (Ctrl-C stops)", host, port)
+    url = args.public_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    server_store = Store(args.db)
+    server_store.set_setting("served_url", url.rstrip("/"))  # `tokens` prints links to where it is served
+    log.info("annotators open %s/ and enter their token, or open the link `tokens` prints (Ctrl-C stops)", url)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -81,15 +84,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_tokens(args: argparse.Namespace) -> None:
     params = _params(args.params)
     store = Store(args.db)
-    host = P.get(params, "annotate.app.host", str, "127.0.0.1")
-    port = P.get(params, "annotate.app.port", int, 8765)
+    url = args.url or store.setting("served_url")  # where `serve` last served this database
+    if not url:
+        host = P.get(params, "annotate.app.host", str, "127.0.0.1")
+        url = f"http://{host}:{P.get(params, 'annotate.app.port', int, 8765)}"
+    url = url.rstrip("/")
     made = {}
     if args.add:
         made.update(store.add_annotators(args.add))
     if args.rotate:
         made.update(store.rotate_tokens(args.rotate))
     for name, token in made.items():
-        print(f"{name}\t{token}\thttp://{host}:{port}/#token={token}")
+        print(f"{name}\t{token}\t{url}/#token={token}")
     if args.list or not made:
         for name, created, answers in store.annotators():
             print(f"{name}\tcreated {created}\t{answers} answers")
@@ -134,6 +140,23 @@ def cmd_validate(args: argparse.Namespace) -> None:
           + f", {len(stamps)} with a submission time")
 
 
+def cmd_export_label_studio(args: argparse.Namespace) -> None:
+    from . import label_studio
+    from .tasks import read_tasks
+
+    params = _params(args.params)
+    datasets = args.datasets or P.get(params, "datasets", list, None)
+    if not datasets:
+        raise ConfigError("no datasets: pass --datasets or run where params.yaml lists them")
+    tasks = {}
+    for ds in datasets:
+        tasks.update(read_tasks(Path(args.root) / "data" / "tasks" / ds / "tasks.csv"))
+    counts = label_studio.export(tasks.values(), args.out, args.root, args.image_url)
+    for protocol, n in counts.items():
+        log.info("protocol %s: %d tasks -> %s/%s/tasks.json, labelling config %s/%s/label_config.xml", protocol, n,
+                 args.out, protocol, args.out, protocol)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m semsim_study.annotation", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--params", default="params.yaml")
     serve.add_argument("--seed", type=int, help="seed of the per-annotator tie-break order (default: params seed)")
     serve.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    serve.add_argument("--public-url", help="the address people open when a proxy serves the app "
+                                            "(e.g. https://annotate.example.org); token links use it")
     serve.add_argument("--lease", type=float, default=900.0,
                        help="seconds an item shown to someone counts towards its coverage (default 900)")
     serve.set_defaults(func=cmd_serve)
@@ -161,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("--add", nargs="+", default=[], metavar="NAME", help="new annotators")
     tokens.add_argument("--rotate", nargs="+", default=[], metavar="NAME", help="new tokens for existing annotators")
     tokens.add_argument("--list", action="store_true", help="list annotators and their answer counts")
+    tokens.add_argument("--url", help="address in the printed links (default: where `serve` last served this "
+                                      "database, else annotate.app.host and port)")
     tokens.add_argument("--params", default="params.yaml")
     tokens.set_defaults(func=cmd_tokens)
 
@@ -177,6 +204,15 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--db", default=DEFAULT_DB)
     export.add_argument("--out", required=True, help="CSV to write (atomically)")
     export.set_defaults(func=cmd_export)
+
+    ls = sub.add_parser("export-label-studio", help="write Label Studio labelling configs and tasks for the datasets")
+    ls.add_argument("--datasets", nargs="+", help="datasets to export (default: params datasets)")
+    ls.add_argument("--out", required=True, help="folder for <A|B>/label_config.xml and <A|B>/tasks.json")
+    ls.add_argument("--root", default=".", help="project root holding data/tasks and data/attacks")
+    ls.add_argument("--image-url", help="prefix for image URLs (paths under the root are appended); "
+                                        "default: images embedded as data URIs")
+    ls.add_argument("--params", default="params.yaml")
+    ls.set_defaults(func=cmd_export_label_studio)
     return top
 
 

@@ -9,7 +9,8 @@ Tables (contract 3 of the project: ``answers`` is what importers read; the rest 
   An offer counts towards the item's coverage for ``lease_seconds``, so K annotators looking
   at once do not all get the same last slot; an annotator who leaves keeps the offer and sees
   the same item on return;
-- ``settings(key, value)``: schema version and the secret that makes public item refs.
+- ``settings(key, value)``: schema version, the secret that makes public item refs, and the
+  address the app was last served at (``served_url``, for the token links ``tokens`` prints).
 
 Durability and concurrency: WAL journal, ``synchronous=FULL`` (each answer is on disk when the
 request returns), one connection per thread (never shared), ``BEGIN IMMEDIATE`` around every
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS answers (
     protocol TEXT NOT NULL,
     answer TEXT NOT NULL,
     submitted_at TEXT NOT NULL,
+    lead_time REAL,
     PRIMARY KEY (item_id, annotator_id)
 );
 CREATE INDEX IF NOT EXISTS answers_by_annotator ON answers (annotator_id);
@@ -143,6 +145,8 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            if "lead_time" not in [row[1] for row in db.execute("PRAGMA table_info(answers)")]:
+                db.execute("ALTER TABLE answers ADD COLUMN lead_time REAL")  # a database from before lead times
             db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             db.execute("INSERT OR IGNORE INTO settings VALUES ('ref_secret', ?)", (secrets.token_hex(32),))
             version = db.execute("SELECT value FROM settings WHERE key='schema_version'").fetchone()[0]
@@ -316,7 +320,8 @@ class Store:
         return item_id, progress
 
     @staticmethod
-    def _submit(db: sqlite3.Connection, annotator_id: str, item_id: str, protocol: str, answer: str, k: int) -> str:
+    def _submit(db: sqlite3.Connection, annotator_id: str, item_id: str, protocol: str, answer: str, k: int,
+                lead_time: float | None = None) -> str:
         """Inside a write transaction: 'stored', 'repeat' (same answer before) or 'complete'."""
         row = db.execute("SELECT answer FROM answers WHERE item_id=? AND annotator_id=?",
                          (item_id, annotator_id)).fetchone()
@@ -330,7 +335,8 @@ class Store:
         db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
         if db.execute("SELECT COUNT(*) FROM answers WHERE item_id=?", (item_id,)).fetchone()[0] >= k:
             return "complete"
-        db.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?)", (item_id, annotator_id, protocol, answer, now_iso()))
+        db.execute(f"INSERT INTO answers ({', '.join(ANSWER_COLUMNS)}, lead_time) VALUES (?, ?, ?, ?, ?, ?)",
+                   (item_id, annotator_id, protocol, answer, now_iso(), lead_time))
         return "stored"
 
     def next_item(self, annotator_id: str, pool: Pool, k: int, lease_seconds: float = 900.0) -> tuple[str | None, dict]:
@@ -340,7 +346,7 @@ class Store:
             return self._allocate(db, annotator_id, pool, k, lease_seconds)
 
     def answer(self, annotator_id: str, item_id: str, protocol: str, answer: str, pool: Pool, k: int,
-               lease_seconds: float = 900.0) -> tuple[bool, str | None, dict]:
+               lease_seconds: float = 900.0, lead_time: float | None = None) -> tuple[bool, str | None, dict]:
         """Store one answer and pick the next item in one transaction (one disk sync per answer).
 
         Returns (stored now?, next item, progress); False means the same answer was stored
@@ -349,7 +355,7 @@ class Store:
         its K answers while this annotator's offer had lapsed (the stale offer is dropped).
         """
         with self.transaction() as db:
-            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k)
+            outcome = self._submit(db, annotator_id, item_id, protocol, answer, k, lead_time)
             if outcome != "complete":
                 item, progress = self._allocate(db, annotator_id, pool, k, lease_seconds)
         if outcome == "complete":  # raised after COMMIT, so the stale offer is gone
@@ -380,16 +386,28 @@ class Store:
 
     # ------------------------------------------------------------------ export
 
-    def answer_rows(self) -> list[tuple[str, str, str, str, str]]:
+    def setting(self, key: str) -> str | None:
+        with self.connect() as db:
+            row = db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+
+    def answer_rows(self) -> list[tuple]:
+        """(item_id, annotator_id, protocol, answer, submitted_at, lead_time) of every answer."""
         with self.connect(readonly=True) as db:
-            return db.execute(f"SELECT {', '.join(ANSWER_COLUMNS)} FROM answers ORDER BY item_id, annotator_id").fetchall()
+            return db.execute(f"SELECT {', '.join(ANSWER_COLUMNS)}, lead_time FROM answers "
+                              "ORDER BY item_id, annotator_id").fetchall()
 
     def export_csv(self, out: str | Path) -> int:
-        """Write the long-format answers CSV atomically; returns the number of rows."""
+        """Write the long-format answers CSV atomically, with ``lead_time`` (seconds from the images
+        on screen to the answer, as Label Studio names it) as an extra column; returns the rows."""
         rows = self.answer_rows()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(ANSWER_COLUMNS)
-        writer.writerows(rows)
+        writer.writerow((*ANSWER_COLUMNS, "lead_time"))
+        writer.writerows((*row[:-1], "" if row[-1] is None else f"{row[-1]:.3f}") for row in rows)
         atomic.write_text(out, buf.getvalue())
         return len(rows)

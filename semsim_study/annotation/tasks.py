@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zlib
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -43,6 +44,23 @@ PROTOCOL_B_CANDIDATES = (SAME, DIFFERENT)
 ATTACK_STATUSES = ("ok", "diverged")
 INDEX_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "label", "status", "original", "reconstruction")
 SEPARATOR = "|"
+
+
+def question(protocol: str, subject: str = "class") -> str:
+    """What annotators are asked, in the app and in Label Studio; ``subject`` is what one class of
+    the dataset is (digit, person, letter, dog breed...), recorded by prepare in meta.json."""
+    if protocol == "A":
+        return f"Which {subject} does this image show?"
+    return f"Do the two images show the same {subject}?"
+
+
+def dataset_question(tasks_dir: str | Path, protocol: str) -> str:
+    """The question of one dataset's tasks (its tasks meta.json), or the generic one."""
+    try:
+        meta = json.loads((Path(tasks_dir) / "meta.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        meta = {}
+    return question(protocol, meta.get("subject") or "class")
 
 
 @dataclass(frozen=True)
@@ -312,6 +330,8 @@ def tasks_meta(settings: TaskSettings, class_names: Sequence[str], tasks: Sequen
         "diverged": sum(t.attack_status == "diverged" for t in tasks),
         "seed": settings.seed,
         "offline_stand_in": bool((prepared_meta.get("source") or {}).get("offline_stand_in", False)),
+        "subject": (prepared_meta.get("source") or {}).get("subject") or "class",
+        "question": question(settings.protocol, (prepared_meta.get("source") or {}).get("subject") or "class"),
         "columns": list(TASK_COLUMNS),
     }
 

@@ -52,7 +52,9 @@ def prepare(params: Mapping, name: str) -> tuple[PreparedDataset, str, np.ndarra
     validate_all(params)
     cfg = dataset_config(params, name)
     seed = P.get(params, "seed", int)
-    ds = BUILDERS[cfg["source"]].build(name, cfg, dataset_rng(seed, name, "build"))
+    source = BUILDERS[cfg["source"]]
+    ds = source.build(name, cfg, dataset_rng(seed, name, "build"))
+    ds.source = {**ds.source, "subject": source.subject}
     ds.validate()
     split = P.choice(cfg, "attack_split", standard.SPLITS, "test")
     n = P.positive_int(cfg, "attack_images")

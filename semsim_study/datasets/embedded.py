@@ -295,11 +295,11 @@ def build_procedural_shapes(name: str, cfg: Mapping, rng: np.random.Generator) -
 
 # source -> its builder and the prepare.<dataset> keys it reads beyond the common ones
 BUILDERS: dict[str, Source] = {
-    "sklearn_digits": Source(build_sklearn_digits, ("test_fraction",)),
+    "sklearn_digits": Source(build_sklearn_digits, ("test_fraction",), "digit"),
     "skimage_photos": Source(build_skimage_photos, ("test_fraction", "photos", "patches_per_photo", "patch_min",
-                                                    "patch_max")),
-    "lfw_faces": Source(build_lfw_faces, ("test_fraction", "identities", "views_per_identity", "jitter")),
+                                                    "patch_max"), "photo"),
+    "lfw_faces": Source(build_lfw_faces, ("test_fraction", "identities", "views_per_identity", "jitter"), "person"),
     "font_glyphs": Source(build_font_glyphs, ("test_fraction", "characters", "images_per_class", "fonts",
-                                              "size_min", "size_max", "max_rotation")),
-    "procedural_shapes": Source(build_procedural_shapes, ("test_fraction", "shapes", "images_per_class")),
+                                              "size_min", "size_max", "max_rotation"), "letter"),
+    "procedural_shapes": Source(build_procedural_shapes, ("test_fraction", "shapes", "images_per_class"), "shape"),
 }

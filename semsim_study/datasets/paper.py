@@ -261,9 +261,9 @@ _FETCH = ("raw_dir", "mirror", "md5")  # where the archives are (_fetch_all)
 
 # source -> its builder and the prepare.<dataset> keys it reads beyond the common ones
 BUILDERS: dict[str, Source] = {
-    "cifar100": Source(build_cifar100, _FETCH),
-    "caltech101": Source(build_caltech101, (*_FETCH, "test_fraction")),
-    "imagenette": Source(build_imagenette, _FETCH),
-    "stanford_dogs": Source(build_stanford_dogs, _FETCH),
-    "celeba": Source(build_celeba, (*_FETCH, "test_fraction", "identities")),
+    "cifar100": Source(build_cifar100, _FETCH, "object"),
+    "caltech101": Source(build_caltech101, (*_FETCH, "test_fraction"), "object"),
+    "imagenette": Source(build_imagenette, _FETCH, "object"),
+    "stanford_dogs": Source(build_stanford_dogs, _FETCH, "dog breed"),
+    "celeba": Source(build_celeba, (*_FETCH, "test_fraction", "identities"), "person"),
 }

@@ -97,11 +97,13 @@ class PreparedDataset:
 
 
 class Source(NamedTuple):
-    """One ``prepare.<dataset>.source``: how to build it, and the keys of its section it reads
-    beyond ``COMMON_KEYS`` (any other key there is a typo, refused before the build)."""
+    """One ``prepare.<dataset>.source``: how to build it, the keys of its section it reads beyond
+    ``COMMON_KEYS`` (any other key there is a typo, refused before the build), and what one class
+    is (annotators are asked "which digit", "the same person": recorded in meta.json)."""
 
     build: Callable[[str, Mapping, np.random.Generator], PreparedDataset]
     keys: tuple[str, ...]
+    subject: str = "class"
 
 
 COMMON_KEYS = ("source", "protocol", "image_size", "attack_split", "attack_images")

@@ -1,9 +1,14 @@
-"""SemSim as a metric people can use: load a trained model with its card, score image pairs.
+"""SemSim as a metric people can use, the lpips way: a torch module loaded with its card.
 
-    from semsim_study.semsim import SemSim
+    from semsim_study import SemSim
     metric = SemSim.load("models/semsim/dataset-digits")      # folder, semsim.pt or semsim.json
-    d = metric.score(originals, reconstructions)              # tensors (N,3,H,W) in [0,1] or file lists
+    d = metric(x, y)                  # (N,3,H,W) tensors in [0,1] (normalize=True: [-1,1]) -> (N,)
+    d = metric.score(originals, reconstructions)              # file lists (or tensors), batched, no grad
     # d[i] = || e(x_i) - e(x^_i) ||_2 of L2-normalised embeddings, in [0, 2]; larger = less leakage
+
+``metric(x, y)`` is differentiable with respect to both inputs (use it as a loss or in an
+attack); ``.to(device)`` moves it like any module. Loading a model that was trained on
+simulated annotators or on offline stand-in data warns once, naming which.
 
 A model folder holds ``semsim.pt`` (the embedding net's state dict), ``ce_baseline.pt`` (the
 cross-entropy baseline's feature extractor) and ``semsim.json`` (the card: backbone, input
@@ -14,10 +19,12 @@ size, normalisation, alpha, what it was trained on). Weights load with
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Sequence, Union
 
 import torch
+from torch import nn
 
 from .. import atomic
 from ..errors import DataError
@@ -85,17 +92,42 @@ def checkpoint_bytes(net: torch.nn.Module) -> bytes:
     return buf.getvalue()
 
 
-class SemSim:
-    """A trained embedding net and its card; ``score`` gives SemSim distances of image pairs."""
+def provenance_warning(card: dict) -> str | None:
+    """What a user should know before trusting a model's scores as human-like, or None."""
+    issues = []
+    if card.get("simulated_annotations"):
+        issues.append("simulated annotators (not people)")
+    stand_ins = sorted(name for name, d in (card.get("datasets") or {}).items()
+                       if isinstance(d, dict) and d.get("offline_stand_in"))
+    if stand_ins or (card.get("offline_stand_in") and not stand_ins):
+        issues.append("offline stand-in data" + (f" ({', '.join(stand_ins)})" if stand_ins else ""))
+    if not issues:
+        return None
+    return f"this SemSim model was trained on {' and on '.join(issues)}; see its MODEL_CARD.md before relying on it"
+
+
+_WARNED: set[str] = set()
+
+
+class SemSim(nn.Module):
+    """A trained embedding net and its card. ``forward(x, y)``: SemSim distances of image pairs
+    (differentiable); ``score``: the same for files or large tensors, batched and without grad."""
 
     def __init__(self, net: backbones.EmbeddingNet, card: dict, device: str = "cpu", batch_size: int = 256):
+        super().__init__()
         self.card = validate_card(card, "SemSim card")
-        self.device = device
-        self.net = net.to(device).eval()
+        self.net = net
         self.batch_size = int(batch_size)
         self.input_size = int(card["input_size"])
-        self.mean = [float(v) for v in card["normalization"]["mean"]]
-        self.std = [float(v) for v in card["normalization"]["std"]]
+        self.register_buffer("mean", torch.tensor([float(v) for v in card["normalization"]["mean"]]).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor([float(v) for v in card["normalization"]["std"]]).view(1, 3, 1, 1),
+                             persistent=False)
+        self.to(device).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
 
     @classmethod
     def load(cls, path: str | Path, baseline: bool = False, device: str = "cpu", batch_size: int = 256) -> "SemSim":
@@ -124,7 +156,26 @@ class SemSim:
                             f"({str(exc).splitlines()[0]})") from None
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
+        message = provenance_warning(card)
+        if message and str(card_path.resolve()) not in _WARNED:
+            _WARNED.add(str(card_path.resolve()))
+            warnings.warn(f"{card_path}: {message}", UserWarning, stacklevel=2)
         return cls(net, card, device=device, batch_size=batch_size)
+
+    # -- the module -----------------------------------------------------------------------------
+    def _prepare(self, x: torch.Tensor, what: str, normalize: bool) -> torch.Tensor:
+        if normalize:  # [-1, 1] in, as lpips' normalize flag reads it the other way round
+            x = (x + 1) / 2
+        preprocess.check_tensor(x.detach(), what)
+        x = preprocess.resize(x.to(self.device, torch.float32), self.input_size)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """SemSim(x_i, y_i) for each pair: (N,) on the module's device, differentiable in x and y.
+        Inputs are (N, 3, H, W) in [0, 1], or in [-1, 1] with ``normalize=True``."""
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"{x.shape[0]} original(s) but {y.shape[0]} reconstruction(s): SemSim scores pairs")
+        return distance(self.net(self._prepare(x, "x", normalize)), self.net(self._prepare(y, "y", normalize)))
 
     # -- inputs -------------------------------------------------------------------------------
     def _batches(self, images: Images, what: str):
@@ -146,19 +197,18 @@ class SemSim:
     @torch.no_grad()
     def embed(self, images: Images) -> torch.Tensor:
         """L2-normalised embeddings (N, embedding_dim), on the CPU."""
-        out = [self.net.embed(preprocess.normalize_input(x, self.mean, self.std).to(self.device)).cpu()
-               for x in self._batches(images, "images")]
+        out = [self.net.embed((x.to(self.device) - self.mean) / self.std).cpu() for x in self._batches(images, "images")]
         return torch.cat(out) if out else torch.zeros(0, self.card["embedding_dim"])
 
     @torch.no_grad()
     def score(self, originals: Images, reconstructions: Images) -> torch.Tensor:
-        """SemSim(x_i, x^_i) for each pair: a float tensor (N,) on the CPU; larger = less leakage."""
+        """SemSim(x, x^) for each pair of files (or [0, 1] tensors), in batches: (N,) on the CPU."""
         n, m = len(originals), len(reconstructions)
         if n != m:
             raise DataError(f"{n} original(s) but {m} reconstruction(s): SemSim scores pairs")
         out = []
         for x, y in zip(self._batches(originals, "originals"), self._batches(reconstructions, "reconstructions")):
-            ex = self.net(preprocess.normalize_input(x, self.mean, self.std).to(self.device))
-            ey = self.net(preprocess.normalize_input(y, self.mean, self.std).to(self.device))
+            ex = self.net((x.to(self.device) - self.mean) / self.std)
+            ey = self.net((y.to(self.device) - self.mean) / self.std)
             out.append(distance(ex, ey).cpu())
         return torch.cat(out) if out else torch.zeros(0)

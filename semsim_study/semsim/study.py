@@ -27,10 +27,11 @@ from .. import params as P
 from ..errors import ConfigError
 from . import items as I, metric, preprocess, selection
 from .train import CETrainer, TrainConfig, TripletTrainer, ce_data, config_from_params, image_table, seeds
-from .triplets import TripletSampler, ranking_accuracy
+from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
 
+INTERVAL_RESAMPLES = 1000  # bootstrap resamples of held-out originals for the accuracy intervals
 SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
                  "semsim_untrained")
 
@@ -201,6 +202,11 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     acc, pairs = ranking_accuracy(test_items, scores)
     acc_ce, _ = ranking_accuracy(test_items, ce_scores) if ce else (float("nan"), 0)
     acc_raw, _ = ranking_accuracy(test_items, raw_scores)
+    intervals = {}  # 95% bootstrap over held-out originals, each from the same seeded draws
+    for key, values in (("", scores), ("_ce", ce_scores if ce else None), ("_random_init", raw_scores)):
+        ci = ranking_accuracy_interval(test_items, values, seeds(seed, split, held_out, "interval")[1],
+                                       INTERVAL_RESAMPLES) if values is not None else None
+        intervals[f"heldout_triplet_accuracy{key}_ci"] = [_round(v) for v in ci] if ci else None
     rec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "recognised"]
     unrec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "unrecognised"]
     metrics = {
@@ -223,6 +229,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "heldout_triplet_accuracy": _round(acc),
         "heldout_triplet_accuracy_ce": _round(acc_ce),
         "heldout_triplet_accuracy_random_init": _round(acc_raw),
+        **intervals,
         "trained_matches_random_init": bool(np.isfinite(acc) and np.isfinite(acc_raw) and acc >= acc_raw),
         "heldout_mean_semsim_recognised": _round(float(np.mean(rec))) if rec else None,
         "heldout_mean_semsim_unrecognised": _round(float(np.mean(unrec))) if unrec else None,

@@ -122,15 +122,35 @@ def ranking_accuracy(items: Sequence[Item], scores: Sequence[float]) -> tuple[fl
     """Held-out triplet accuracy: over every (recognised, unrecognised) pair of reconstructions
     of the same original, the fraction where the recognised one has the smaller score (equal
     scores count one half). Deterministic: all pairs, no sampling. (nan, 0) without pairs."""
+    wins, pairs = _per_original(items, scores)
+    total = int(pairs.sum())
+    return (float(wins.sum()) / total if total else float("nan")), total
+
+
+def _per_original(items: Sequence[Item], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Wins and pairs of each original that has both a recognised and an unrecognised reconstruction."""
     groups: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for item, score in zip(items, scores, strict=True):
         if item.annotated and item.label.majority in ("recognised", "unrecognised"):
             groups[item.original_key][item.label.majority == "unrecognised"].append(float(score))
-    wins, pairs = 0.0, 0
+    wins, pairs = [], []
     for pos, neg in groups.values():
         if pos and neg:
             p = np.asarray(pos)[:, None]
             q = np.asarray(neg)[None, :]
-            wins += float((p < q).sum() + 0.5 * (p == q).sum())
-            pairs += p.size * q.size
-    return (wins / pairs if pairs else float("nan")), pairs
+            wins.append(float((p < q).sum() + 0.5 * (p == q).sum()))
+            pairs.append(p.size * q.size)
+    return np.asarray(wins, dtype=float), np.asarray(pairs, dtype=np.int64)
+
+
+def ranking_accuracy_interval(items: Sequence[Item], scores: Sequence[float], rng: np.random.Generator,
+                              resamples: int = 1000, confidence: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of ``ranking_accuracy``, resampling originals (the pairs of
+    one original share its reconstructions, so they are not independent). None without pairs."""
+    wins, pairs = _per_original(items, scores)
+    if not len(pairs):
+        return None
+    idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
+    acc = wins[idx].sum(1) / np.maximum(pairs[idx].sum(1), 1)
+    tail = (1 - confidence) / 2
+    return [float(np.quantile(acc, tail)), float(np.quantile(acc, 1 - tail))]

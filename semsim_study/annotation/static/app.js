@@ -1,13 +1,23 @@
 // The annotation page: sign in with a token, answer one item at a time, keyboard or mouse.
-// State for tests and people alike: <body data-state="signin|loading|ready|saving|done|paused">,
+// State for tests and people alike: <body data-state="signin|instructions|loading|ready|saving|done|paused">,
 // and #task[data-ref] names the item on screen.
+//
+// Keys never mislead: a key is always the label printed on its button. Protocol B: S and D.
+// Protocol A: when every choice is one character (digits 0-9, letters), the key is the choice
+// itself (press 3 for "3"); otherwise letters a, b, c... in the order shown; beyond 26 choices,
+// the choice's number typed out. The time from the images being on screen to the answer is
+// sent with it (lead_time, in seconds).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const SECTIONS = ["signin", "task", "done", "paused"];
+const SECTIONS = ["signin", "instructions", "task", "done", "paused"];
+const LETTERS = "abcdefghijklmnopqrstuvwxyz";
 let current = null;   // the item on screen: {ref, protocol, question, candidates, images}
+let keys = null;      // the key of each choice (lower case), or null: choices are typed as numbers
 let busy = false;     // a request is in flight or images are loading: keys and clicks wait
-let typed = "";       // digits typed so far (protocol A with more than 10 choices)
+let typed = "";       // digits typed so far (protocol A with more than 26 choices)
+let shownAt = null;   // when the item's images were on screen (performance.now())
+let pending = null;   // the item waiting behind the instructions screen
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -38,10 +48,58 @@ function show(section) {
   $("progress").hidden = section !== "task" && section !== "done";
 }
 
-function keyLabel(i, n) {
-  if (current.protocol === "B") return current.candidates[i] === "same" ? "S" : "D";
-  if (n <= 10) return i < 9 ? String(i + 1) : "0";
-  return String(i + 1);
+function keysFor(item) {
+  const c = item.candidates;
+  if (item.protocol === "B") return c.map((a) => (a === "same" ? "s" : "d"));
+  const own = c.map((a) => a.trim().toLowerCase());
+  if (own.every((a) => /^[a-z0-9]$/.test(a)) && new Set(own).size === own.length) return own;
+  if (c.length <= LETTERS.length) return c.map((_, i) => LETTERS[i]);
+  return null;
+}
+
+function keyLabel(i) {
+  if (keys === null) return String(i + 1);
+  return current.protocol === "B" || /^[a-z]$/.test(keys[i]) ? keys[i].toUpperCase() : keys[i];
+}
+
+function keysHint() {
+  if (current.protocol === "B") return "Keys: S = same, D = different.";
+  if (keys === null) return "Keys: type the number shown on a choice (Enter after a number that could go on; Esc clears).";
+  return "Keys: the key printed on a choice.";
+}
+
+const INTRO = {
+  A: "You will see one image rebuilt by an attack on a model's training, often blurred or noisy. " +
+     "Pick what it shows from the choices below it. If you cannot tell, give your best guess.",
+  B: "You will see a real image (left) beside an image rebuilt by an attack (right), often blurred " +
+     "or noisy. Say whether the rebuilt one shows the same thing as the real one. If you cannot " +
+     "tell, give your best guess.",
+};
+
+function introSeen(item) {
+  try { return sessionStorage.getItem(`intro:${item.protocol}:${item.question}`) === "1"; }
+  catch (err) { return false; }
+}
+
+function showInstructions(data) {
+  pending = data;
+  current = null;
+  $("intro-question").textContent = data.item.question;
+  $("intro-text").textContent = INTRO[data.item.protocol];
+  $("intro-keys").textContent = data.item.protocol === "B"
+    ? "Keys: S = same, D = different; or click a button."
+    : "Keys: each choice shows the key that picks it; or click a button.";
+  show("instructions");
+  setState("instructions");
+  $("intro-start").focus();
+}
+
+function startAfterInstructions() {
+  if (!pending) return;
+  const data = pending;
+  pending = null;
+  try { sessionStorage.setItem(`intro:${data.item.protocol}:${data.item.question}`, "1"); } catch (err) { /* private mode */ }
+  render(data);
 }
 
 function renderProgress(p) {
@@ -70,7 +128,10 @@ async function render(data) {
   $("who").hidden = false;
   $("annotator").textContent = data.annotator;
   renderProgress(data.progress);
+  if (data.item && !introSeen(data.item)) { showInstructions(data); return; }
   current = data.item;
+  keys = current ? keysFor(current) : null;
+  shownAt = null;
   typed = "";
   $("typed").textContent = "";
   $("task-error").textContent = "";
@@ -99,7 +160,6 @@ async function render(data) {
 
   const choices = $("choices");
   choices.replaceChildren();
-  const n = current.candidates.length;
   current.candidates.forEach((answer, i) => {
     const b = document.createElement("button");
     b.type = "button";
@@ -107,15 +167,12 @@ async function render(data) {
     b.dataset.answer = answer;
     b.disabled = true;
     const k = document.createElement("kbd");
-    k.textContent = keyLabel(i, n);
+    k.textContent = keyLabel(i);
     b.append(k, document.createTextNode(answer));
     b.addEventListener("click", () => choose(answer));
     choices.append(b);
   });
-  $("keys").textContent = current.protocol === "B"
-    ? "Keys: S = same, D = different."
-    : (n <= 10 ? "Keys: the number shown on a choice (0 for the tenth)."
-               : "Keys: type the number shown on a choice (Enter after a one-digit number that could go on; Esc clears).");
+  $("keys").textContent = keysHint();
   show("task");
   busy = true;
   await Promise.all(imgs.map((img) => img.decode().catch(() => {
@@ -123,6 +180,7 @@ async function render(data) {
   })));
   busy = false;
   for (const b of choices.querySelectorAll("button")) b.disabled = false;
+  shownAt = performance.now();
   setState("ready");
 }
 
@@ -145,8 +203,10 @@ async function choose(answer) {
     b.disabled = true;
     if (b.dataset.answer === answer) b.classList.add("chosen");
   }
+  const body = { ref: current.ref, answer };
+  if (shownAt !== null) body.lead_time = Math.round(performance.now() - shownAt) / 1000;
   try {
-    const data = await api("POST", "/api/answer", { ref: current.ref, answer });
+    const data = await api("POST", "/api/answer", body);
     busy = false;
     await render(data);
   } catch (err) {
@@ -166,23 +226,22 @@ function markTyped() {
 }
 
 function onKey(ev) {
-  if (!current || busy || $("task").hidden) return;
   if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+  if (pending && !$("instructions").hidden) {
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); startAfterInstructions(); }
+    return;
+  }
+  if (!current || busy || $("task").hidden) return;
   if (ev.target && (ev.target.tagName === "INPUT" || ev.target.tagName === "TEXTAREA")) return;
   const n = current.candidates.length;
   const key = ev.key;
-  if (current.protocol === "B") {
-    if (key === "s" || key === "S") { ev.preventDefault(); choose("same"); }
-    else if (key === "d" || key === "D") { ev.preventDefault(); choose("different"); }
+  if (keys !== null) {
+    const i = keys.indexOf(key.toLowerCase());
+    if (key.length === 1 && i >= 0) { ev.preventDefault(); choose(current.candidates[i]); }
     return;
   }
   if (/^[0-9]$/.test(key)) {
     ev.preventDefault();
-    if (n <= 10) {
-      const i = key === "0" ? 9 : Number(key) - 1;
-      if (i < n) choose(current.candidates[i]);
-      return;
-    }
     typed += key;
     const v = Number(typed);
     if (v < 1 || v > n) { typed = ""; markTyped(); return; }
@@ -202,6 +261,7 @@ function onKey(ev) {
 
 function signInPage(message) {
   current = null;
+  pending = null;
   $("who").hidden = true;
   show("signin");
   setState("signin");
@@ -237,6 +297,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("signout").addEventListener("click", signOut);
   $("again").addEventListener("click", () => signInPage(""));
+  $("intro-start").addEventListener("click", startAfterInstructions);
   // A link of the form /#token=... signs in once; the fragment never reaches the server's logs.
   const match = /^#token=([A-Za-z0-9_-]{16,128})$/.exec(window.location.hash);
   if (match) {

@@ -1,0 +1,109 @@
+"""MODEL_CARD.md: the trained SemSim model described for a person deciding whether to trust it.
+
+``semsim.json`` is the machine-readable card that loading validates; this is its companion in
+prose, written by the SemSim stage from the same run's numbers (nothing here is typed by hand),
+so it cannot drift from the weights beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+SPLIT_WORDS = {"dataset": "dataset", "attack": "attack", "backbone": "attacked backbone"}
+
+
+def _acc(metrics: Mapping, key: str) -> str:
+    value, ci = metrics.get(key), metrics.get(f"{key}_ci")
+    if value is None or value != value:  # None or NaN
+        return "n/a"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def render(card: Mapping, metrics: Mapping) -> str:
+    """The Markdown card of one trained model (``card``: semsim.json; ``metrics``: the stage's
+    reports/semsim/<split>.json, held-out accuracies with their intervals)."""
+    split, held_out = card["split"], card["held_out"]
+    name = f"{split}-{held_out}"
+    datasets = card.get("datasets") or {}
+    stand_ins = {d: v.get("stand_in_for") for d, v in datasets.items() if v.get("offline_stand_in")}
+    sources = ", ".join(card.get("annotation_sources") or []) or "unknown"
+    lines = [
+        f"# SemSim model `{name}`",
+        "",
+        "A learned privacy metric for gradient-inversion reconstructions (Sun et al., NeurIPS 2023):",
+        f"SemSim(x, x^) is the L2 distance of L2-normalised {card['embedding_dim']}-d embeddings of the",
+        "original and the reconstruction, in [0, 2]; larger means the reconstruction reveals less of",
+        f"the original. Embedding network: `{card['backbone']}` ({card.get('parameters', '?')} parameters),",
+        f"trained with a triplet loss (margin alpha = {card['alpha']}) on annotators' verdicts of which",
+        "reconstructions they recognised.",
+        "",
+        "## Trained on",
+        "",
+        f"- Split: leave one {SPLIT_WORDS.get(split, split)} out; held out: **{held_out}** (never seen in training).",
+        f"- Datasets: {', '.join(card.get('training_datasets') or [])}"
+        + (f" (offline stand-ins for {', '.join(f'{d} -> {s}' for d, s in sorted(stand_ins.items()))})"
+           if stand_ins else "") + ".",
+        f"- Attacks: {', '.join(card.get('training_attacks') or [])}; attacked backbones: "
+        f"{', '.join(card.get('training_backbones') or [])}.",
+        f"- {card.get('training_items', '?')} labelled reconstructions; annotation source: **{sources}**"
+        + (" (simulated annotators, not people)" if card.get("simulated_annotations") else "") + ".",
+        f"- Recipe: {card['epochs']} epochs, batch {card['batch_size']}, {card['optimizer'].get('name', 'SGD')} "
+        f"lr {card['optimizer'].get('lr')}; augmentation: {card['augmentation']['crop_flip']}"
+        f"; colour: {card['augmentation'].get('colour_description') or 'none'}; kept epoch "
+        f"{card['selection']['selected_epoch']} (0 = untrained) by {card['selection']['rule']}.",
+        "",
+        "## Held-out results",
+        "",
+        f"Triplet accuracy on the held-out {SPLIT_WORDS.get(split, split)} (over every pair of a recognised and an",
+        "unrecognised reconstruction of the same original: how often SemSim ranks the recognised one",
+        f"closer; 0.5 is chance), with 95% bootstrap intervals over held-out originals; "
+        f"{metrics.get('heldout_pairs', 0)} pairs from {metrics.get('heldout_annotated', 0)} annotated reconstructions.",
+        "",
+        "| model | held-out triplet accuracy [95% CI] |",
+        "|---|---|",
+        f"| this SemSim | {_acc(metrics, 'heldout_triplet_accuracy')} |",
+        f"| the same network untrained (control) | {_acc(metrics, 'heldout_triplet_accuracy_random_init')} |",
+        f"| cross-entropy baseline (the paper's) | {_acc(metrics, 'heldout_triplet_accuracy_ce')} |",
+        "",
+    ]
+    if not metrics.get("trained_matches_random_init", True):
+        lines += ["**Training did not beat the untrained network on this split**: prefer the control, or",
+                  "treat this model's scores with care.", ""]
+    lines += [
+        "## Intended use",
+        "",
+        "Ranking reconstructions of the same kind of images by how much they reveal, next to (not",
+        "instead of) PSNR, SSIM, LPIPS and people's judgement; comparing attacks or defences on data",
+        "like the training data.",
+        "",
+        "## Limitations",
+        "",
+        f"- It sees every image at {card['input_size']}x{card['input_size']} px (inputs are resized, "
+        f"{card.get('resize', 'bilinear')}); detail finer than that is invisible to it.",
+        f"- Inputs are normalised with fixed `{card['normalization'].get('name', 'custom')}` statistics, "
+        "not the scored data's.",
+    ]
+    if card.get("simulated_annotations"):
+        lines.append("- Its labels came from simulated annotators (an offline stand-in for people): it has "
+                     "learnt what that simulation recognises, which is not evidence about human perception.")
+    if stand_ins:
+        lines.append("- It was trained on offline stand-in datasets, not the paper's: do not expect it to "
+                     "transfer to CIFAR-100, CelebA or the other paper datasets.")
+    lines += [
+        "- Distances are comparable between reconstructions of similar images; an absolute threshold "
+        "for \"private\" is not calibrated.",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from semsim_study import SemSim",
+        f'metric = SemSim.load("models/semsim/{name}")   # this folder',
+        "d = metric(x, y)          # (N, 3, H, W) tensors in [0, 1] -> (N,) distances, differentiable",
+        "d = metric.score(original_files, reconstruction_files)   # files, batched",
+        "```",
+        "",
+        f"Or from the command line: `semsim score --model models/semsim/{name} --originals DIR "
+        "--reconstructions DIR --out scores.csv`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""`pip install .`: the package builds, carries the app's files and the commands, and the SemSim
+metric works with only its four dependencies (torch, torchvision, numpy, pillow) importable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+HEAVY = ("yaml", "pandas", "dvc", "dvclive", "flask", "waitress", "scipy", "skimage", "sklearn", "matplotlib",
+         "lpips", "pytorch_fid", "ray", "tqdm", "requests", "playwright")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "semsim_study", src / "semsim_study", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("dist")
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                          "-q", "-w", str(out), str(src)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (found,) = out.glob("semsim_study-*.whl")
+    return found
+
+
+def test_wheel_has_the_library_app_files_and_commands(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        meta = next(zf.read(n).decode() for n in names if n.endswith("METADATA"))
+        entry = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert "semsim_study/semsim/metric.py" in names and "semsim_study/annotation/templates/index.html" in names
+    assert "semsim_study/annotation/static/app.js" in names
+    assert not any(n.startswith(("tests/", "stages/")) for n in names)
+    required = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    core = sorted(r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in required if "extra ==" not in r)
+    assert core == ["numpy", "pillow", "torch", "torchvision"]
+    assert any("extra == \"study\"" in r and r.lower().startswith("dvc") for r in required)
+    assert "semsim = semsim_study.semsim.cli:main" in entry
+    assert "semsim-annotation = semsim_study.annotation.cli:main" in entry
+
+
+def _model(folder: Path) -> Path:
+    from semsim_study.semsim import backbones, metric
+
+    torch.manual_seed(0)
+    net = backbones.build("tinyconv16")
+    folder.mkdir()
+    (folder / "semsim.pt").write_bytes(metric.checkpoint_bytes(net))
+    card = {"format": metric.CARD_FORMAT, "format_version": metric.CARD_VERSION, "backbone": "tinyconv16",
+            "input_size": 32, "embedding_dim": net.out_dim, "embedding_normalized": True,
+            "normalization": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}, "weights": {"semsim": "semsim.pt"}}
+    (folder / "semsim.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_installed_metric_needs_only_its_four_dependencies(wheel, tmp_path):
+    target = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                          str(target), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    model = _model(tmp_path / "model")
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HEAVY!r}:
+            raise ImportError(f"{{name}} is not a dependency of the SemSim metric")
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(target)!r})
+import torch
+from semsim_study import SemSim
+import semsim_study
+assert semsim_study.__file__.startswith({str(target)!r}), semsim_study.__file__
+m = SemSim.load({str(model)!r})
+x = torch.rand(2, 3, 24, 24, requires_grad=True)
+d = m(x, torch.rand(2, 3, 24, 24))
+d.sum().backward()
+print("ok", tuple(d.shape), bool(x.grad.abs().sum() > 0))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "ok (2,) True" in res.stdout, res.stdout + res.stderr
+    cli = subprocess.run([sys.executable, str(target / "bin" / "semsim"), "--help"], cwd=tmp_path,
+                         env={**env, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0 and "score" in cli.stdout, cli.stdout + cli.stderr
