@@ -38,7 +38,8 @@ import numpy as np
 import psutil
 import torch
 
-from semsim_study import models, training
+from semsim_study import models
+from semsim_study.torch_helpers import state_bytes
 from semsim_study.datasets.imaging import save_png
 from semsim_study.metrics import backbones, classification, compute, featurenet, frechet, imagenet, pairs as P, pixel
 
@@ -80,14 +81,14 @@ def make_project(root: Path, n_pairs: int, size: int = 32, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     mdir = root / "models" / "bench"
     mdir.mkdir(parents=True)
-    (mdir / "resnet8_none.pt").write_bytes(training.checkpoint_bytes(models.build("resnet8", 10, size)))
+    (mdir / "resnet8_none.pt").write_bytes(state_bytes(models.build("resnet8", 10, size)))
     (mdir / "resnet8_none.json").write_text(json.dumps({
         "model_id": "resnet8_none", "backbone": "resnet8", "setting": "none", "num_classes": 10, "image_size": size,
         "test_accuracy": 0.0, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
     fdir = root / "models" / "features"
     fdir.mkdir(parents=True)
     widths = (16, 32, 64, 128)
-    (fdir / featurenet.WEIGHTS).write_bytes(training.checkpoint_bytes(featurenet.FeatureNet(82, widths)))
+    (fdir / featurenet.WEIGHTS).write_bytes(state_bytes(featurenet.FeatureNet(82, widths)))
     (fdir / featurenet.CARD).write_text(json.dumps({
         "kind": featurenet.KIND, "trained": True, "num_classes": 82, "widths": list(widths), "image_size": size,
         "lpips": {"layers": [], "formula": ""}, "fid": {"features": "pool", "dims": widths[-1]}}))

@@ -116,8 +116,8 @@ def smoke_params(paper: dict, embedded: dict, archives: dict[str, dict], weights
             cfg["models"][backbone] = [settings[slot % len(settings)]]
             slot += 1
     p["attack"].update({"device": "cpu", "workers": 2, "images_per_model": 2, "batch_size": 2})
-    p["attack"]["methods"] = {"dlg": {"iterations": 2, "budgets": [1], "lbfgs_inner": 2},
-                              "idlg": {"iterations": 2, "budgets": [1], "lbfgs_inner": 2},
+    p["attack"]["methods"] = {"dlg": {"iterations": 1, "lbfgs_inner": 2},
+                              "idlg": {"iterations": 1, "lbfgs_inner": 2},
                               "invgrad": {"iterations": 2, "budgets": [1]},
                               "gradinversion": {"iterations": 2, "budgets": [1]}}
     p["metrics"].update({"device": "cpu", "weights_dir": str(weights)})
@@ -125,7 +125,7 @@ def smoke_params(paper: dict, embedded: dict, archives: dict[str, dict], weights
     p["annotate"]["paths"] = {}
     p["annotate"]["simulated"] = copy.deepcopy(embedded["annotate"]["simulated"])
     p["annotate"]["simulated"]["observer"]["epochs"] = 3
-    p["observer_controls"].update({"min_images": 4, "steps": 2, "bootstrap": 50})
+    p["observer_controls"].update({"max_psnr": 7.0, "min_images": 2, "steps": 1, "bootstrap": 50})
     p["semsim"]["device"] = "cpu"
     p["semsim"]["training"].update({"epochs": 1, "milestones": [], "batch_size": 8})
     p["report"].update({"bootstrap": 50, "grid_images": 4})

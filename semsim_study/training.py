@@ -12,7 +12,6 @@ give the same weights on the same CPU.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 import zlib
@@ -30,6 +29,7 @@ from . import atomic, augment, defenses, models
 from . import params as P
 from .datasets.standard import PreparedDataset
 from .errors import ConfigError, DataError
+from .torch_helpers import fill, load_state, resolve_device, state_bytes
 
 log = logging.getLogger(__name__)
 MILESTONE_DIVISORS = (2.667, 1.6, 1.142)
@@ -124,24 +124,13 @@ def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting 
         nesterov=bool(P.get(opt, "nesterov", bool)),
         weight_decay=P.number(opt, "weight_decay", at_least=0),
         defense_at=defense_at,
-        device=resolve_device(P.get(params, "train.device", str, "cpu")),
+        device=resolve_device(P.get(params, "train.device", str, "cpu"), "train.device"),
     )
 
 
 def threads(params: Mapping, key: str = "train.threads") -> int:
     """The torch CPU thread count a stage runs with (default 1): outputs depend on it."""
     return P.positive_int(params, key, 1)
-
-
-def resolve_device(name: str, key: str = "train.device") -> str:
-    """``auto`` picks CUDA when present. CPU runs are bit-reproducible; GPU runs are not."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"params: '{key}' is {name!r}; valid values: auto, cpu, cuda, cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"params: '{key}' asks for CUDA, but torch sees no GPU; use auto or cpu")
-    return name
 
 
 def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
@@ -279,7 +268,7 @@ def train_job(job: tuple[ModelSpec, TrainConfig, int], ds: PreparedDataset, seed
     spec, cfg, threads = job
     torch.set_num_threads(threads)
     result = train(ds, spec, cfg, seed)
-    return Trained(spec.model_id, checkpoint_bytes(result.model), card(ds, spec, cfg, seed, result), result.history,
+    return Trained(spec.model_id, state_bytes(result.model), card(ds, spec, cfg, seed, result), result.history,
                    result.seconds)
 
 
@@ -318,34 +307,15 @@ def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, resu
     }
 
 
-def checkpoint_bytes(model: nn.Module) -> bytes:
-    """The state dict as torch.save bytes, written to memory so the archive name inside is fixed."""
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
-
-
 def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from ``<id>.pt`` and its card ``<id>.json`` (weights only, no code)."""
     checkpoint = Path(checkpoint)
     info = atomic.read_json(checkpoint.with_suffix(".json"), f"model card missing beside {checkpoint.name}")
-    try:
-        weights = checkpoint.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{checkpoint}: checkpoint missing; rerun the train stage") from None
-    return from_bytes(weights, info, str(checkpoint)), info
+    state = load_state(checkpoint, str(checkpoint), "checkpoint missing; rerun the train stage")
+    return from_state(state, info, str(checkpoint)), info
 
 
-def from_bytes(weights: bytes, info: dict, name: str) -> nn.Module:
-    """The model a card describes, with ``weights`` (torch.save bytes, loaded weights-only)."""
-    checkpoint = name
+def from_state(state: dict, info: dict, where: str) -> nn.Module:
+    """The model a card describes, with the weights of ``state`` (from ``load_state``)."""
     model = models.build(info["backbone"], info["num_classes"], info["image_size"])
-    try:
-        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise DataError(f"{checkpoint}: not a loadable weights-only checkpoint ({exc})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(f"{checkpoint}: weights do not fit backbone {info['backbone']!r} ({str(exc).splitlines()[0]})") from None
-    return model.eval()
+    return fill(model, state, where, f"backbone {info['backbone']!r}").eval()

@@ -15,6 +15,7 @@ from collections import Counter
 from semsim_study import executor, params as P, training
 from semsim_study.attacks import configs, jobs
 from semsim_study.errors import ConfigError
+from semsim_study.torch_helpers import resolve_device
 
 from ._cli import run
 
@@ -35,7 +36,7 @@ def main() -> None:
         dataset=args.dataset, attack=args.attack, prepared_dir=f"data/prepared/{args.dataset}",
         model_dir=f"models/{args.dataset}", work_dir=f"data/attack_jobs/{args.dataset}/{args.attack}",
         config=configs.from_params(params, args.attack), seed=P.get(params, "seed", int),
-        device=training.resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
+        device=resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
     )
     model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
     run_on = executor.from_params(params)

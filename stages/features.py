@@ -13,9 +13,10 @@ import logging
 
 import torch
 
-from semsim_study import atomic, params as P, training
+from semsim_study import atomic, params as P
 from semsim_study.datasets import standard
 from semsim_study.metrics import featurenet
+from semsim_study.torch_helpers import state_bytes
 
 from ._cli import run
 
@@ -41,7 +42,7 @@ def main() -> None:
         names = P.get(params, "datasets", list)
         datasets = [standard.load(f"data/prepared/{name}") for name in names]
         model, card = featurenet.train(datasets, cfg, P.get(params, "seed", int))
-        (out / featurenet.WEIGHTS).write_bytes(training.checkpoint_bytes(model))
+        (out / featurenet.WEIGHTS).write_bytes(state_bytes(model))
         (out / featurenet.CARD).write_text(atomic.dumps_json(card), encoding="utf-8")
 
 

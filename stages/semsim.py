@@ -21,6 +21,7 @@ from dvclive import Live
 
 from semsim_study import atomic, params as P
 from semsim_study.semsim import items, metric, modelcard, study
+from semsim_study.torch_helpers import state_bytes
 
 from ._cli import run
 
@@ -50,9 +51,9 @@ def main() -> None:
             result = study.run_split(params, args.split, args.held_out, ".", on_epoch)
         # DVCLive's own summary would duplicate reports/semsim/<name>.json and is not a plot
         (curve_dir / "metrics.json").unlink(missing_ok=True)
-        (model_dir / metric.WEIGHTS["semsim"]).write_bytes(metric.checkpoint_bytes(result.semsim.net))
+        (model_dir / metric.WEIGHTS["semsim"]).write_bytes(state_bytes(result.semsim.net))
         if result.baseline is not None:
-            (model_dir / metric.WEIGHTS["ce_baseline"]).write_bytes(metric.checkpoint_bytes(result.baseline.net))
+            (model_dir / metric.WEIGHTS["ce_baseline"]).write_bytes(state_bytes(result.baseline.net))
         (model_dir / metric.CARD_NAME).write_text(atomic.dumps_json(result.card), encoding="utf-8")
         (model_dir / "MODEL_CARD.md").write_text(modelcard.render(result.card, result.metrics), encoding="utf-8")
         buf = io.StringIO()

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from semsim_study.torch_helpers import state_bytes
 from semsim_study import models, training
 from semsim_study.datasets.imaging import save_png
 from semsim_study.datasets.standard import PreparedDataset
@@ -41,7 +42,7 @@ def feature_dir(folder: Path, epochs: int = 1) -> Path:
     cfg = featurenet.FeatureNetConfig(widths=(8, 16, 16, 32), epochs=epochs, batch_size=16)
     model, card = featurenet.train([prepared("a", 3), prepared("b", 4, seed=5)], cfg, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / featurenet.WEIGHTS).write_bytes(training.checkpoint_bytes(model))
+    (folder / featurenet.WEIGHTS).write_bytes(state_bytes(model))
     (folder / featurenet.CARD).write_text(json.dumps(card))
     return folder
 
@@ -51,7 +52,7 @@ def classifier(folder: Path, model_id: str, num_classes: int, size: int = 32) ->
     torch.manual_seed(0)
     model = models.build("resnet8", num_classes, size)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{model_id}.pt").write_bytes(training.checkpoint_bytes(model))
+    (folder / f"{model_id}.pt").write_bytes(state_bytes(model))
     backbone, setting = model_id.split("_", 1)
     card = {"model_id": model_id, "backbone": backbone, "setting": setting, "num_classes": num_classes,
             "image_size": size, "test_accuracy": 0.5,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from semsim_study.torch_helpers import state_bytes
 from semsim_study.annotation import tasks as T
 from semsim_study.errors import ConfigError, DataError
 
@@ -88,7 +89,7 @@ def test_real_checkpoint_classifier(tmp_path):
     torch.manual_seed(0)
     model = models.build("convnet4", 12, 32)
     (tmp_path / "models" / "toy").mkdir(parents=True)
-    (tmp_path / "models" / "toy" / "convnet4_none.pt").write_bytes(training.checkpoint_bytes(model))
+    (tmp_path / "models" / "toy" / "convnet4_none.pt").write_bytes(state_bytes(model))
     atomic.write_json(tmp_path / "models" / "toy" / "convnet4_none.json",
                       {"backbone": "convnet4", "num_classes": 12, "image_size": 32,
                        "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}})

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from semsim_study.torch_helpers import state_bytes
 from semsim_study import models, training
 from semsim_study.attacks import configs, engine, jobs
 from semsim_study.datasets import build, standard
@@ -274,7 +275,7 @@ def stage_inputs(tmp_path_factory, tiny_params):
         cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
         result = training.train(ds, spec, cfg, seed=0)
         (root / "models").mkdir(exist_ok=True)
-        (root / "models" / f"{spec.model_id}.pt").write_bytes(training.checkpoint_bytes(result.model))
+        (root / "models" / f"{spec.model_id}.pt").write_bytes(state_bytes(result.model))
         (root / "models" / f"{spec.model_id}.json").write_text(json.dumps(training.card(ds, spec, cfg, 0, result)))
     return root, ["resnet8_crop", "lenet_crop-prune70"]
 
@@ -379,7 +380,7 @@ def test_nan_model_gives_diverged_rows(stage_inputs, tmp_path):
         model.fc.weight.fill_(float("nan"))
     models_dir = tmp_path / "models"
     models_dir.mkdir()
-    (models_dir / "resnet8_crop.pt").write_bytes(training.checkpoint_bytes(model))
+    (models_dir / "resnet8_crop.pt").write_bytes(state_bytes(model))
     (models_dir / "resnet8_crop.json").write_text(json.dumps(card))
     ctx = jobs.Context("shapes", "invgrad", str(root / "prepared"), str(models_dir), str(tmp_path / "work"),
                        configs.build("invgrad", {"iterations": 3}), seed=0)

@@ -221,3 +221,17 @@ def test_shipped_profiles_parse(embedded_params):
     paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
     cfg = settings.metrics_settings(paper)
     assert cfg.features == "imagenet" and cfg.lpips.net == "alex" and cfg.lpips.resize == 256
+
+
+def test_stage_columns_are_the_metric_tables(project, monkeypatch):
+    """Every metric the table assigns to this stage is a column of images.csv / sets.csv, in table order."""
+    from semsim_study import metric_table as T
+
+    _run_stage(monkeypatch)
+    header, rows = _read(project / "data/metrics/toy/images.csv")
+    measured = [c for c in header if c in T.BY_NAME]
+    assert measured == list(T.names(stage="metrics", level="image"))
+    assert rows and all(r[m] != "" for r in rows for m in measured)
+    header, _ = _read(project / "data/metrics/toy/sets.csv")
+    assert [c for c in header if c in T.BY_NAME] == list(T.names(stage="metrics", level="set")
+                                                         + T.names(stage="metrics", level="image"))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from semsim_study.torch_helpers import state_bytes
 from semsim_study import observer_controls as oc
 from semsim_study.annotation import observer, simulated
 from semsim_study.annotation.tasks import Task
@@ -102,12 +103,12 @@ def test_observer_weights_round_trip_and_a_wrong_file_is_named(tmp_path):
     cfg = observer.ObserverConfig(width=8, blur=1.0)
     torch.manual_seed(0)
     net = observer.Observer(5, 8, 1.0)
-    (tmp_path / "observer.pt").write_bytes(observer.weights_bytes(net))
+    (tmp_path / "observer.pt").write_bytes(state_bytes(net))
     again = observer.load(tmp_path / "observer.pt", 5, cfg)
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(again(x), net.eval()(x))
-    assert observer.weights_bytes(net) == observer.weights_bytes(again)
-    with pytest.raises(Exception, match="observer.pt: not the observer"):
+    assert state_bytes(net) == state_bytes(again)
+    with pytest.raises(Exception, match="observer.pt: weights do not fit the observer these params describe"):
         observer.load(tmp_path / "observer.pt", 7, cfg)
     with pytest.raises(Exception, match="missing; rerun the annotate stage"):
         observer.load(tmp_path / "nope.pt", 5, cfg)

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from tests import semsim_fixture as F
+from semsim_study.torch_helpers import state_bytes
 from semsim_study.errors import ConfigError, DataError
 from semsim_study.semsim import SemSim, cli, distance, items as I, metric, study, train, triplet_loss
 from semsim_study.semsim.triplets import TripletSampler, ranking_accuracy
@@ -146,8 +147,8 @@ def test_held_out_data_cannot_change_the_trained_model(fx, tmp_path):
         shutil.copytree(fx / "data" / "attacks" / ds, other / "data" / "attacks" / ds)
         shutil.copy(fx / "data" / "annotations" / ds / "items.csv", other / "data" / "annotations" / ds / "items.csv")
     b = study.run_split(p, "dataset", "gamma", other)
-    assert metric.checkpoint_bytes(a.semsim.net) == metric.checkpoint_bytes(b.semsim.net)
-    assert metric.checkpoint_bytes(a.baseline.net) == metric.checkpoint_bytes(b.baseline.net)
+    assert state_bytes(a.semsim.net) == state_bytes(b.semsim.net)
+    assert state_bytes(a.baseline.net) == state_bytes(b.baseline.net)
     assert a.card == b.card
     assert [r["semsim"] for r in a.rows] != [r["semsim"] for r in b.rows]  # the held-out images did change
 
@@ -234,10 +235,10 @@ def test_recognised_reconstructions_score_closer_after_training(separable):
 def test_training_is_deterministic(fx):
     a = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
     b = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
-    assert metric.checkpoint_bytes(a.semsim.net) == metric.checkpoint_bytes(b.semsim.net)
+    assert state_bytes(a.semsim.net) == state_bytes(b.semsim.net)
     assert a.rows == b.rows and a.metrics == b.metrics
     c = study.run_split(F.params(epochs=1) | {"seed": 1}, "attack", "dlg", fx)
-    assert metric.checkpoint_bytes(a.semsim.net) != metric.checkpoint_bytes(c.semsim.net)
+    assert state_bytes(a.semsim.net) != state_bytes(c.semsim.net)
 
 
 def test_ce_baseline_uses_the_official_annotation_classes(fx):

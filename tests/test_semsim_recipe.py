@@ -10,6 +10,7 @@ import yaml
 
 from tests import semsim_fixture as F
 from tests.conftest import ROOT, shrink
+from semsim_study.torch_helpers import state_bytes
 from semsim_study.errors import ConfigError
 from semsim_study.semsim import colour, items as I, selection, study, train
 
@@ -190,7 +191,7 @@ def test_run_split_reports_selection_and_keeps_the_chosen_weights(fx):
     r2 = study.run_split(p, "dataset", "gamma", fx)
     assert r2.metrics == m
     from semsim_study.semsim import metric
-    assert metric.checkpoint_bytes(r.semsim.net) == metric.checkpoint_bytes(r2.semsim.net)
+    assert state_bytes(r.semsim.net) == state_bytes(r2.semsim.net)
 
 
 def test_a_forced_epoch_zero_returns_the_untrained_weights(fx, monkeypatch):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from semsim_study.torch_helpers import state_bytes
 from semsim_study import defenses, training
 from semsim_study.datasets import build
 from semsim_study.errors import ConfigError, DataError
@@ -37,10 +38,10 @@ def test_short_run_is_deterministic(digits, settings):
     spec = _spec(settings, setting="ats-3-1-7")
     a = training.train(digits, spec, cfg, seed=0)
     b = training.train(digits, spec, cfg, seed=0)
-    assert training.checkpoint_bytes(a.model) == training.checkpoint_bytes(b.model)
+    assert state_bytes(a.model) == state_bytes(b.model)
     assert a.history == b.history
     c = training.train(digits, spec, cfg, seed=1)
-    assert training.checkpoint_bytes(a.model) != training.checkpoint_bytes(c.model)
+    assert state_bytes(a.model) != state_bytes(c.model)
 
 
 def test_milestones_follow_the_reference():
@@ -75,7 +76,7 @@ def test_checkpoint_and_card_round_trip(tmp_path, digits, settings):
     cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02)
     result = training.train(digits, spec, cfg, seed=0)
     info = training.card(digits, spec, cfg, 0, result)
-    (tmp_path / "m.pt").write_bytes(training.checkpoint_bytes(result.model))
+    (tmp_path / "m.pt").write_bytes(state_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(info))
     model, back = training.load(tmp_path / "m.pt")
     x = torch.randn(3, 3, digits.image_size, digits.image_size)
@@ -98,7 +99,7 @@ def test_load_errors_name_the_file(tmp_path, digits, settings):
     with pytest.raises(DataError, match="m.pt: not a loadable weights-only checkpoint"):
         training.load(tmp_path / "m.pt")
     wrong = dict(info, backbone="lenet")
-    (tmp_path / "m.pt").write_bytes(training.checkpoint_bytes(result.model))
+    (tmp_path / "m.pt").write_bytes(state_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(wrong))
     with pytest.raises(DataError, match="weights do not fit backbone 'lenet'"):
         training.load(tmp_path / "m.pt")
@@ -161,7 +162,7 @@ def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embed
     from semsim_study import models
 
     fresh = models.build("resnet8", digits.num_classes, digits.image_size)
-    assert training.checkpoint_bytes(result.model) == training.checkpoint_bytes(fresh.eval())
+    assert state_bytes(result.model) == state_bytes(fresh.eval())
     assert result.history == [] and 0 <= result.test_accuracy <= 1
     assert training.card(digits, spec, cfg, 0, result)["epochs"] == 0
 

@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import metric_table as T
 from ..atomic import read_json
 from ..errors import DataError
 
 KEY = ["dataset", "model", "attack"]
-IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", "mse", "psnr", "ssim", "lpips",
-                 "classification")
-METRIC_SET_COLUMNS = ("dataset", "model", "attack", "images", "fid", "mse", "psnr", "ssim", "lpips", "classification")
+IMAGE_METRICS = T.names(stage="metrics", level="image")  # the metrics stage's per-image columns
+SET_METRICS = T.names(stage="metrics", level="set") + IMAGE_METRICS  # ... and its per-set ones (as sets.csv)
+IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", *IMAGE_METRICS)
+METRIC_SET_COLUMNS = ("dataset", "model", "attack", "images", *SET_METRICS)
 ITEM_COLUMNS = ("item_id", "annotators", "recognised", "recognised_rate", "majority", "source")
 ANNOTATION_SET_COLUMNS = ("dataset", "model", "attack", "annotated", "unrecognised_rate", "source")
-SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "semsim", "ce_distance", "semsim_untrained")
-SCORES = ("semsim", "ce_distance", "semsim_untrained")  # per-image score columns of a SemSim run
+SCORES = T.names(stage="semsim")  # per-image score columns of a SemSim run
+SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", *SCORES)
 
 
 def read_table(path: Path, required, what: str) -> pd.DataFrame:
@@ -92,8 +94,7 @@ def load_dataset(root: Path, name: str) -> DatasetInputs:
     features = str(meta.get("features", "unknown")) if isinstance(meta, dict) else "unknown"
     images = images[list(IMAGE_COLUMNS)].copy()
     msets = msets[list(METRIC_SET_COLUMNS)].copy()
-    for df, cols in ((images, ("mse", "psnr", "ssim", "lpips", "classification")),
-                     (msets, ("fid", "mse", "psnr", "ssim", "lpips", "classification"))):
+    for df, cols in ((images, IMAGE_METRICS), (msets, SET_METRICS)):
         for col in cols:
             df[col] = pd.to_numeric(df[col], errors="coerce")
 

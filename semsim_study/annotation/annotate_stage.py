@@ -21,6 +21,7 @@ from .. import atomic, params as P
 from ..datasets import halves, standard
 from ..datasets.imaging import decode
 from ..errors import ConfigError, DataError
+from ..torch_helpers import state_bytes
 from . import aggregate, agreement, importers, observer, simulated
 from .longformat import COLUMNS
 from .tasks import Task, check_section, read_tasks
@@ -181,4 +182,4 @@ def run(params: Mapping, dataset: str) -> Result:
         noise = info.pop("noise_control")  # a control for the report of this run, not part of the answers
         summary["observer_noise_recognised_rate"] = noise["majority_recognised_rate"]
         summary["observer_noise_images"] = noise["images"]
-    return Result(table, items, sets, info, summary, observer.weights_bytes(net) if net is not None else None)
+    return Result(table, items, sets, info, summary, state_bytes(net) if net is not None else None)

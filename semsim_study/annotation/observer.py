@@ -31,7 +31,6 @@ behind LPIPS/FID learns from the other half, so the two never saw the same image
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError
+from ..torch_helpers import fill, load_state
 
 
 @dataclass(frozen=True)
@@ -166,25 +165,11 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
     return model.eval()
 
 
-def weights_bytes(model: Observer) -> bytes:
-    """The state dict as torch.save bytes, written to memory so that the same weights give the same file."""
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
-
-
 def load(path, classes: int, cfg: ObserverConfig) -> Observer:
-    """An observer saved by the annotate stage (weights only)."""
-    model = Observer(classes, cfg.width, cfg.blur)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: observer weights missing; rerun the annotate stage") from None
-    except Exception as exc:  # torch raises several types for corrupt, unsafe or mismatched files
-        raise DataError(f"{path}: not the observer these params describe ({str(exc).splitlines()[0]}); "
-                        "rerun the annotate stage") from None
-    return model.eval()
+    """An observer saved by the annotate stage (weights only; ``state_bytes`` wrote it)."""
+    state = load_state(path, str(path), "observer weights missing; rerun the annotate stage")
+    return fill(Observer(classes, cfg.width, cfg.blur), state, str(path),
+                "the observer these params describe; rerun the annotate stage").eval()
 
 
 def accuracy(model: Observer, images: np.ndarray, labels: np.ndarray) -> float:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .. import atomic, augment, defenses, executor, threat, training
 from ..datasets import standard
 from ..datasets.imaging import png_bytes
+from ..torch_helpers import load_state
 from . import engine
 from .engine import AttackConfig
 
@@ -150,7 +151,8 @@ class _Worker:
                 model, card = training.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
             else:
                 weights, card = self.checkpoints[model_id]
-                model = training.from_bytes(weights, card, f"{self.ctx.model_dir}/{model_id}.pt")
+                where = f"{self.ctx.model_dir}/{model_id}.pt"
+                model = training.from_state(load_state(weights, where), card, where)
             self.models[model_id] = (model.to(self.ctx.device), card)
         return self.models[model_id]
 

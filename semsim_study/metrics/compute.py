@@ -23,17 +23,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import metric_table as T
 from . import frechet, pixel
 from .pairs import Pair, batches
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
-IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", "mse", "psnr", "ssim", "lpips",
-                 "classification", "classification_original", "features")
-SET_COLUMNS = ("dataset", "model", "attack", "images", "fid", "mse", "psnr", "ssim", "lpips", "classification",
+# the columns come from the metric table; classification_original (the classifier on the
+# originals) is the baseline's reference, not a metric compared with people
+IMAGE_METRICS = T.names(stage="metrics", level="image")
+IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", *IMAGE_METRICS,
+                 "classification_original", "features")
+SET_COLUMNS = ("dataset", "model", "attack", "images", *T.names(stage="metrics", level="set"), *IMAGE_METRICS,
                "classification_original", "classification_ratio", "diverged", "features")
-AVERAGED = ("mse", "psnr", "ssim", "lpips", "classification", "classification_original")
+AVERAGED = (*IMAGE_METRICS, "classification_original")
 
 
 def fmt(value) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .. import params as P, training
+from .. import params as P
+from ..torch_helpers import resolve_device
 from ..errors import ConfigError
 from .backbones import KINDS, LpipsOptions
 from .frechet import METHODS
@@ -38,6 +39,6 @@ def metrics_settings(params: Mapping) -> MetricsSettings:
                            paper_input_scale=P.get(m, "lpips.paper_input_scale", bool, False), resize=resize),
         fid_method=P.choice(m, "fid.method", METHODS, "exact"),
         batch_size=P.positive_int(m, "batch_size", 64),
-        device=training.resolve_device(P.get(m, "device", str, "cpu"), "metrics.device"),
+        device=resolve_device(P.get(m, "device", str, "cpu"), "metrics.device"),
         threads=P.positive_int(m, "threads", 1),
     )

@@ -18,7 +18,6 @@ size, normalisation, alpha, what it was trained on). Weights load with
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 from typing import Sequence, Union
@@ -28,6 +27,7 @@ from torch import nn
 
 from .. import atomic
 from ..errors import DataError
+from ..torch_helpers import fill, load_state
 from . import backbones, preprocess
 from .loss import distance
 
@@ -85,13 +85,6 @@ def _resolve(path: str | Path) -> tuple[Path, Path]:
     raise DataError(f"{path}: not a SemSim model folder, card (.json) or weight file (.pt)")
 
 
-def checkpoint_bytes(net: torch.nn.Module) -> bytes:
-    """The state dict on the CPU as torch.save bytes (written to memory: a fixed archive name inside)."""
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
-    return buf.getvalue()
-
-
 def provenance_warning(card: dict) -> str | None:
     """What a user should know before trusting a model's scores as human-like, or None."""
     issues = []
@@ -139,21 +132,8 @@ class SemSim(nn.Module):
         if which not in card["weights"]:
             raise DataError(f"{card_path}: this model has no {which} weights")
         weights = folder / card["weights"][which]
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise DataError(f"{weights}: SemSim weight file missing (rerun the semsim stage)") from None
-        except Exception as exc:  # torch raises several types for corrupt, truncated or unsafe files
-            raise DataError(f"{weights}: not a loadable weights-only checkpoint ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
-        net = backbones.build(card["backbone"])
-        if not isinstance(state, dict):
-            raise DataError(f"{weights}: expected a state dict, got {type(state).__name__}")
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise DataError(f"{weights}: weights do not fit backbone {card['backbone']!r} "
-                            f"({str(exc).splitlines()[0]})") from None
+        state = load_state(weights, str(weights), "SemSim weight file missing (rerun the semsim stage)")
+        net = fill(backbones.build(card["backbone"]), state, str(weights), f"backbone {card['backbone']!r}")
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
         message = provenance_warning(card)

@@ -34,6 +34,7 @@ from torch import nn
 
 from .. import params as P
 from ..errors import ConfigError, DataError
+from ..torch_helpers import resolve_device
 from . import backbones, colour, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
@@ -101,22 +102,12 @@ def config_from_params(params: Mapping) -> TrainConfig:
         milestones=tuple(milestones),
         gamma=P.number(params, "semsim.training.gamma", above=0, at_most=1, default=0.1),
         crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
-        device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu")),
+        device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         baseline=bool(P.get(params, "semsim.training.baseline", bool, True)),
         colour=colour.from_params(params),
         selection_fraction=selection.fraction_from_params(params),
     )
     return cfg
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` picks CUDA when present (as training.resolve_device; importing that module would
-    make every dataset builder a dependency of this stage)."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("params: 'semsim.device' asks for CUDA, but torch sees no GPU; use auto or cpu")
-    return name
 
 
 def seeds(seed: int, split: str, held_out: str, kind: str) -> tuple[int, np.random.Generator]:
