@@ -1,9 +1,11 @@
 """Where a stage's independent jobs run: here (local) or as tasks on a Ray cluster.
 
 The train stage (one job per model) and the attack stage (one job per batch of images) hand
-their jobs to ``run``. Results never depend on where a job ran: every job seeds itself from
-its own key and runs torch on one thread, so the ``executor`` section is deliberately not a
-stage param in dvc.yaml (moving work to a cluster must not invalidate cached results).
+their jobs to ``run_ray`` (or run them here). Results never depend on where a job ran: every
+job seeds itself from its own key and runs torch on one thread, so the ``executor`` section is
+deliberately not a stage param in dvc.yaml (moving work to a cluster must not invalidate cached
+results). That holds for CPU nodes of one kind (same torch build and instruction set); float
+kernels may round differently on another CPU type or on GPUs.
 
 On Ray, the stage process is the driver: inputs travel as Ray objects (``shared`` is put once
 and every task receives it), so workers need the project's Python environment but no shared
@@ -68,16 +70,22 @@ def _init_ray(cfg: ExecutorConfig):
 
 
 def run_ray(cfg: ExecutorConfig, fn: Callable[..., Any], jobs: Sequence[Any], shared: Mapping[str, Any],
-            gpu: bool = False, desc: str = "jobs") -> Iterator[tuple[int, Any]]:
-    """Run ``fn(job, **shared)`` for every job as Ray tasks; yield (job index, result) as each finishes.
+            gpu: bool = False, desc: str = "jobs", by_key: Mapping[str, Mapping[Any, Any]] | None = None
+            ) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(job, **shared, **by_key)`` for every job as Ray tasks; yield (job index, result) as
+    each finishes.
 
-    ``shared`` values are put in the object store once; a task's study error (bad input) is
-    re-raised here as it is; progress (jobs done, ETA) counts finished tasks across the cluster.
+    ``shared`` values are put in the object store once and reach every task resolved.
+    ``by_key`` mappings (e.g. model id -> checkpoint) are put value by value and reach tasks as
+    {key: ObjectRef}, so a task fetches only what it needs (``ray.get``) instead of every
+    checkpoint of the stage. A task's study error (bad input) is re-raised here as it is;
+    progress (jobs done, ETA) counts finished tasks across the cluster.
     """
     ray = _init_ray(cfg)
     bar = tqdm(total=len(jobs), unit="job", desc=f"{desc} on Ray", disable=None, dynamic_ncols=True)
     try:
         refs = {name: ray.put(value) for name, value in shared.items()}
+        refs.update({name: {k: ray.put(v) for k, v in values.items()} for name, values in (by_key or {}).items()})
         task = ray.remote(fn).options(num_cpus=1, num_gpus=(1.0 / cfg.jobs_per_gpu) if gpu else 0, max_retries=2)
         pending = {task.remote(job, **refs): i for i, job in enumerate(jobs)}
         while pending:
@@ -90,6 +98,10 @@ def run_ray(cfg: ExecutorConfig, fn: Callable[..., Any], jobs: Sequence[Any], sh
                 if isinstance(cause, StudyError):  # bad input found on a worker: the same message as locally
                     raise cause from None
                 raise StudyError(f"executor: job {index} failed on the Ray cluster: {cause or exc}") from None
+            except ray.exceptions.RayError as exc:  # a worker or node died, out of memory, ...
+                raise StudyError(f"executor: job {index} was lost on the Ray cluster "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                 "rerun the stage: finished jobs are kept") from None
             bar.update(1)
             yield index, result
         log.info("executor: %d Ray tasks ran on the cluster (%s)", len(jobs), desc)

@@ -45,6 +45,8 @@ def load_state(source: bytes | str | Path, where: str, missing: str = "weight fi
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{where}: {missing}") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise DataError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt, truncated or unsafe files

@@ -31,6 +31,9 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+LAZY = {ROOT / "semsim_study" / "__init__.py": "SemSim"}  # package -> the name its __getattr__ exports
+
+
 def _lazy_exports(tree: ast.Module) -> set[ast.AST]:
     """The nodes inside a package's module-level ``__getattr__`` (PEP 562): its imports run only
     when that attribute is read (``semsim_study.SemSim``), which no stage does (checked below)."""
@@ -43,7 +46,7 @@ def _imported_modules(path: Path) -> set[str]:
     package = ".".join(path.relative_to(ROOT).parent.parts)  # what a relative import starts from
     found = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    lazy = _lazy_exports(tree) if path.name == "__init__.py" else set()
+    lazy = _lazy_exports(tree) if path in LAZY else set()
     for node in ast.walk(tree):
         if node in lazy:
             continue
@@ -122,3 +125,7 @@ def test_no_stage_reads_the_lazy_package_export():
                     assert target != "semsim_study", f"{path}: stage {name!r} imports SemSim from the package root"
                 if isinstance(node, ast.Attribute) and node.attr == "SemSim":
                     assert not (isinstance(node.value, ast.Name) and node.value.id == "semsim_study"), path
+                if isinstance(node, ast.ImportFrom) and node.module == "semsim_study" and not node.level:
+                    assert "*" not in {a.name for a in node.names}, f"{path}: a star import reads the lazy export"
+            text = path.read_text(encoding="utf-8")
+            assert "importlib" not in text, f"{path}: dynamic imports escape the walker"

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -66,10 +67,12 @@ def _model(folder: Path) -> Path:
 
 
 def test_installed_metric_needs_only_its_four_dependencies(wheel, tmp_path):
-    target = tmp_path / "site"
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
-                          str(target), str(wheel)], capture_output=True, text=True, timeout=600)
+    prefix = tmp_path / "prefix"  # pip install --no-deps --prefix DIR, as a user installs beside a system torch
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix",
+                          str(prefix), str(wheel)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+    target = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+    assert (target / "semsim_study" / "__init__.py").is_file(), sorted(str(p) for p in prefix.rglob("__init__.py"))[:3]
     model = _model(tmp_path / "model")
     script = f"""
 import importlib.abc, sys
@@ -93,6 +96,6 @@ print("ok", tuple(d.shape), bool(x.grad.abs().sum() > 0))
     res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and "ok (2,) True" in res.stdout, res.stdout + res.stderr
-    cli = subprocess.run([sys.executable, str(target / "bin" / "semsim"), "--help"], cwd=tmp_path,
+    cli = subprocess.run([str(prefix / "bin" / "semsim"), "--help"], cwd=tmp_path,
                          env={**env, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0 and "score" in cli.stdout, cli.stdout + cli.stderr

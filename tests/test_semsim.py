@@ -477,6 +477,7 @@ def test_semsim_is_a_differentiable_module_like_lpips(trained, monkeypatch):
     said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert len(said) == 1 and "simulated annotators (not people)" in said[0] and "offline stand-in data" in said[0]
     assert isinstance(m, torch.nn.Module)
+    assert not any(p.requires_grad for p in m.parameters())  # a metric: gradients reach the inputs only
     rows, o, x = _pairs(trained, 4)
 
     def to_t(paths):

@@ -181,8 +181,10 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
         body = json_body(("ref", "answer"), optional=("lead_time",))
         lead_time = body.get("lead_time")
         if lead_time is not None and (isinstance(lead_time, bool) or not isinstance(lead_time, (int, float))
-                                      or not 0 <= lead_time <= 86400):
-            raise ApiError(400, "lead_time must be the seconds spent on the item, a number from 0 to 86400")
+                                      or not 0 <= lead_time < float("inf")):
+            raise ApiError(400, "lead_time must be the seconds spent on the item, a number >= 0")
+        if lead_time is not None and lead_time > 86400:
+            lead_time = None  # a page left open for over a day: the answer counts, its time does not
         entry = catalog.by_ref.get(body["ref"])
         if entry is None:
             raise ApiError(404, "unknown item")

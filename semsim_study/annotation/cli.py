@@ -70,8 +70,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     log.info("%d items (%s), %d annotators per item, answers in %s", len(catalog.entries),
              ", ".join(sorted({e.task.dataset for e in catalog.entries})), k, args.db)
     url = args.public_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    server_store = Store(args.db)
-    server_store.set_setting("served_url", url.rstrip("/"))  # `tokens` prints links to where it is served
+    if args.public_url or host not in ("0.0.0.0", "::", ""):  # a wildcard address is no link anyone can open
+        Store(args.db).set_setting("served_url", url.rstrip("/"))  # `tokens` prints links to where it is served
+    else:
+        log.warning("bound to all addresses: pass --public-url (the address people open) so `tokens` prints "
+                    "links to it")
     log.info("annotators open %s/ and enter their token, or open the link `tokens` prints (Ctrl-C stops)", url)
     try:
         server.run()

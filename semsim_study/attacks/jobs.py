@@ -220,10 +220,16 @@ def save(ctx: Context, job: Job, files: dict[str, bytes], result: dict) -> None:
 
 
 def _ray_batch(batch: list[Job], ctx: Context, images: dict, checkpoints: dict) -> list[tuple[Job, dict, dict]]:
-    """One batch as a Ray task: inputs arrive as objects, files go back to the stage to be saved."""
+    """One batch as a Ray task: inputs arrive as objects, files go back to the stage to be saved.
+    ``checkpoints`` maps model ids to object refs: a worker fetches each model it attacks once."""
+    import ray
+
     global _RAY_WORKER
     if _RAY_WORKER is None or _RAY_WORKER.ctx != ctx:  # a Ray worker process serves many tasks
-        _RAY_WORKER = _Worker(ctx, images, checkpoints)
+        _RAY_WORKER = _Worker(ctx, images, {})
+    model_id = batch[0].model_id
+    if model_id not in _RAY_WORKER.checkpoints:
+        _RAY_WORKER.checkpoints[model_id] = ray.get(checkpoints[model_id])
     return _RAY_WORKER.compute(batch)
 
 
@@ -272,9 +278,9 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.Execu
         models = sorted({j.model_id for j in todo})
         checkpoints = {m: ((Path(ctx.model_dir) / f"{m}.pt").read_bytes(),
                            atomic.read_json(Path(ctx.model_dir) / f"{m}.json", "model card missing")) for m in models}
-        for _, batch_results in executor.run_ray(run_on, _ray_batch, todo_batches,
-                                                 {"ctx": ctx, "images": images, "checkpoints": checkpoints},
-                                                 gpu=ctx.device.startswith("cuda"), desc=f"{ctx.dataset}/{ctx.attack}"):
+        for _, batch_results in executor.run_ray(run_on, _ray_batch, todo_batches, {"ctx": ctx, "images": images},
+                                                 gpu=ctx.device.startswith("cuda"), desc=f"{ctx.dataset}/{ctx.attack}",
+                                                 by_key={"checkpoints": checkpoints}):
             for job, files, result in batch_results:
                 save(ctx, job, files, result)
                 done(result)

@@ -136,6 +136,7 @@ class SemSim(nn.Module):
         net = fill(backbones.build(card["backbone"]), state, str(weights), f"backbone {card['backbone']!r}")
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
+        net.requires_grad_(False)  # a metric, not a model to train: gradients reach the inputs only (as lpips)
         message = provenance_warning(card)
         if message and str(card_path.resolve()) not in _WARNED:
             _WARNED.add(str(card_path.resolve()))

@@ -76,9 +76,12 @@ const INTRO = {
      "tell, give your best guess.",
 };
 
+const introShown = new Set();  // this page's memory, where sessionStorage is blocked
+
 function introSeen(item) {
-  try { return sessionStorage.getItem(`intro:${item.protocol}:${item.question}`) === "1"; }
-  catch (err) { return false; }
+  const key = `intro:${item.protocol}:${item.question}`;
+  if (introShown.has(key)) return true;
+  try { return sessionStorage.getItem(key) === "1"; } catch (err) { return false; }
 }
 
 function showInstructions(data) {
@@ -98,7 +101,9 @@ function startAfterInstructions() {
   if (!pending) return;
   const data = pending;
   pending = null;
-  try { sessionStorage.setItem(`intro:${data.item.protocol}:${data.item.question}`, "1"); } catch (err) { /* private mode */ }
+  const key = `intro:${data.item.protocol}:${data.item.question}`;
+  introShown.add(key);
+  try { sessionStorage.setItem(key, "1"); } catch (err) { /* blocked: the page remembers it */ }
   render(data);
 }
 
