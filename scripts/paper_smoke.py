@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 # stage families in DAG order; each is timed on its own
 FAMILIES = ["prepare", "train", "attack", "tasks", "annotate", "features", "metrics", "observer-controls", "semsim",
-            "semsim-attack", "semsim-backbone", "report"]
+            "semsim-attack", "semsim-backbone", "ce-baseline", "ce-baseline-attack", "ce-baseline-backbone", "report"]
 
 
 def copy_project(dest: Path) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 
 def _tmp_sibling(path: Path, suffix: str) -> Path:
@@ -49,6 +49,19 @@ def dumps_json(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, dumps_json(obj))
+
+
+def write_metrics(path: str | os.PathLike, record: Mapping[str, Any], keys: Sequence[str]) -> dict:
+    """A DVC metrics file: only the listed keys of a stage's full record that hold a number (or a
+    list of numbers: an interval). `dvc metrics show` and `dvc exp show` print every value of every
+    metrics file, so the full records stay plain outputs and this keeps those tables readable."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    out = {k: record[k] for k in keys if number(record.get(k))
+           or (isinstance(record.get(k), list) and record[k] and all(number(v) for v in record[k]))}
+    write_json(path, out)
+    return out
 
 
 def read_json(path: str | os.PathLike, missing: str) -> Any:

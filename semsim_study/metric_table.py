@@ -21,7 +21,7 @@ class Metric:
     label: str  # how the report names it
     level: str  # "image": one value per reconstruction, a set's value is their mean; "set": one per set
     higher_is_similar: bool  # True: a larger value means the reconstruction is closer to the original
-    stage: str  # where it is computed: "metrics", "semsim" (the SemSim stage's scores) or "control"
+    stage: str  # where it is computed: "metrics", "semsim" / "ce_baseline" (those stages' scores.csv) or "control"
     description: str  # how it is computed, in a line
 
 
@@ -36,7 +36,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("semsim", "SemSim", "image", False, "semsim", "distance of the trained SemSim embeddings"),
     Metric("semsim_untrained", "Control: SemSim untrained", "image", False, "semsim",
            "the same network before training (what the triplets add)"),
-    Metric("ce_distance", "CE baseline", "image", False, "semsim",
+    Metric("ce_distance", "CE baseline", "image", False, "ce_baseline",
            "distance of the cross-entropy baseline's features (the paper's)"),
     # threat-model controls: scores that see no image, only how the set was attacked (model level)
     Metric("backbone_only", "Control: backbone only", "set", False, "control",

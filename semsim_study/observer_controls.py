@@ -43,6 +43,9 @@ from .errors import ConfigError, DataError
 from .metrics import pixel
 
 
+# what `dvc metrics show` lists of the summary (the full one: reports/observer/<dataset>.json)
+HEADLINE = ("observer_adversarial_gap", "observer_adversarial_gap_ci", "observer_observational_gap",
+            "observer_adversarial_pairs")
 COLUMNS = ("item_id", "copy_of", "kind", "model", "psnr", "truth", "prediction", "pred_true_copy",
            "pred_other_copy", "planted", "recognised_true_copy", "recognised_other_copy")
 

@@ -28,7 +28,8 @@ def dvc_stage() -> str:
         return f"attack@{_option('--dataset')}-{_option('--attack')}"
     if module == "semsim":
         split = _option("--split")
-        return f"{'semsim' if split == 'dataset' else 'semsim-' + str(split)}@{_option('--held-out')}"
+        family = "ce-baseline" if _option("--model") == "ce_baseline" else "semsim"
+        return f"{family if split == 'dataset' else family + '-' + str(split)}@{_option('--held-out')}"
     dataset = _option("--dataset")
     return f"{name}@{dataset}" if dataset else name
 

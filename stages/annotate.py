@@ -8,7 +8,8 @@ long-format CSV first and imported from it like any other file.
 
 Output data/annotations/<dataset>/: answers.csv, items.csv, sets.csv (contract 4),
 annotators.json (the source, and for simulated answers the pool and the observer network);
-metrics reports/annotate/<dataset>.json (coverage, recognised rate, agreement).
+the full summary reports/annotate/<dataset>.json (coverage, recognised rate, agreement) and
+its headline reports/metrics/annotate-<dataset>.json (DVC metrics).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
         result.write(tmp)
     atomic.write_json(f"reports/annotate/{args.dataset}.json", result.summary)
+    atomic.write_metrics(f"reports/metrics/annotate-{args.dataset}.json", result.summary, annotate_stage.HEADLINE)
     s = result.summary
     log.info("%s: %d answers (%s) on %d/%d items, recognised rate %.3f, Fleiss kappa %s, in %.1f s", args.dataset,
              s["answers"], s["source"], s["annotated"], s["items"], s["recognised_rate"], s["fleiss_kappa"],

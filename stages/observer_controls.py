@@ -4,7 +4,8 @@ Runs after the annotate stage with the observer it saved, the attacked classifie
 study's PSNR per reconstruction (semsim_study/observer_controls.py says how). Writes
 data/observer_controls/<dataset>/pairs.csv (one row per low-PSNR image: its two copies, what
 the attacked classifier read in each and whether the crowd recognised each) and the metrics
-reports/observer/<dataset>.json (`observer_adversarial_gap` with its interval).
+reports/observer/<dataset>.json (`observer_adversarial_gap` with its interval), headline in
+reports/metrics/observer-<dataset>.json (DVC metrics).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     with atomic.build_dir(f"data/observer_controls/{args.dataset}") as tmp:
         table.to_csv(tmp / "pairs.csv", index=False, lineterminator="\n", float_format="%.6g")
     atomic.write_json(f"reports/observer/{args.dataset}.json", summary)
+    atomic.write_metrics(f"reports/metrics/observer-{args.dataset}.json", summary, observer_controls.HEADLINE)
     log.info("%s: adversarial gap %s %s on %s pairs, in %.1f s", args.dataset, summary.get("observer_adversarial_gap"),
              summary.get("observer_adversarial_gap_ci"), summary.get("observer_adversarial_pairs"),
              time.perf_counter() - start)

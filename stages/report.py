@@ -2,7 +2,9 @@
 
 Reads data/metrics/<ds>/, data/annotations/<ds>/, data/semsim/dataset-<ds>/ (and the held-out
 attack / backbone scores) and data/attacks/<ds>/<attack>/ for the image grids. Writes:
-  reports/report/summary.json      DVC metrics: oriented rho / tau / r, level -> scope -> metric
+  reports/metrics/report.json      DVC metrics: the headline (oriented model-level rho per dataset
+                                   and metric, SemSim family on held-out attacks / backbones)
+  reports/report/summary.json      every oriented rho / tau / r, level -> scope -> metric
   reports/report/correlations.csv  every coefficient: signed, oriented, p, bootstrap CI, n, reason
   reports/report/provenance.json   per dataset: annotation source, feature backbone, notes
   reports/report/report.md         the paper-style tables
@@ -36,11 +38,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
     parser.add_argument("--out", default="reports/report")
+    parser.add_argument("--metrics", help="the headline DVC metrics file (default: ROOT/reports/metrics/report.json)")
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)
     cfg = report.settings_from_params(params)
-    result = report.write(Path(args.root), Path(args.out), cfg)
+    metrics = Path(args.metrics) if args.metrics else Path(args.root) / "reports" / "metrics" / "report.json"
+    result = report.write(Path(args.root), Path(args.out), cfg, metrics)
     log.info("report: %d correlations, %d datasets (%d annotated) in %.1f s -> %s",
              len(result.correlations), len(result.datasets), sum(d.annotated for d in result.datasets),
              time.perf_counter() - start, args.out)

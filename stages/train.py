@@ -1,8 +1,8 @@
 """DVC stage `train@<dataset>`: train every model params name for one dataset.
 
-Writes models/<dataset>/<model_id>.pt (state dict) and .json (card), per-epoch DVCLive logs
-under reports/train_curves/<dataset>/<model_id>/, and a summary reports/train/<dataset>.json
-that `dvc metrics show` reads.
+Writes models/<dataset>/<model_id>.pt (state dict) and .json (card), per-epoch curves as one
+chart per quantity with a line per model (reports/train_curves/<dataset>/<quantity>.csv), and
+a summary reports/train/<dataset>.json that `dvc metrics show` reads.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import argparse
 import logging
 
 import torch
-from dvclive import Live
 
-from semsim_study import atomic, executor, params as P, training
+from semsim_study import atomic, curves, executor, params as P, training
 from semsim_study.datasets import standard
 
 from ._cli import run
@@ -43,22 +42,17 @@ def main() -> None:
         results = (done[i] for i in range(len(jobs)))
     else:
         results = (training.train_job(job, ds, seed) for job in jobs)
-    summary = {}
+    summary, histories = {}, {}
     with atomic.build_dir(f"models/{name}") as model_dir, atomic.build_dir(f"reports/train_curves/{name}") as curve_dir:
         for trained in results:  # in the grid's order, wherever each model was trained
-            with Live(str(curve_dir / trained.model_id), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-                for metrics in trained.history:
-                    for key, value in metrics.items():
-                        live.log_metric(key, value)
-                    live.next_step()
-            # DVCLive's own summary would duplicate reports/train/<dataset>.json and is not a plot
-            (curve_dir / trained.model_id / "metrics.json").unlink(missing_ok=True)
+            histories[trained.model_id] = trained.history
             info = trained.card
             (model_dir / f"{trained.model_id}.pt").write_bytes(trained.weights)
             (model_dir / f"{trained.model_id}.json").write_text(atomic.dumps_json(info), encoding="utf-8")
             summary[trained.model_id] = {k: info[k] for k in ("test_accuracy", "train_accuracy", "chance_accuracy")}
             log.info("%s/%s: test accuracy %.3f (chance %.3f), %d parameters, %.1f s", name, trained.model_id,
                      info["test_accuracy"], info["chance_accuracy"], info["parameters"], trained.seconds)
+        curves.by_quantity(curve_dir, histories)
     atomic.write_json(f"reports/train/{name}.json", summary)
 
 

@@ -25,6 +25,14 @@ def _write_csv(path: Path, header, rows) -> None:
         w.writerows(rows)
 
 
+def _write_scores(root: Path, scope: str, rows: list) -> None:
+    """rows: id columns (7), then semsim, ce_distance, semsim_untrained; written as the two stages do."""
+    ids = ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out"]
+    _write_csv(root / "data" / "semsim" / scope / "scores.csv", ids + ["semsim", "semsim_untrained"],
+               [[*r[:7], r[7], r[9]] for r in rows])
+    _write_csv(root / "data" / "ce_baseline" / scope / "scores.csv", ids + ["ce_distance"], [[*r[:7], r[8]] for r in rows])
+
+
 def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, attacks=ATTACKS, images=3,
                  annotated=None, source="simulated", features="pipeline", seed=0, pngs=True,
                  held_out_attacks=("dlg",), held_out_backbones=("lenet",)) -> dict:
@@ -94,18 +102,14 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
                        item_rows)
             _write_csv(adir / "sets.csv", ["dataset", "model", "attack", "images", "annotated", "recognised_rate",
                                            "unrecognised_rate", "source"], aset_rows)
-        _write_csv(root / "data" / "semsim" / f"dataset-{ds}" / "scores.csv",
-                   ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
-                    "semsim_untrained"], score_rows)
+        _write_scores(root, f"dataset-{ds}", score_rows)
         all_scores += score_rows
-    header = ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
-              "semsim_untrained"]
     for a in held_out_attacks:
         rows = [[*r[:5], "attack", a, r[7] + 0.05, r[8], r[9]] for r in all_scores if r[3] == a]
-        _write_csv(root / "data" / "semsim" / f"attack-{a}" / "scores.csv", header, rows)
+        _write_scores(root, f"attack-{a}", rows)
     for b in held_out_backbones:
         rows = [[*r[:5], "backbone", b, r[7] + 0.05, r[8], r[9]] for r in all_scores if r[2].split("_")[0] == b]
-        _write_csv(root / "data" / "semsim" / f"backbone-{b}" / "scores.csv", header, rows)
+        _write_scores(root, f"backbone-{b}", rows)
     return {"seed": seed, "datasets": list(datasets), "attacks": list(attacks),
             "semsim": {"held_out_attacks": list(held_out_attacks), "held_out_backbones": list(held_out_backbones)},
             "report": {"bootstrap": 200, "confidence": 0.95, "grid_images": 4}}

@@ -112,8 +112,7 @@ def params(datasets=("alpha", "beta", "gamma"), epochs: int = 2, alpha: float = 
             "held_out_backbones": ["resnet8", "convnet4"],
             "model": {"backbone": "tinyconv16", "input_size": 32, "normalization": "cifar100"},
             "training": {"epochs": epochs, "milestones": [], "gamma": 0.1, "batch_size": 16, "lr": 0.05,
-                         "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005, "crop_flip": True,
-                         "baseline": True},
+                         "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005, "crop_flip": True},
         },
     }
     p["semsim"]["training"].update(training)

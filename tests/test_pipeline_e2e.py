@@ -88,7 +88,8 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         for card in cards:
             assert card.with_suffix(".pt").is_file()
             if json.loads(card.read_text())["epochs"] > 0:  # an untrained model has no curve
-                assert (clone / "reports" / "train_curves" / name / card.stem / "plots" / "metrics" / "test_acc.tsv").is_file()
+                curve = (clone / "reports" / "train_curves" / name / "test_acc.csv").read_text()
+                assert f",{card.stem}," in curve  # one chart per quantity, a line per model
     for name in DOMAINS:
         n_models = len(tiny["train"]["datasets"][name]["models"])
         for attack in tiny["attacks"]:
@@ -118,18 +119,29 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
             assert (clone / "data" / "metrics" / name / f).is_file()
         assert (clone / "data" / "semsim" / f"dataset-{name}" / "scores.csv").is_file()
         assert (clone / "models" / "semsim" / f"dataset-{name}" / "semsim.pt").is_file()
+        assert (clone / "data" / "ce_baseline" / f"dataset-{name}" / "scores.csv").is_file()
     for f in ("summary.json", "correlations.csv", "report.md", "index.html", "provenance.json"):
         assert (clone / "reports" / "report" / f).is_file()
     assert "simulated" in (clone / "reports" / "report" / "report.md").read_text()
     metrics = _dvc("metrics", "show", cwd=clone)
     assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
-    assert "reports/report/summary.json" in metrics.stdout and "reports/annotate/faces.json" in metrics.stdout
+    assert "reports/metrics/report.json" in metrics.stdout and "reports/metrics/annotate-faces.json" in metrics.stdout
+    assert "reports/report/summary.json" not in metrics.stdout  # the full tables are not DVC metrics
+    shown = json.loads(_dvc("metrics", "show", "--json", cwd=clone).stdout)
+
+    def count(x):
+        return sum(map(count, x.values())) if isinstance(x, dict) else sum(map(count, x)) if isinstance(x, list) else 1
+
+    files = next(iter(shown.values()))["data"]
+    assert count({f: v.get("data", {}) for f, v in files.items()}) <= 300
+    assert count(files["reports/metrics/report.json"]["data"]) <= 100
     digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
 
     again = _dvc("repro", cwd=clone)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
-    # a new SemSim margin invalidates only the SemSim stages (the report follows from their outputs)
+    # a new SemSim margin invalidates only the triplet SemSim stages, not the CE baseline's (the
+    # report follows from their outputs)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     (clone / "params.yaml").write_text(yaml.safe_dump({**params, "alpha": 0.5}, sort_keys=False))
     stale = {line.strip().rstrip(":") for line in _dvc("status", cwd=clone).stdout.splitlines()
@@ -204,6 +216,8 @@ def test_stage_reports_bad_params_without_traceback(tmp_path):
     (["stages.attack", "--dataset", "digits", "--attack", "dlg"], "attack@digits-dlg"),
     (["stages.semsim", "--split", "dataset", "--held-out", "faces"], "semsim@faces"),
     (["stages.semsim", "--split", "attack", "--held-out=idlg"], "semsim-attack@idlg"),
+    (["stages.semsim", "--model", "ce_baseline", "--split", "backbone", "--held-out", "lenet"],
+     "ce-baseline-backbone@lenet"),
     (["stages.observer_controls", "--dataset", "shapes"], "observer-controls@shapes"),
     (["stages.report"], "report"),
 ])

@@ -165,7 +165,7 @@ def test_missing_annotations_listed_and_few_sets(tmp_path):
     assert ctrl.reason.str.startswith("no Control").all()
     assert model[model.scope == "glyphs"].reason.str.startswith("no annotations").all()
     assert model[model.scope == "faces"].reason.str.startswith("no annotated item").all()
-    assert model[model.scope == "attack-dlg"].reason.str.startswith("no SemSim scores").all()
+    assert model[model.scope == "attack-dlg"].reason.str.startswith("no semsim scores").all()
     assert not st.dataset("glyphs").annotated and st.dataset("digits").annotation_source == "simulated"
     from semsim_study.analysis import render
     text = " ".join(render.banner(st))
@@ -212,6 +212,9 @@ def test_stage_writes_every_file_deterministically(tmp_path):
                  "plots/scatter/digits/semsim.csv", "plots/scatter/faces/fid.csv", "plots/spearman/all.csv"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
+    head = json.loads((tmp_path / "reports" / "metrics" / "report.json").read_text())
+    assert head["spearman"]["all"]["semsim"] == summary["model_level"]["all"]["semsim"]["spearman"]
+    assert sum(len(v) for part in head.values() for v in part.values()) <= 100
     assert summary["model_level"]["digits"]["semsim"]["spearman"] > 0
     assert set(summary["model_level"]["digits"]["psnr"]) == {"spearman", "kendall", "pearson"}
     assert summary["model_level"]["shapes"]["mse"]["spearman"] is None
@@ -275,7 +278,8 @@ def test_dvc_yaml_declares_report():
     imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")
                 if p.name != "alpha_sweep.py"}
     assert imported <= set(stage["deps"])
-    assert any("reports/report/summary.json" in m for m in stage["metrics"])
+    assert [next(iter(m)) for m in stage["metrics"]] == ["reports/metrics/report.json"]
+    assert any("reports/report/summary.json" in m for m in stage["outs"] if isinstance(m, dict))
 
 
 # --------------------------------------------------------------------------- threat-model controls

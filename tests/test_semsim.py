@@ -33,7 +33,8 @@ def fx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(fx, tmp_path_factory):
-    """The stage run in a copy of the fixture: leave-one-dataset-out, gamma held out."""
+    """Both stages run in a copy of the fixture (SemSim and the CE baseline): leave-one-dataset-out,
+    gamma held out."""
     work = tmp_path_factory.mktemp("stage")
     shutil.copytree(fx / "data", work / "data")
     (work / "params.yaml").write_text(yaml.safe_dump(F.params(epochs=2)))
@@ -41,9 +42,10 @@ def trained(fx, tmp_path_factory):
 
     mp = pytest.MonkeyPatch()
     mp.chdir(work)
-    mp.setattr(sys, "argv", ["semsim", "--split", "dataset", "--held-out", "gamma"])
     try:
-        stage.main()
+        for model in ("semsim", "ce_baseline"):
+            mp.setattr(sys, "argv", ["semsim", "--model", model, "--split", "dataset", "--held-out", "gamma"])
+            stage.main()
     finally:
         mp.undo()
     return work
@@ -147,9 +149,11 @@ def test_held_out_data_cannot_change_the_trained_model(fx, tmp_path):
         shutil.copytree(fx / "data" / "attacks" / ds, other / "data" / "attacks" / ds)
         shutil.copy(fx / "data" / "annotations" / ds / "items.csv", other / "data" / "annotations" / ds / "items.csv")
     b = study.run_split(p, "dataset", "gamma", other)
-    assert state_bytes(a.semsim.net) == state_bytes(b.semsim.net)
-    assert state_bytes(a.baseline.net) == state_bytes(b.baseline.net)
+    assert state_bytes(a.net.net) == state_bytes(b.net.net)
     assert a.card == b.card
+    ce_a = study.run_split(p, "dataset", "gamma", fx, model="ce_baseline")
+    ce_b = study.run_split(p, "dataset", "gamma", other, model="ce_baseline")
+    assert state_bytes(ce_a.net.net) == state_bytes(ce_b.net.net) and ce_a.card == ce_b.card
     assert [r["semsim"] for r in a.rows] != [r["semsim"] for r in b.rows]  # the held-out images did change
 
 
@@ -179,9 +183,15 @@ def test_margin_comes_from_params_alpha(fx, monkeypatch):
         return real(a, p, n, alpha, **kw)
 
     monkeypatch.setattr(train, "triplet_loss", spy)
-    r = study.run_split(F.params(epochs=1, alpha=0.37, baseline=False), "dataset", "gamma", fx)
+    r = study.run_split(F.params(epochs=1, alpha=0.37), "dataset", "gamma", fx)
     assert seen and set(seen) == {0.37}
-    assert r.card["alpha"] == 0.37 and r.baseline is None
+    assert r.card["alpha"] == 0.37 and r.card["weights"] == {"semsim": "semsim.pt"}
+    # the CE baseline never reads the margin: its card and weights are the same for any alpha
+    # (which is why its stages do not depend on alpha)
+    seen.clear()
+    ce = [study.run_split(F.params(epochs=1, alpha=a), "dataset", "gamma", fx, model="ce_baseline") for a in (0.37, 2)]
+    assert not seen and "alpha" not in ce[0].card and ce[0].card == ce[1].card
+    assert state_bytes(ce[0].net.net) == state_bytes(ce[1].net.net)
     assert train.config_from_params(F.params(alpha=2)).alpha == 2.0
     with pytest.raises(ConfigError, match="alpha"):
         train.config_from_params(F.params(alpha=-1))
@@ -235,10 +245,10 @@ def test_recognised_reconstructions_score_closer_after_training(separable):
 def test_training_is_deterministic(fx):
     a = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
     b = study.run_split(F.params(epochs=1), "attack", "dlg", fx)
-    assert state_bytes(a.semsim.net) == state_bytes(b.semsim.net)
+    assert state_bytes(a.net.net) == state_bytes(b.net.net)
     assert a.rows == b.rows and a.metrics == b.metrics
     c = study.run_split(F.params(epochs=1) | {"seed": 1}, "attack", "dlg", fx)
-    assert state_bytes(a.semsim.net) != state_bytes(c.semsim.net)
+    assert state_bytes(a.net.net) != state_bytes(c.net.net)
 
 
 def test_ce_baseline_uses_the_official_annotation_classes(fx):
@@ -267,10 +277,14 @@ def test_stage_outputs(trained):
     name = "dataset-gamma"
     rows = _read_csv(trained / "data" / "semsim" / name / "scores.csv")
     assert list(rows[0]) == ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim",
-                             "ce_distance", "semsim_untrained"]
+                             "semsim_untrained"]
     assert len(rows) == 2 * 2 * 4 and {r["dataset"] for r in rows} == {"gamma"}
     assert all(r["split"] == "dataset" and r["held_out"] == "gamma" for r in rows)
-    assert all(0.0 <= float(r["semsim"]) <= 2.0 and 0.0 <= float(r["ce_distance"]) <= 2.0 for r in rows)
+    assert all(0.0 <= float(r["semsim"]) <= 2.0 for r in rows)
+    ce_rows = _read_csv(trained / "data" / "ce_baseline" / name / "scores.csv")
+    assert list(ce_rows[0]) == ["item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "ce_distance"]
+    assert [r["item_id"] for r in ce_rows] == [r["item_id"] for r in rows]
+    assert all(0.0 <= float(r["ce_distance"]) <= 2.0 for r in ce_rows)
     card = json.loads((trained / "models" / "semsim" / name / "semsim.json").read_text())
     assert card["training_datasets"] == ["alpha", "beta"] and card["held_out"] == "gamma"
     assert card["backbone"] == "tinyconv16" and card["input_size"] == 32 and card["alpha"] == 1.0
@@ -278,15 +292,24 @@ def test_stage_outputs(trained):
     assert card["simulated_annotations"] is True and card["annotation_sources"] == ["simulated"]
     assert card["offline_stand_in"] is True
     assert (trained / "models" / "semsim" / name / "semsim.pt").is_file()
-    assert (trained / "models" / "semsim" / name / "ce_baseline.pt").is_file()
+    assert (trained / "models" / "ce_baseline" / name / "ce_baseline.pt").is_file()
+    assert not (trained / "models" / "semsim" / name / "ce_baseline.pt").exists()
     m = json.loads((trained / "reports" / "semsim" / f"{name}.json").read_text())
     assert m["heldout_pairs"] == 16 and 0 <= m["heldout_triplet_accuracy"] <= 1 and m["final_triplet_loss"] >= 0
     assert 0 <= m["heldout_triplet_accuracy_random_init"] <= 1
     assert m["trained_matches_random_init"] == (m["heldout_triplet_accuracy"] >= m["heldout_triplet_accuracy_random_init"])
-    curves = trained / "reports" / "semsim_curves" / name
-    assert (curves / "plots" / "metrics" / "triplet_loss.tsv").is_file()
-    assert (curves / "plots" / "metrics" / "ce_loss.tsv").is_file()
-    assert not (curves / "metrics.json").exists() and not (trained / "dvc.yaml").exists()
+    # dvc metrics: a few numbers; the full record stays in reports/<model>/
+    assert json.loads((trained / "reports" / "metrics" / f"semsim-{name}.json").read_text()) == {
+        k: m[k] for k in ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init", "selected_epoch")}
+    ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
+    assert 0 <= ce["heldout_triplet_accuracy_ce"] <= 1 and ce["final_ce_loss"] >= 0 and ce["model"] == "ce_baseline"
+    assert set(json.loads((trained / "reports" / "metrics" / f"ce_baseline-{name}.json").read_text())) == {
+        "heldout_triplet_accuracy_ce", "selected_epoch_ce"}
+    curve = (trained / "reports" / "semsim_curves" / name / "curves.csv").read_text().splitlines()
+    assert curve[0] == "step,series,value" and {line.split(",")[1] for line in curve[1:]} == {
+        "triplet_loss", "triplet_accuracy"}  # no selection set in this fixture; lr left out
+    assert "ce_loss" in (trained / "reports" / "ce_baseline_curves" / name / "curves.csv").read_text()
+    assert not (trained / "dvc.yaml").exists()
 
 
 def test_untrained_control_is_the_same_network_at_initialisation(trained):
@@ -330,8 +353,12 @@ def test_python_scoring_files_and_tensors_match_the_stage(trained):
     tens = SemSim.load(model / "semsim.pt").score(to_t(o), to_t(x))
     assert torch.allclose(tens, from_files, atol=1e-5)
     assert SemSim.load(model).score(to_t(o[:2]), to_t(o[:2])).abs().max() < 1e-5  # same image: distance 0
-    base = SemSim.load(model, baseline=True).score(o, x)
-    assert base.numpy() == pytest.approx([float(r["ce_distance"]) for r in rows], abs=2e-6)
+    ce_model = trained / "models" / "ce_baseline" / "dataset-gamma"
+    base = SemSim.load(ce_model, baseline=True).score(o, x)
+    ce_rows = _read_csv(trained / "data" / "ce_baseline" / "dataset-gamma" / "scores.csv")
+    assert base.numpy() == pytest.approx([float(r["ce_distance"]) for r in ce_rows], abs=2e-6)
+    with pytest.raises(DataError, match="has no semsim weights"):
+        SemSim.load(ce_model)
     # a different input size is resized to the card's 32 px
     big = torch.nn.functional.interpolate(to_t(o[:2]), size=(64, 64), mode="nearest")
     assert torch.allclose(m.score(big, to_t(x[:2])), from_files[:2], atol=0.2)
@@ -397,7 +424,7 @@ def test_missing_or_corrupt_weights_and_cards(trained, tmp_path):
     (model / "semsim.pt").write_bytes((src / "semsim.pt").read_bytes()[:300])  # truncated
     with pytest.raises(DataError, match="not a loadable"):
         SemSim.load(model)
-    shutil.copy(src / "ce_baseline.pt", model / "semsim.pt")  # right format, same shapes: loads
+    shutil.copy(src.parent.parent / "ce_baseline" / src.name / "ce_baseline.pt", model / "semsim.pt")  # right format, same shapes: loads
     SemSim.load(model)
     card = json.loads((src / "semsim.json").read_text())
     (model / "semsim.json").write_text(json.dumps(card | {"backbone": "resnet8"}))
@@ -506,5 +533,7 @@ def test_stage_writes_a_model_card_from_its_own_numbers(trained):
     assert f"{m['heldout_triplet_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in text
     assert "held out: **gamma**" in text and "alpha, beta" in text
     assert "simulated annotators" in text and "32x32 px" in text and 'SemSim.load("models/semsim/dataset-gamma")' in text
-    for key in ("heldout_triplet_accuracy_ce_ci", "heldout_triplet_accuracy_random_init_ci"):
-        assert len(m[key]) == 2 and m[key][0] <= m[key][1]
+    assert "models/ce_baseline/dataset-gamma/" in text  # the baseline: its own stage, named
+    ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
+    for rec, key in ((ce, "heldout_triplet_accuracy_ce_ci"), (m, "heldout_triplet_accuracy_random_init_ci")):
+        assert len(rec[key]) == 2 and rec[key][0] <= rec[key][1]

@@ -5,6 +5,7 @@ Inputs (file contracts 4 and 5, and the semsim stage's scores.csv):
   data/annotations/<ds>/items.csv, sets.csv                optional: a dataset without them
                                                            (or with no annotated item) is listed
   data/semsim/dataset-<ds>/scores.csv                      optional: SemSim columns stay empty
+  data/ce_baseline/dataset-<ds>/scores.csv                 optional: the CE baseline's column
 The image table has one row per reconstruction; the set table one row per (model, attack),
 whose SemSim / CE values are the mean of the set's per-image scores (as the paper's code
 averages semsim_feature.npy per model) and whose other metrics come from the metrics stage.
@@ -29,8 +30,10 @@ IMAGE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "status", 
 METRIC_SET_COLUMNS = ("dataset", "model", "attack", "images", *SET_METRICS)
 ITEM_COLUMNS = ("item_id", "annotators", "recognised", "recognised_rate", "majority", "source")
 ANNOTATION_SET_COLUMNS = ("dataset", "model", "attack", "annotated", "unrecognised_rate", "source")
-SCORES = T.names(stage="semsim")  # per-image score columns of a SemSim run
-SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", *SCORES)
+SCORE_STAGES = ("semsim", "ce_baseline")  # stages writing data/<stage>/<split>-<held_out>/scores.csv
+SCORES = tuple(name for stage in SCORE_STAGES for name in T.names(stage=stage))  # their per-image columns
+SCORE_ID = ("item_id", "dataset", "model", "attack", "image_id")
+SCORE_COLUMNS = (*SCORE_ID, *SCORES)
 
 
 def read_table(path: Path, required, what: str) -> pd.DataFrame:
@@ -48,11 +51,24 @@ def read_table(path: Path, required, what: str) -> pd.DataFrame:
     return df
 
 
-def read_scores(path: Path) -> pd.DataFrame:
-    df = read_table(path, SCORE_COLUMNS, "SemSim scores")
+def read_split_scores(root: Path, scope: str) -> tuple[pd.DataFrame, list[str]]:
+    """Every per-image score the SemSim-family stages wrote for one split (e.g. dataset-digits),
+    one row per item; a stage whose scores.csv is missing leaves its columns empty and a note."""
+    frame, notes = pd.DataFrame(columns=list(SCORE_ID)), []
+    for stage in SCORE_STAGES:
+        columns = T.names(stage=stage)
+        path = Path(root) / "data" / stage / scope / "scores.csv"
+        if not path.exists():
+            notes.append(f"no {stage} scores (data/{stage}/{scope}/scores.csv missing)")
+            continue
+        df = read_table(path, (*SCORE_ID, *columns), f"{stage} scores")[list(SCORE_ID + columns)]
+        for col in columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+        frame = df if frame.empty else frame.merge(df, on=list(SCORE_ID), how="outer")
     for col in SCORES:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
+        if col not in frame.columns:
+            frame[col] = np.nan
+    return frame[list(SCORE_COLUMNS)].sort_values("item_id", kind="stable").reset_index(drop=True), notes
 
 
 @dataclass
@@ -123,14 +139,9 @@ def load_dataset(root: Path, name: str) -> DatasetInputs:
     items = items.rename(columns={"source": "annotation_source"})
     asets = asets.rename(columns={"source": "annotation_source"})
 
-    # SemSim (leave-one-dataset-out: scored by a SemSim that never saw this dataset)
-    spath = root / "data" / "semsim" / f"dataset-{name}" / "scores.csv"
-    semsim_note = ""
-    if spath.exists():
-        scores = read_scores(spath)
-    else:
-        semsim_note = f"no SemSim scores (data/semsim/dataset-{name}/scores.csv missing)"
-        scores = pd.DataFrame(columns=list(SCORE_COLUMNS))
+    # SemSim and the CE baseline (leave-one-dataset-out: scored by models that never saw this dataset)
+    scores, score_notes = read_split_scores(root, f"dataset-{name}")
+    semsim_note = "; ".join(score_notes)
     image_table = images.merge(items, on="item_id", how="left")
     image_table = image_table.merge(scores[["item_id", *SCORES]], on="item_id", how="left")
     image_table["annotators"] = image_table["annotators"].fillna(0).astype(int)

@@ -16,6 +16,7 @@ import pandas as pd
 from .. import atomic, params as P
 from ..errors import ConfigError
 from . import crowd_controls, page, render, study as S
+from .headline import headline
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def write(root: Path, out: Path, cfg: ReportConfig) -> S.Study:
+def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None) -> S.Study:
     """Compute everything, then write each file atomically (plots/ as one swapped-in folder)."""
     study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
     out = Path(out)
@@ -76,5 +77,8 @@ def write(root: Path, out: Path, cfg: ReportConfig) -> S.Study:
                                                 "held_out": study.held_out, "held_out_notes": study.notes})
     atomic.write_text(out / "report.md", md)
     atomic.write_text(out / "index.html", html)
-    atomic.write_json(out / "summary.json", S.summary(study))
+    summary = S.summary(study)
+    atomic.write_json(out / "summary.json", summary)
+    if metrics is not None:
+        atomic.write_json(metrics, headline(summary))
     return study

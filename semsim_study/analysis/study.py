@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import contradictions, controls
 from .correlate import COEFFICIENTS, correlate
-from .inputs import DatasetInputs, held_out_tables, load_dataset, read_scores
+from .inputs import DatasetInputs, held_out_tables, load_dataset, read_split_scores
 from .orientation import IMAGE_METRICS, LABELS, SET_METRICS, expected_sign
 
 CORR_COLUMNS = ("level", "scope", "metric", "coefficient", "value", "oriented", "p", "ci_low", "ci_high", "n",
@@ -152,16 +152,16 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
         for name in names:
             scope = f"{kind}-{name}"
             scopes.append(scope)
-            path = root / "data" / "semsim" / scope / "scores.csv"
-            reason = none_reason
-            if not path.exists():
-                reason = f"no SemSim scores ({path.relative_to(root).as_posix()} missing)"
+            scores, missing = read_split_scores(root, scope)
+            reason = none_reason or ("; ".join(missing) if scores.empty else "")
+            if missing and not reason:
+                notes[scope] = "; ".join(missing)
             if reason:
                 notes[scope] = reason
                 rows += _rows("model", scope, pd.DataFrame(), SET_METRICS, "unrecognised_rate", s, reason)
                 rows += _rows("image", scope, pd.DataFrame(), IMAGE_METRICS, "recognised_rate", s, reason)
                 continue
-            images, sets = held_out_tables(all_images, all_sets, read_scores(path))
+            images, sets = held_out_tables(all_images, all_sets, scores)
             rows += _rows("model", scope, sets, SET_METRICS, "unrecognised_rate", s)
             rows += _rows("image", scope, images, IMAGE_METRICS, "recognised_rate", s)
     table = pd.DataFrame(rows, columns=list(CORR_COLUMNS))

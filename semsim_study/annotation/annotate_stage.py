@@ -31,6 +31,9 @@ SOURCES = ("simulated",) + tuple(importers.SOURCES)
 INPUT_DIR = Path("annotations")
 #: The observer's weights beside the answers (only for simulated answers).
 OBSERVER_FILE = "observer.pt"
+# what `dvc metrics show` lists of the summary (the full one: reports/annotate/<dataset>.json)
+HEADLINE = ("recognised_rate", "majority_recognised_share", "fleiss_kappa", "krippendorff_alpha",
+            "observer_test_accuracy", "observer_noise_recognised_rate")
 
 
 @dataclass

@@ -10,9 +10,10 @@
 attack); ``.to(device)`` moves it like any module. Loading a model that was trained on
 simulated annotators or on offline stand-in data warns once, naming which.
 
-A model folder holds ``semsim.pt`` (the embedding net's state dict), ``ce_baseline.pt`` (the
-cross-entropy baseline's feature extractor) and ``semsim.json`` (the card: backbone, input
-size, normalisation, alpha, what it was trained on). Weights load with
+A model folder holds ``semsim.pt`` (the embedding net's state dict) and ``semsim.json`` (the
+card: backbone, input size, normalisation, alpha, what it was trained on). The paper's
+cross-entropy baseline has folders of the same form under models/ce_baseline/, holding
+``ce_baseline.pt``; load them with ``baseline=True``. Weights load with
 ``torch.load(..., weights_only=True)``; the card is validated before they are read.
 """
 
@@ -65,9 +66,9 @@ def validate_card(card: object, where: str) -> dict:
          "an object with 3-number 'mean' and positive 3-number 'std'")
     need("embedding_normalized", card.get("embedding_normalized") is True, "true")
     weights = card.get("weights")
-    need("weights", isinstance(weights, dict) and isinstance(weights.get("semsim"), str)
+    need("weights", isinstance(weights, dict) and any(isinstance(weights.get(k), str) for k in WEIGHTS)
          and all(isinstance(v, str) and "/" not in v and "\\" not in v for v in weights.values()),
-         "an object naming weight files in the model folder (at least 'semsim')")
+         f"an object naming weight files in the model folder (one of {', '.join(WEIGHTS)})")
     return card
 
 
@@ -96,7 +97,8 @@ def provenance_warning(card: dict) -> str | None:
         issues.append("offline stand-in data" + (f" ({', '.join(stand_ins)})" if stand_ins else ""))
     if not issues:
         return None
-    return f"this SemSim model was trained on {' and on '.join(issues)}; see its MODEL_CARD.md before relying on it"
+    card_file = "MODEL_CARD.md" if card.get("model", "semsim") == "semsim" else CARD_NAME
+    return f"this SemSim model was trained on {' and on '.join(issues)}; see its {card_file} before relying on it"
 
 
 _WARNED: set[str] = set()

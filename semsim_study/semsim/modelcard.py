@@ -63,7 +63,9 @@ def render(card: Mapping, metrics: Mapping) -> str:
         "|---|---|",
         f"| this SemSim | {_acc(metrics, 'heldout_triplet_accuracy')} |",
         f"| the same network untrained (control) | {_acc(metrics, 'heldout_triplet_accuracy_random_init')} |",
-        f"| cross-entropy baseline (the paper's) | {_acc(metrics, 'heldout_triplet_accuracy_ce')} |",
+        "",
+        "The paper's cross-entropy baseline, trained on the same items by the `ce-baseline` stage, is in",
+        f"models/ce_baseline/{name}/ (its held-out accuracy: reports/ce_baseline/{name}.json and the report).",
         "",
     ]
     if not metrics.get("trained_matches_random_init", True):

@@ -1,12 +1,15 @@
 """One SemSim split end to end: collect labelled reconstructions, train, score the held-out ones.
 
-``run_split`` is what the DVC stages ``semsim@<dataset>``, ``semsim-attack@<attack>`` and
-``semsim-backbone@<backbone>`` call; it returns the nets, the card, the score rows and the
-metrics, and writes nothing (the stage writes them atomically).
+``run_split`` is what the DVC stages call: ``semsim@<dataset>`` (and ``-attack``, ``-backbone``)
+train SemSim proper; ``ce-baseline@<dataset>`` (and ``-attack``, ``-backbone``) train the
+paper's cross-entropy baseline on the very same items. Two stage families, because the
+baseline does not depend on ``alpha``: an alpha experiment reruns only the triplet stages.
+It returns the net, the card, the score rows and the metrics, and writes nothing (the stage
+writes them atomically).
 
 With ``semsim.training.selection_fraction`` > 0 a share of the training split's originals is
-held back (``selection.hold_back``), both nets train on the rest, and each keeps the weights
-of its best epoch on the held-back originals (epoch 0, the untrained network, included).
+held back (``selection.hold_back``), the net trains on the rest, and keeps the weights of its
+best epoch on the held-back originals (epoch 0, the untrained network, included).
 """
 
 from __future__ import annotations
@@ -32,20 +35,28 @@ from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interva
 log = logging.getLogger(__name__)
 
 INTERVAL_RESAMPLES = 1000  # bootstrap resamples of held-out originals for the accuracy intervals
-SCORE_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "split", "held_out", "semsim", "ce_distance",
-                 "semsim_untrained")
+
+
+MODELS = ("semsim", "ce_baseline")  # what a split stage trains: SemSim proper or the paper's CE baseline
+# per-image score columns each model's scores.csv adds (the untrained control rides with SemSim)
+SCORES_OF = {"semsim": ("semsim", "semsim_untrained"), "ce_baseline": ("ce_distance",)}
+ID_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "split", "held_out")
 
 
 @dataclass
 class SplitResult:
     name: str
-    semsim: metric.SemSim
-    baseline: metric.SemSim | None
+    model: str  # "semsim" or "ce_baseline"
+    net: metric.SemSim
     card: dict
     rows: list[dict]
     metrics: dict
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ID_COLUMNS + SCORES_OF[self.model]
 
 
 def split_name(split: str, held_out: str) -> str:
@@ -75,8 +86,12 @@ def _round(x: float | None, digits: int = 6) -> float | None:
 
 
 def run_split(params: Mapping, split: str, held_out: str, root: str | Path = ".",
-              on_epoch: Callable[[int, dict], None] | None = None) -> SplitResult:
-    """Train SemSim and the CE baseline without the held-out value; score every held-out item."""
+              on_epoch: Callable[[int, dict], None] | None = None, model: str = "semsim") -> SplitResult:
+    """Train one model (``semsim`` or the ``ce_baseline``) without the held-out value; score every
+    held-out item. SemSim also scores them with its untrained network, the control for what the
+    triplets add. The CE baseline ignores ``alpha``, so its stage does not depend on it."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown SemSim model {model!r}; valid: {', '.join(MODELS)}")
     start = time.perf_counter()
     root = Path(root)
     cfg: TrainConfig = config_from_params(params)
@@ -90,10 +105,11 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     fit_items, selection_items = selection.hold_back(train_items, cfg.selection_fraction, seed)
     sampler = TripletSampler(fit_items)
     stats = sampler.stats
-    log.info("%s: %d training reconstructions (%d recognised, %d unrecognised, %d ties) of %d originals, "
+    log.info("%s (%s): %d training reconstructions (%d recognised, %d unrecognised, %d ties) of %d originals, "
              "%d anchors (%d with fallback negatives), %d triplets per epoch; %d held-out reconstructions; "
-             "%d held back for model selection", name, len(fit_items), stats.positives, stats.negatives, stats.ties, stats.originals, stats.anchors,
-             stats.fallback_anchors, stats.triplets_per_epoch, len(test_items), len(selection_items))
+             "%d held back for model selection", name, model, len(fit_items), stats.positives, stats.negatives,
+             stats.ties, stats.originals, stats.anchors, stats.fallback_anchors, stats.triplets_per_epoch,
+             len(test_items), len(selection_items))
 
     # training images: one original per original key (the first item's file), every reconstruction
     first: dict[tuple[str, str], I.Item] = {}
@@ -108,57 +124,73 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     # the held-out images are scored after training; reading them now fails a corrupt file in seconds
     image_table([p for it in test_items for p in (it.original, it.reconstruction)], cfg.input_size, cache)
 
-    torch_seed, rng = seeds(seed, split, held_out, "semsim")
-    trainers = {"semsim": TripletTrainer(cfg, sampler, originals, reconstructions, torch_seed, rng)}
-    # the control: the very same network before any training (what the triplets add over it)
-    untrained_net = copy.deepcopy(trainers["semsim"].net)
+    torch_seed, rng = seeds(seed, split, held_out, model)
     ce = None
-    if cfg.baseline:
+    if model == "semsim":
+        trainer = TripletTrainer(cfg, sampler, originals, reconstructions, torch_seed, rng)
+    else:
         ce = ce_data(sampler, originals, reconstructions)
-        torch_seed, rng = seeds(seed, split, held_out, "ce_baseline")
-        trainers["ce_baseline"] = CETrainer(cfg, ce, torch_seed, rng)
-    selectors = {kind: selection.Selector(selection_items, selection_originals, selection_reconstructions, mean, std,
-                                          cfg.device) for kind in trainers}
-    for kind, trainer in trainers.items():
-        selectors[kind].observe(0, trainer.net)  # epoch 0: the untrained network may be the best
+        trainer = CETrainer(cfg, ce, torch_seed, rng)
+    # the control: the very same network before any training (what the triplets add over it)
+    untrained_net = copy.deepcopy(trainer.net) if model == "semsim" else None
+    selector = selection.Selector(selection_items, selection_originals, selection_reconstructions, mean, std,
+                                  cfg.device)
+    selector.observe(0, trainer.net)  # epoch 0: the untrained network may be the best
     history = []
     for epoch in range(cfg.epochs):
-        m = {}
-        for kind, trainer in trainers.items():
-            m.update(trainer.run_epoch(epoch))
-            acc = selectors[kind].observe(epoch + 1, trainer.net)
-            if acc is not None:
-                m["selection_triplet_accuracy" + ("_ce" if kind == "ce_baseline" else "")] = acc
+        m = trainer.run_epoch(epoch)
+        acc = selector.observe(epoch + 1, trainer.net)
+        if acc is not None:
+            m["selection_triplet_accuracy"] = acc
         history.append(m)
         log.info("%s epoch %d/%d: %s", name, epoch + 1, cfg.epochs, ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         if on_epoch:
             on_epoch(epoch, m)
-    selected = {kind: selectors[kind].restore(trainer.net, cfg.epochs) for kind, trainer in trainers.items()}
-    if selectors["semsim"].active:
-        log.info("%s: selection triplet accuracy by epoch (0 = untrained) %s; kept epoch %d (CE baseline: %s)", name,
-                 ", ".join(f"{a:.4f}" for a in selectors["semsim"].by_epoch), selected["semsim"],
-                 selected.get("ce_baseline"))
+    selected = selector.restore(trainer.net, cfg.epochs)
+    if selector.active:
+        log.info("%s: selection triplet accuracy by epoch (0 = untrained) %s; kept epoch %d", name,
+                 ", ".join(f"{a:.4f}" for a in selector.by_epoch), selected)
     elif selection_items:
         log.warning("%s: the %d held-back reconstructions give no (recognised, unrecognised) pair; keeping the "
                     "last epoch", name, len(selection_items))
 
+    card = _card(cfg, model, split, held_out, seed, root, datasets, train_items, fit_items, selection_items,
+                 selector.pairs, selected, stats, ce, trainer.net, history)
+    net = metric.SemSim(trainer.net, card, device=cfg.device)
+    nets = {SCORES_OF[model][0]: net}
+    if untrained_net is not None:
+        nets["semsim_untrained"] = metric.SemSim(untrained_net, card, device=cfg.device)
+    scores = _score(nets, test_items, cfg.input_size)
+    rows = [{**{"item_id": it.item_id, "dataset": it.dataset, "model": it.model, "attack": it.attack,
+                "image_id": it.image_id, "split": split, "held_out": held_out},
+             **{col: f"{values[n]:.6f}" for col, values in scores.items()}} for n, it in enumerate(test_items)]
+    metrics = {"split": split, "held_out": held_out, "model": model, **_metrics(model, history, fit_items,
+               selection_items, selector, selected, test_items, scores, split, held_out, seed),
+               "simulated_annotations": card["simulated_annotations"], "offline_stand_in": card["offline_stand_in"]}
+    return SplitResult(name, model, net, card, rows, metrics, history, time.perf_counter() - start)
+
+
+def _card(cfg: TrainConfig, model: str, split: str, held_out: str, seed: int, root: Path, datasets: Sequence[str],
+          train_items, fit_items, selection_items, pairs: int, selected: int, stats, ce, net, history) -> dict:
+    """The machine-readable card (semsim.json): what scoring needs and what the model was trained on."""
     upstream = _upstream_flags(root, sorted(set(datasets)))
     train_ds = sorted({it.dataset for it in train_items})
     sources = sorted({it.label.source for it in train_items if it.label.source})
-    norm = preprocess.normalization(cfg.normalization)
     card = {
         "format": metric.CARD_FORMAT,
         "format_version": metric.CARD_VERSION,
+        "model": model,
         "backbone": cfg.backbone,
         "input_size": cfg.input_size,
-        "embedding_dim": trainers["semsim"].net.out_dim,
+        "embedding_dim": net.out_dim,
         "embedding_normalized": True,
         "distance": "l2 of L2-normalised embeddings, in [0, 2]; larger = less leakage",
-        "normalization": norm,
+        "normalization": preprocess.normalization(cfg.normalization),
         "resize": "bilinear, antialiased, to input_size x input_size",
-        "alpha": cfg.alpha,
-        "loss": "triplet margin loss (p=2) on L2-normalised embeddings",
-        "weights": {k: metric.WEIGHTS[k] for k in trainers},
+        **({"alpha": cfg.alpha, "loss": "triplet margin loss (p=2) on L2-normalised embeddings"} if model == "semsim"
+           else {"loss": "cross-entropy over the annotation tree's classes (the official code's --semsim False); "
+                         "the feature extractor is kept, its classifier head dropped"}),
+        "weights": {model: metric.WEIGHTS[model]},
         "split": split,
         "held_out": held_out,
         "training_datasets": train_ds,
@@ -167,8 +199,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         "training_items": len(fit_items),
         "selection": {"fraction": cfg.selection_fraction, "items": len(selection_items),
                       "originals": len({it.original_key for it in selection_items}),
-                      "pairs": selectors["semsim"].pairs, "selected_epoch": selected["semsim"],
-                      "selected_epoch_ce": selected.get("ce_baseline"),
+                      "pairs": pairs, "selected_epoch": selected,
                       "rule": "best triplet accuracy on held-back originals of the training domains, "
                               "epoch 0 = untrained, ties -> earliest; the last epoch without selection"},
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
@@ -184,59 +215,55 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
                          "colour": cfg.colour.card(), "colour_description": cfg.colour.describe()},
         "seed": seed,
         "device": cfg.device,
-        "parameters": sum(p.numel() for p in trainers["semsim"].net.parameters()),
+        "parameters": sum(p.numel() for p in net.parameters()),
         "annotation_sources": sources,
         "simulated_annotations": "simulated" in sources,
         "offline_stand_in": any(upstream[d]["offline_stand_in"] for d in train_ds),
         "datasets": {d: upstream[d] for d in train_ds},
-        "final_triplet_loss": _round(history[-1]["triplet_loss"]),
-        "final_ce_loss": _round(history[-1].get("ce_loss")),
+        "final_loss": _round(history[-1]["triplet_loss" if model == "semsim" else "ce_loss"]),
         "torch_version": torch.__version__.split("+")[0],
     }
-    semsim = metric.SemSim(trainers["semsim"].net, card, device=cfg.device)
-    baseline = metric.SemSim(trainers["ce_baseline"].net, card, device=cfg.device) if ce else None
-    untrained = metric.SemSim(untrained_net, card, device=cfg.device)
+    return card
 
-    rows, scores, ce_scores, raw_scores = _score(semsim, baseline, untrained, test_items, split, held_out,
-                                                 cfg.input_size)
-    acc, pairs = ranking_accuracy(test_items, scores)
-    acc_ce, _ = ranking_accuracy(test_items, ce_scores) if ce else (float("nan"), 0)
-    acc_raw, _ = ranking_accuracy(test_items, raw_scores)
-    intervals = {}  # 95% bootstrap over held-out originals, each from the same seeded draws
-    for key, values in (("", scores), ("_ce", ce_scores if ce else None), ("_random_init", raw_scores)):
+
+def _metrics(model: str, history: list[dict], fit_items, selection_items, selector, selected: int,
+             test_items: Sequence[I.Item], scores: Mapping[str, list[float]], split: str, held_out: str,
+             seed: int) -> dict:
+    """The stage's record: training, selection and held-out triplet accuracy with 95% intervals.
+
+    SemSim's keys are plain (``heldout_triplet_accuracy``, ``..._random_init`` for its untrained
+    network); the CE baseline's carry ``_ce``, so the two records never collide in a table."""
+    suffix = "" if model == "semsim" else "_ce"
+    loss = "triplet_loss" if model == "semsim" else "ce_loss"
+    out = {f"final_{loss}": _round(history[-1][loss]),
+           ("final_triplet_accuracy" if model == "semsim" else "final_ce_accuracy"):
+               _round(history[-1]["triplet_accuracy" if model == "semsim" else "ce_accuracy"]),
+           "train_items": len(fit_items), "selection_items": len(selection_items), "selection_pairs": selector.pairs,
+           f"selection_triplet_accuracy{suffix}_by_epoch": [_round(a) for a in selector.by_epoch],
+           f"selected_epoch{suffix}": selected, "heldout_items": len(test_items),
+           "heldout_annotated": sum(1 for it in test_items if it.annotated)}
+    keys = {"semsim": "", "semsim_untrained": "_random_init", "ce_distance": "_ce"}
+    for col, values in scores.items():
+        acc, pairs = ranking_accuracy(test_items, values)
+        out["heldout_pairs"] = pairs
+        out[f"heldout_triplet_accuracy{keys[col]}"] = _round(acc)
+        # 95% bootstrap over held-out originals, each score from the same seeded draws
         ci = ranking_accuracy_interval(test_items, values, seeds(seed, split, held_out, "interval")[1],
-                                       INTERVAL_RESAMPLES) if values is not None else None
-        intervals[f"heldout_triplet_accuracy{key}_ci"] = [_round(v) for v in ci] if ci else None
-    rec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "recognised"]
-    unrec = [s for it, s in zip(test_items, scores) if it.annotated and it.label.majority == "unrecognised"]
-    metrics = {
-        "split": split,
-        "held_out": held_out,
-        "final_triplet_loss": _round(history[-1]["triplet_loss"]),
-        "final_triplet_accuracy": _round(history[-1]["triplet_accuracy"]),
-        "final_ce_loss": _round(history[-1].get("ce_loss")),
-        "train_items": len(fit_items),
-        "selection_items": len(selection_items),
-        "selection_pairs": selectors["semsim"].pairs,
-        "selection_triplet_accuracy_by_epoch": [_round(a) for a in selectors["semsim"].by_epoch],
-        "selected_epoch": selected["semsim"],
-        "selection_triplet_accuracy_ce_by_epoch": ([_round(a) for a in selectors["ce_baseline"].by_epoch]
-                                                   if ce else None),
-        "selected_epoch_ce": selected.get("ce_baseline"),
-        "heldout_items": len(test_items),
-        "heldout_annotated": sum(1 for it in test_items if it.annotated),
-        "heldout_pairs": pairs,
-        "heldout_triplet_accuracy": _round(acc),
-        "heldout_triplet_accuracy_ce": _round(acc_ce),
-        "heldout_triplet_accuracy_random_init": _round(acc_raw),
-        **intervals,
-        "trained_matches_random_init": bool(np.isfinite(acc) and np.isfinite(acc_raw) and acc >= acc_raw),
-        "heldout_mean_semsim_recognised": _round(float(np.mean(rec))) if rec else None,
-        "heldout_mean_semsim_unrecognised": _round(float(np.mean(unrec))) if unrec else None,
-        "simulated_annotations": card["simulated_annotations"],
-        "offline_stand_in": card["offline_stand_in"],
-    }
-    return SplitResult(name, semsim, baseline, card, rows, metrics, history, time.perf_counter() - start)
+                                       INTERVAL_RESAMPLES)
+        out[f"heldout_triplet_accuracy{keys[col]}_ci"] = [_round(v) for v in ci] if ci else None
+    if model == "semsim":
+        acc, acc_raw = out["heldout_triplet_accuracy"], out["heldout_triplet_accuracy_random_init"]
+        out["trained_matches_random_init"] = bool(acc is not None and acc_raw is not None and acc >= acc_raw)
+        majority = {v: [s for it, s in zip(test_items, scores["semsim"]) if it.annotated and it.label.majority == v]
+                    for v in ("recognised", "unrecognised")}
+        for v, found in majority.items():
+            out[f"heldout_mean_semsim_{v}"] = _round(float(np.mean(found))) if found else None
+    return out
+
+
+# the few numbers of a split's record that `dvc metrics show` lists (the rest: reports/<model>/<name>.json)
+HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init", "selected_epoch"),
+            "ce_baseline": ("heldout_triplet_accuracy_ce", "selected_epoch_ce")}
 
 
 def _load(paths: Sequence[Path], size: int) -> torch.Tensor:
@@ -244,29 +271,15 @@ def _load(paths: Sequence[Path], size: int) -> torch.Tensor:
     return torch.cat([preprocess.resize(preprocess.uint8_to_float(preprocess.load_rgb(p)[None]), size) for p in paths])
 
 
-def _score(semsim: metric.SemSim, baseline: metric.SemSim | None, untrained: metric.SemSim, test: Sequence[I.Item],
-           split: str, held_out: str, size: int,
-           chunk: int = 512) -> tuple[list[dict], list[float], list[float], list[float]]:
-    """Score held-out pairs from their own files (each item's original and reconstruction), in chunks,
-    with the trained SemSim, the CE baseline and the untrained network."""
-    scores: list[float] = []
-    ce_scores: list[float] = []
-    raw_scores: list[float] = []
+def _score(nets: Mapping[str, metric.SemSim], test: Sequence[I.Item], size: int,
+           chunk: int = 512) -> dict[str, list[float]]:
+    """Score held-out pairs from their own files (each item's original and reconstruction), in
+    chunks, with every net: column name -> one distance per item."""
+    scores: dict[str, list[float]] = {col: [] for col in nets}
     for i in range(0, len(test), chunk):
         part = test[i : i + chunk]
         x = _load([it.original for it in part], size)
         y = _load([it.reconstruction for it in part], size)
-        scores += semsim.score(x, y).tolist()
-        raw_scores += untrained.score(x, y).tolist()
-        if baseline is not None:
-            ce_scores += baseline.score(x, y).tolist()
-    if baseline is None:
-        ce_scores = [float("nan")] * len(test)
-    rows = []
-    for n, it in enumerate(test):
-        rows.append({"item_id": it.item_id, "dataset": it.dataset, "model": it.model, "attack": it.attack,
-                     "image_id": it.image_id, "split": split, "held_out": held_out,
-                     "semsim": f"{scores[n]:.6f}",
-                     "ce_distance": f"{ce_scores[n]:.6f}" if np.isfinite(ce_scores[n]) else "",
-                     "semsim_untrained": f"{raw_scores[n]:.6f}"})
-    return rows, scores, ce_scores, raw_scores
+        for col, net in nets.items():
+            scores[col] += net.score(x, y).tolist()
+    return scores

@@ -58,7 +58,6 @@ class TrainConfig:
     gamma: float = 0.1
     crop_flip: bool = True
     device: str = "cpu"
-    baseline: bool = True
     colour: colour.ColourJitter = colour.ColourJitter()
     selection_fraction: float = 0.0
 
@@ -81,7 +80,7 @@ def config_from_params(params: Mapping) -> TrainConfig:
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
-                                        "crop_flip", "baseline"))
+                                        "crop_flip"))
     backbone = P.choice(params, "semsim.model.backbone", backbones.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
@@ -103,7 +102,6 @@ def config_from_params(params: Mapping) -> TrainConfig:
         gamma=P.number(params, "semsim.training.gamma", above=0, at_most=1, default=0.1),
         crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
-        baseline=bool(P.get(params, "semsim.training.baseline", bool, True)),
         colour=colour.from_params(params),
         selection_fraction=selection.fraction_from_params(params),
     )
