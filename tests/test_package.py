@@ -17,7 +17,7 @@ import torch
 
 from tests.conftest import ROOT
 
-HEAVY = ("yaml", "pandas", "dvc", "dvclive", "flask", "waitress", "scipy", "skimage", "sklearn", "matplotlib",
+HEAVY = ("yaml", "pandas", "dvc", "flask", "waitress", "scipy", "skimage", "sklearn", "matplotlib",
          "lpips", "pytorch_fid", "ray", "tqdm", "requests", "playwright")
 
 

@@ -187,7 +187,7 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
 
 @pytest.mark.slow
 def test_paper_profile_dag_without_data(clone):
-    _run(["scripts/use-profile", "paper"], clone)
+    _run(["scripts/use-profile", "--force", "paper"], clone)  # the clone holds the tiny profile
     dag = _dvc("dag", cwd=clone)
     for name in PAPER:
         assert f"prepare@{name}" in dag.stdout and f"train@{name}" in dag.stdout
