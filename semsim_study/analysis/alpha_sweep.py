@@ -102,17 +102,36 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def plot(rows: list[dict]) -> str:
+def read_csv(path: Path) -> list[dict]:
+    """The rows ``main`` wrote (alpha and the coefficients as floats, NaN where empty)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return [{**r, **{k: _float(r[k]) for k in ("alpha", "semsim_spearman", "semsim_kendall")}} for r in rows]
+
+
+def figure(rows: list[dict]):
+    """SemSim's oriented rho and tau against alpha, one point per alpha (the last record wins)."""
     from . import figures
 
     usable = [r for r in rows if math.isfinite(r["semsim_spearman"]) or math.isfinite(r["semsim_kendall"])]
-    # one point per alpha: the latest record wins when several experiments share an alpha
     by_alpha = {r["alpha"]: r for r in usable}
     alphas = sorted(by_alpha)
     return figures.lines(alphas, {"Spearman ρ": [by_alpha[a]["semsim_spearman"] for a in alphas],
                                   "Kendall τ": [by_alpha[a]["semsim_kendall"] for a in alphas]},
                          xlabel="alpha (triplet margin)", ylabel="oriented correlation (model level)",
                          title="SemSim vs alpha")
+
+
+def plot(rows: list[dict]) -> str:
+    from . import figures
+
+    return figures.export(figure(rows)).svg
 
 
 def exp_show_json() -> Any:
