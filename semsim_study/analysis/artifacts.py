@@ -76,7 +76,14 @@ def bars_figure(study: Study, datasets: list[str], confidence: float) -> Rendere
 
 
 def _fmt(metric: str, value: float) -> str:
-    return f"{value:.1f} dB" if metric == "psnr" else f"{value:.2f}"
+    text = f"{value:.1f}" if metric == "psnr" else f"{value:.2f}"
+    text = text[1:] if text.lstrip("-0.") == "" else text     # "-0.00" has no sign
+    return f"{text} dB" if metric == "psnr" else text
+
+
+def column_titles(who: str) -> list[str]:
+    """The disagreement figure's three column titles (the page uses the same words)."""
+    return ["original", "A: the metrics rank it more similar", f"B: the {who} recognise it"]
 
 
 def pair_caption(pair: disagreement.Pair, which: str) -> str:
@@ -97,7 +104,7 @@ def disagreement_figure(root: Path, pairs: list[disagreement.Pair], attacks: lis
         rows.append([(rgb(a[0]), f"original {pair.image_id}"), (rgb(a[1]), pair_caption(pair, "a")),
                      (rgb(b[1]), pair_caption(pair, "b"))])
         titles.append(pair.dataset)
-    columns = ["original", "A: metrics say more similar", f"B: {who} recognise"]
+    columns = [t.replace(" it ", " it\n").replace(f"the {who} ", f"the {who}\n") for t in column_titles(who)]
     return figures.export(figures.image_rows(rows, row_titles=titles, column_titles=columns))
 
 

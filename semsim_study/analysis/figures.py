@@ -142,8 +142,8 @@ def image_rows(rows: list[list[tuple[np.ndarray | None, str]]], *, row_titles: l
     Each cell is (H x W x 3 uint8 image or None, caption); pixels stay square and sharp.
     """
     columns = max((len(r) for r in rows), default=1)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(2.0 * columns + 0.6, 2.35 * len(rows) + 0.2),
-                             squeeze=False)
+    height = 2.15 * len(rows) + 0.45
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.1 * columns + 0.5, height), squeeze=False)
     for r, (cells, title) in enumerate(zip(rows, row_titles)):
         for c, (image, caption) in enumerate(cells):
             ax = axes[r][c]
@@ -153,15 +153,15 @@ def image_rows(rows: list[list[tuple[np.ndarray | None, str]]], *, row_titles: l
                 spine.set_visible(True)
                 spine.set_color("#bbb")
             if image is not None:
-                ax.imshow(image, interpolation="nearest")
+                ax.imshow(image, interpolation="none")     # raw pixels, drawn sharp in SVG and PDF
             else:
                 ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes, color="#888")
             ax.set_xlabel(caption, fontsize=6.5, labelpad=3)
             if r == 0:
                 ax.set_title(column_titles[c], fontsize=8, fontweight="bold")
         axes[r][0].set_ylabel(title, fontsize=8, fontweight="bold")
-    fig.subplots_adjust(left=0.08, right=0.99, bottom=0.3 / len(rows) + 0.02, top=1 - 0.12 / len(rows),
-                        hspace=0.85, wspace=0.15)
+    fig.subplots_adjust(left=0.5 / (2.1 * columns + 0.5), right=0.99, bottom=0.55 / height, top=1 - 0.45 / height,
+                        hspace=0.55, wspace=0.12)
     return fig
 
 

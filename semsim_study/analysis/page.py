@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import disagreement, render
-from .artifacts import Artifacts, alpha_table, pair_caption
+from .artifacts import Artifacts, alpha_table, column_titles, pair_caption
 from .correlate import rng_for
 from .images import data_uri, image_paths
 from .orientation import IMAGE_METRICS, LABELS
@@ -146,15 +146,16 @@ def _disagreement(root: Path, study: Study, art: Artifacts, attacks: list[str]) 
     who = render.study_annotators(study)
     out = [f"<h2 id='disagreement'>Metrics vs {_esc(who)} disagree</h2>",
            f"<p class='notes'>{_esc(disagreement.RULE)} Figure: figures/disagreement.svg and .pdf.</p>"]
+    _, title_a, title_b = column_titles(who)
     for pair in art.pairs:
         paths = image_paths(root, pair.dataset, attacks)
         a, b = paths.get(pair.a["item_id"], (None, None)), paths.get(pair.b["item_id"], (None, None))
         out.append(f"<div class='disagree' data-dataset='{_esc(pair.dataset)}'>"
                    f"<h4>{_esc(render.column_label(study, pair.dataset))}</h4>"
                    + _img(a[0], "original", pair.a["item_id"], f"<span class='label'>original</span>{_esc(pair.image_id)}")
-                   + _img(a[1], "A", pair.a["item_id"], "<span class='label'>A: metrics say more similar</span>"
+                   + _img(a[1], "A", pair.a["item_id"], f"<span class='label'>{_esc(title_a)}</span>"
                           + _esc(pair_caption(pair, "a")))
-                   + _img(b[1], "B", pair.b["item_id"], f"<span class='label'>B: {_esc(who)} recognise</span>"
+                   + _img(b[1], "B", pair.b["item_id"], f"<span class='label'>{_esc(title_b)}</span>"
                           + _esc(pair_caption(pair, "b")))
                    + "</div>")
     for name in art.no_pair:

@@ -63,10 +63,16 @@ def column_label(study: Study, scope: str) -> str:
 COEFFICIENT_SYMBOLS = {"spearman": "ρ", "kendall": "τ"}
 
 
+def _signed(v: float) -> str:
+    """'+0.72', '-0.31'; a value that rounds to zero is '+0.00' whatever its sign."""
+    text = f"{v:+.2f}"
+    return "+0.00" if text == "-0.00" else text
+
+
 def interval_text(value: float, low: float, high: float) -> str:
     """'+0.72 [+0.64, +0.78]': a coefficient with its interval (the interval left out when undefined)."""
-    interval = f" [{low:+.2f}, {high:+.2f}]" if math.isfinite(low) and math.isfinite(high) else ""
-    return f"{value:+.2f}{interval}"
+    interval = f" [{_signed(low)}, {_signed(high)}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{_signed(value)}{interval}"
 
 
 def _cell(study: Study, level: str, scope: str, metric: str, coefficient: str, reasons: list[str]) -> str:
