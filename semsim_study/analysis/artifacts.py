@@ -113,12 +113,13 @@ def correlation_tables(study: Study, datasets: list[str], confidence: float) -> 
     out = {}
     scopes = datasets + [POOLED]
     what = f"oriented coefficient [{confidence:.0%} bootstrap interval]"
-    specs = [("model_level", "model", scopes, "Model level: each (model, attack) set's metric vs its "
-              f"unrecognised rate; {what}."),
-             ("image_level", "image", scopes, f"Image level: each reconstruction's metric vs its recognised rate; {what}.")]
+    specs = [("model_level", "model", scopes,
+              f"Model level: each (model, attack) set's metric vs its unrecognised rate; {what}."),
+             ("image_level", "image", scopes,
+              f"Image level: each reconstruction's metric vs its recognised rate; {what}.")]
     if study.held_out:
-        specs += [(f"generalisation_{lvl}", lvl, study.held_out, f"Held-out attacks and backbones, {lvl} level; {what}.")
-                  for lvl in ("model", "image")]
+        specs += [(f"generalisation_{lvl}", lvl, study.held_out,
+                   f"Held-out attacks and backbones, {lvl} level; {what}.") for lvl in ("model", "image")]
     for name, level, cols, caption in specs:
         header, rows, reasons = render.table_rows(study, level, cols)
         out[name] = latex.table(header, rows, notes=reasons, caption=caption, label=f"tab:{name.replace('_', '-')}")
@@ -127,7 +128,7 @@ def correlation_tables(study: Study, datasets: list[str], confidence: float) -> 
 
 def contradiction_tables(study: Study) -> dict[str, str]:
     out = {}
-    for scope in [d.name for d in study.datasets if d.annotated] + ([POOLED] if any(d.annotated for d in study.datasets) else []):
+    for scope in render.contradiction_scopes(study):
         header, rows = render.contradiction_matrix(study, scope)
         out[f"contradictions_{scope}"] = latex.table(
             header, rows, caption=f"Contradictions between metrics ({scope}): upper triangle Spearman between "

@@ -227,7 +227,7 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
     body.append("<h2 id='contradictions'>Contradictions between metrics (image level)</h2><p>Upper triangle: "
                 "Spearman between metrics oriented so that higher = more recognisable; lower triangle: share of "
                 "image pairs that the two metrics order oppositely.</p>")
-    for scope in [d.name for d in study.datasets if d.annotated] + ([POOLED] if any(d.annotated for d in study.datasets) else []):
+    for scope in render.contradiction_scopes(study):
         header, rows = render.contradiction_matrix(study, scope)
         body.append(f"<h3>{_esc(render.column_label(study, scope))}</h3>" + _table(header, rows))
     body += _alpha(art)

@@ -125,6 +125,12 @@ def _md_table(header, rows, reasons) -> str:
     return "\n".join(out) + "\n"
 
 
+def contradiction_scopes(study: Study) -> list[str]:
+    """Every annotated dataset, then the pooled scope (when any dataset is annotated)."""
+    names = [d.name for d in study.datasets if d.annotated]
+    return names + [POOLED] if names else []
+
+
 def contradiction_matrix(study: Study, scope: str) -> tuple[list[str], list[list[str]]]:
     """Upper triangle: oriented Spearman between metrics; lower: share of pairs ordered oppositely."""
     metrics = list(IMAGE_METRICS)
