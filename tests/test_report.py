@@ -224,7 +224,13 @@ def test_stage_writes_every_file_deterministically(tmp_path):
                                         "ci_low", "ci_high", "n", "reason"]
     assert {"model", "image", "contradiction"} <= set(table.level)
     md = (out / "report.md").read_text()
-    assert "| metric | digits†‡ | faces†‡ | shapes‡ | all |" in md and "no annotations" in md
+    assert "| metric |  | digits†‡ | faces†‡ | shapes‡ | all |" in md and "no annotations" in md
+    assert "| PSNR | ρ | +" in md and "|  | τ | +" in md                # every cell with its interval: "+0.7 [+0.5, +0.8]"
+    for name in ("spearman-model", "scatter-digits", "scatter-faces", "disagreement"):
+        assert (out / "figures" / f"{name}.svg").read_text().startswith("<svg")
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    assert not (out / "figures" / "scatter-shapes.svg").exists()        # shapes has no annotations
+    assert (out / "tables" / "model_level.tex").read_text().count("\\toprule") == 1
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert run_stage(tmp_path, params).returncode == 0
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -266,8 +272,11 @@ def test_alpha_sweep_parses_recorded_exp_show(tmp_path):
     assert r["alpha"] == 0.5 and math.isnan(r["semsim_spearman"])
     assert alpha_sweep.main(["--json-file", str(ROOT / "tests/data/exp_show_dvc3.json"),
                              "--out", str(tmp_path / "sweep")]) == 0
-    assert (tmp_path / "sweep.csv").read_text().startswith("experiment,rev,alpha,")
-    assert "<svg" in (tmp_path / "sweep.svg").read_text()
+    assert (tmp_path / "sweep" / "alpha_sweep.csv").read_text().startswith("experiment,rev,alpha,")
+    assert "<svg" in (tmp_path / "sweep" / "alpha_sweep.svg").read_text()
+    import yaml  # the plot is declared beside the CSV, so `dvc plots show` draws it only once it exists
+    plot = yaml.safe_load((tmp_path / "sweep" / "dvc.yaml").read_text())["plots"][0]["alpha_sweep.csv"]
+    assert plot["x"] == "alpha" and plot["y"] == ["semsim_spearman", "semsim_kendall"]
 
 
 def test_dvc_yaml_declares_report():
@@ -275,8 +284,7 @@ def test_dvc_yaml_declares_report():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stage = dvc["stages"]["report"]
     assert "report" in stage["params"] and "data/metrics" in stage["deps"]
-    imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")
-                if p.name != "alpha_sweep.py"}
+    imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")}
     assert imported <= set(stage["deps"])
     assert [next(iter(m)) for m in stage["metrics"]] == ["reports/metrics/report.json"]
     assert any("reports/report/summary.json" in m for m in stage["outs"] if isinstance(m, dict))

@@ -1,23 +1,35 @@
 """The HTML report in a real headless browser (Debian's chromium driven by Playwright).
 
 Opens index.html from file:// (it must need nothing else), checks every <img> decoded
-(naturalWidth > 0), the inline SVG plots, the tables and the provenance banner, and saves a
-screenshot. Same skip rule as the annotation app's browser tests: skip outside CI when
+(naturalWidth > 0), the inline SVG figures laid out with a size (the Spearman bars with their
+error bars, a scatter figure per annotated dataset, round axis ends), the disagreement section,
+the tables and the provenance banner, and takes the README's screenshots with
+scripts/report-screenshots into a temporary folder (docs/*.png come from running that script on
+a real run). Same skip rule as the annotation app's browser tests: skip outside CI when
 chromium or playwright is missing, fail in CI (CI=true).
 """
 
 from __future__ import annotations
 
-import os
+import importlib.machinery
+import importlib.util
+import re
 from pathlib import Path
-
-import pytest
 
 from semsim_study.analysis import report, study as S
 
 from .report_fixtures import make_project
 
-SCREENSHOT = os.environ.get("REPORT_SCREENSHOT")  # e.g. docs/report.png to refresh the README picture
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _screenshots_script():
+    """scripts/report-screenshots as a module (it has no .py suffix: it is a command)."""
+    path = ROOT / "scripts" / "report-screenshots"
+    loader = importlib.machinery.SourceFileLoader("report_screenshots", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
 
 
 
@@ -37,18 +49,36 @@ def test_report_page_renders_with_images(tmp_path, browser):
     page.goto((out / "index.html").as_uri())
     page.wait_for_load_state("load")
     images = page.eval_on_selector_all("img", "xs => xs.map(x => [x.complete, x.naturalWidth, x.src.slice(0, 21)])")
-    assert len(images) == 2 * 4 * 3          # original + reconstruction, 4 per dataset, 3 datasets
+    pair_images = 3 * page.locator("#disagreement ~ .disagree").count()
+    assert len(images) == 2 * 4 * 3 + pair_images  # grids: original + reconstruction, 4 per dataset, 3 datasets
     assert all(done and width > 0 and src == "data:image/png;base64" for done, width, src in images), images
-    assert page.locator("svg").count() >= 3  # bar chart + one scatter grid per annotated dataset
+    figs = page.eval_on_selector_all("div.figure", "xs => xs.map(x => [x.id, x.querySelector('svg') !== null, "
+                                     "x.getBoundingClientRect().width, x.getBoundingClientRect().height])")
+    assert [f[0] for f in figs] == ["figure-spearman-model", "figure-scatter-digits", "figure-scatter-faces"]
+    assert all(has_svg and w > 300 and h > 150 for _, has_svg, w, h in figs), figs
+    assert page.locator("#figure-spearman-model svg [id^='LineCollection']").count() >= 1   # error bars drawn
+    scatter = page.inner_text("#figure-scatter-digits")
+    assert "unrecognised rate (simulated annotators)" in scatter and "0.25" in scatter and "ρ = " in scatter
+    # the disagreement section: one original + A + B per annotated dataset that has a pair, all decoded
+    pairs = page.eval_on_selector_all("#disagreement ~ .disagree", "xs => xs.map(x => [x.dataset.dataset, "
+                                      "Array.from(x.querySelectorAll('img')).map(i => i.naturalWidth > 0 && "
+                                      "i.getBoundingClientRect().width >= 150)])")
+    notes = page.locator("#disagreement ~ .no-pair").count()
+    assert len(pairs) + notes == 2 and all(len(ok) == 3 and all(ok) for _, ok in pairs), pairs
+    assert "the metrics rank it more similar" in page.inner_text("#disagreement ~ .disagree") if pairs else notes == 2
+    assert "No alpha sweep yet" in page.inner_text("body")
     banner = page.inner_text("#provenance")
     assert "Simulated annotators" in banner and "digits" in banner and "Pipeline-trained" in banner
     assert "shapes" in banner and "no annotations" in banner
     from semsim_study.analysis.orientation import SET_METRICS
 
-    assert page.locator("#model-level + table tbody tr").count() == len(SET_METRICS) == 12  # 8 metrics, 4 controls
-    assert "people: " in page.inner_text("body")
-    shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "report.png"
-    page.screenshot(path=str(shot), full_page=False)
-    assert shot.stat().st_size > 10_000
+    # 9 metrics and 3 controls, a rho row and a tau row each, every cell with its interval
+    assert page.locator("#model-level + table tbody tr").count() == 2 * len(SET_METRICS) == 24
+    assert "[" in page.inner_text("#model-level + table tbody tr:first-child td:nth-child(3)")
+    body = page.inner_text("body")
+    assert re.search(r"simulated annotators: \d/3 recognised", body) and not re.search(r"people: \d", body)
     context.close()
     assert not problems, problems
+    shots = _screenshots_script().capture(browser, out / "index.html", tmp_path / "docs")
+    assert {p.name for p in shots.values()} == {"report.png", "report-disagreement.png"}
+    assert all(p.stat().st_size > 10_000 for p in shots.values())

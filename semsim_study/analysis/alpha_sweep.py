@@ -7,7 +7,9 @@ Run the experiments first (each reruns only SemSim and the report):
     python -m semsim_study.analysis.alpha_sweep
 It reads `dvc exp show --json` (or a saved copy: --json-file), takes each experiment's (and the
 workspace's) params.yaml `alpha` and the oriented model-level SemSim rho / tau pooled over
-datasets from reports/report/summary.json, and writes reports/alpha_sweep.csv and .svg.
+datasets from the report's DVC metrics (reports/metrics/report.json), and writes
+reports/alpha_sweep/alpha_sweep.csv and .svg, with a dvc.yaml there that declares the plot: the
+sweep exists for `dvc plots show` only once it has been made.
 The JSON layout differs between DVC versions, so it is walked generically: any record with a
 `data` block holding params and metrics counts, wherever it sits.
 """
@@ -27,7 +29,16 @@ from typing import Any, Iterator
 from .. import atomic
 from ..errors import DataError, StudyError
 
-SUMMARY = "reports/report/summary.json"
+SUMMARY = "reports/metrics/report.json"  # the headline: spearman.<scope>.semsim, kendall.<scope>.semsim
+OUT = Path("reports") / "alpha_sweep"
+CSV_NAME = "alpha_sweep.csv"
+PLOT_DECLARATION = """# Written by python -m semsim_study.analysis.alpha_sweep: the sweep's plot for `dvc plots show`.
+plots:
+  - alpha_sweep.csv:
+      x: alpha
+      y: [semsim_spearman, semsim_kendall]
+      y_label: oriented correlation (model level, pooled)
+"""
 COLUMNS = ("experiment", "rev", "alpha", "semsim_spearman", "semsim_kendall", "scope")
 
 
@@ -86,9 +97,9 @@ def parse(exp_show: Any, scope: str = "all", summary: str = SUMMARY) -> list[dic
             continue
         seen.add((name, rev))
         metrics = _file_data(data.get("metrics"), summary) or {}
-        semsim = _dig(metrics, "model_level", scope, "semsim") or {}
-        rows.append({"experiment": name, "rev": rev, "alpha": alpha, "semsim_spearman": _float(semsim.get("spearman")),
-                     "semsim_kendall": _float(semsim.get("kendall")), "scope": scope})
+        rows.append({"experiment": name, "rev": rev, "alpha": alpha,
+                     "semsim_spearman": _float(_dig(metrics, "spearman", scope, "semsim")),
+                     "semsim_kendall": _float(_dig(metrics, "kendall", scope, "semsim")), "scope": scope})
     rows.sort(key=lambda r: (r["alpha"], r["experiment"]))
     return rows
 
@@ -102,17 +113,36 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def plot(rows: list[dict]) -> str:
+def read_csv(path: Path) -> list[dict]:
+    """The rows ``main`` wrote (alpha and the coefficients as floats, NaN where empty)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return [{**r, **{k: _float(r[k]) for k in ("alpha", "semsim_spearman", "semsim_kendall")}} for r in rows]
+
+
+def figure(rows: list[dict]):
+    """SemSim's oriented rho and tau against alpha, one point per alpha (the last record wins)."""
     from . import figures
 
     usable = [r for r in rows if math.isfinite(r["semsim_spearman"]) or math.isfinite(r["semsim_kendall"])]
-    # one point per alpha: the latest record wins when several experiments share an alpha
     by_alpha = {r["alpha"]: r for r in usable}
     alphas = sorted(by_alpha)
     return figures.lines(alphas, {"Spearman ρ": [by_alpha[a]["semsim_spearman"] for a in alphas],
                                   "Kendall τ": [by_alpha[a]["semsim_kendall"] for a in alphas]},
                          xlabel="alpha (triplet margin)", ylabel="oriented correlation (model level)",
                          title="SemSim vs alpha")
+
+
+def plot(rows: list[dict]) -> str:
+    from . import figures
+
+    return figures.export(figure(rows)).svg
 
 
 def exp_show_json() -> Any:
@@ -134,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json-file", help="a saved `dvc exp show --json` output instead of running dvc")
     parser.add_argument("--scope", default="all", help="dataset or 'all' (pooled; default)")
-    parser.add_argument("--out", default="reports/alpha_sweep")
+    parser.add_argument("--out", default=str(OUT), help="folder for alpha_sweep.csv, .svg and the plot's dvc.yaml")
     args = parser.parse_args(argv)
     try:
         if args.json_file:
@@ -147,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = parse(data, args.scope)
         if not rows:
             raise DataError("no experiment with an `alpha` param found in dvc exp show --json")
-        atomic.write_text(f"{args.out}.csv", to_csv(rows))
-        atomic.write_text(f"{args.out}.svg", plot(rows))
+        out = Path(args.out)
+        atomic.write_text(out / CSV_NAME, to_csv(rows))
+        atomic.write_text(out / "alpha_sweep.svg", plot(rows))
+        atomic.write_text(out / "dvc.yaml", PLOT_DECLARATION)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(rows)} runs -> {args.out}.csv, {args.out}.svg")
+    print(f"{len(rows)} runs -> {Path(args.out) / CSV_NAME}, alpha_sweep.svg (and a dvc.yaml declaring the plot)")
     return 0
 
 

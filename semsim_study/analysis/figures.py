@@ -1,112 +1,185 @@
-"""Inline SVG figures for the HTML page (matplotlib, Agg-free SVG backend, deterministic ids).
+"""The report's figures (matplotlib), each exported as inline-able SVG and as PDF for a paper.
 
-SVG keeps the page self-contained and sharp; ``svg.hashsalt`` and no date metadata make the
-same data give the same bytes, so DVC sees no change when nothing changed.
+One drawing path serves both the HTML page (which inlines the SVG) and reports/report/figures/
+(SVG + PDF), so the page and the paper never show different plots. Axes sit on round ticks
+(``ticks.nice_ticks``; rates always on [0, 1]) and no layout engine runs (fixed margins): a
+figure costs about a second, and the stage reruns on every alpha experiment. Same data, same
+bytes: ``svg.hashsalt`` fixes SVG ids, and the date/creator metadata are left out of both formats.
 """
 
 from __future__ import annotations
 
-import html
 import io
+import logging
 import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-matplotlib.rcParams.update({"svg.hashsalt": "semsim-study", "svg.fonttype": "none", "font.size": 8,
-                            "axes.titlesize": 9})
+from .regression import ols_band  # noqa: E402
+from .ticks import RATE_TICKS, nice_ticks, tick_label  # noqa: E402
+
+matplotlib.rcParams.update({"svg.hashsalt": "semsim-study", "svg.fonttype": "none", "pdf.fonttype": 42,
+                            "font.size": 8, "axes.titlesize": 8.5, "axes.spines.top": False,
+                            "axes.spines.right": False})
+# the PDF backend subsets fonts with fontTools, which logs every glyph at INFO into the stage's log
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+SVG_META = {"Date": None, "Creator": None}
+PDF_META = {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}
+POINT, LINE, BAND = "#33658a", "#c0392b", "#e8a39b"
 
 
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG goes inline
+@dataclass(frozen=True)
+class Rendered:
+    """One figure in both formats: ``svg`` without its XML prolog (ready to inline), ``pdf`` bytes."""
+    svg: str
+    pdf: bytes
 
 
-def _ticks(lo: float, hi: float) -> tuple[float, float]:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return 0.0, 1.0
-    if hi - lo < 1e-12:
-        pad = abs(lo) * 0.05 or 0.5
-        return lo - pad, hi + pad
-    pad = (hi - lo) * 0.06
-    return lo - pad, hi + pad
+def export(fig) -> Rendered:
+    """Both formats from one drawn figure, which is then closed (pyplot keeps figures alive)."""
+    text, data = io.StringIO(), io.BytesIO()
+    try:
+        fig.savefig(text, format="svg", metadata=SVG_META)
+        fig.savefig(data, format="pdf", metadata=PDF_META)
+    finally:
+        plt.close(fig)
+    svg = text.getvalue()
+    return Rendered(svg[svg.index("<svg"):], data.getvalue())
 
 
-def _num(v: float) -> str:
-    return f"{v:.3g}"
+def _axis(ax, which: str, ticks: Sequence[float]) -> None:
+    """Limits exactly on the first and last tick, labels without float noise."""
+    set_lim, set_ticks = (ax.set_xlim, ax.set_xticks) if which == "x" else (ax.set_ylim, ax.set_yticks)
+    set_lim(ticks[0], ticks[-1])
+    set_ticks(list(ticks), [tick_label(t) for t in ticks])
 
 
-def scatter_grid(panels: list[dict], *, xlabel: str, columns: int = 4) -> str:
-    """Small scatter plots as hand-written SVG: each panel {title, x, y, note}; x is the human rate.
+def _finite(values) -> np.ndarray:
+    a = np.asarray(values, dtype=float)
+    return a[np.isfinite(a)]
 
-    Written by hand (not matplotlib) because a page holds dozens of panels and matplotlib's
-    layout pass costs about a second per figure; this takes milliseconds and is deterministic.
+
+def _scatter_panel(ax, panel: dict, confidence: float) -> None:
+    x = np.asarray(panel["x"], dtype=float)
+    y = np.asarray(panel["y"], dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    ys = y[keep]
+    _axis(ax, "x", RATE_TICKS)
+    _axis(ax, "y", nice_ticks(float(ys.min()), float(ys.max()), 4) if len(ys) else nice_ticks(math.nan, math.nan))
+    band = ols_band(x, y, x_range=(RATE_TICKS[0], RATE_TICKS[-1]), confidence=confidence)
+    if band is not None:
+        ax.fill_between(band.x, band.low, band.high, color=BAND, alpha=0.45, linewidth=0, zorder=1)
+        ax.plot(band.x, band.fit, color=LINE, linewidth=1.1, zorder=2)
+    # points on the axis ends (a rate of 0 or 1) are drawn whole, not cut by the frame
+    ax.scatter(x[keep], ys, s=9, color=POINT, alpha=0.75, linewidths=0, zorder=3, clip_on=False)
+    ax.set_title(panel["title"], loc="left")       # the rho text lives here, never over the points
+    ax.set_ylabel(panel["ylabel"], labelpad=2)
+
+
+def scatter_panels(panels: list[dict], *, xlabel: str, confidence: float = 0.95, columns: int = 3):
+    """Panels {title, ylabel, x, y}: each metric against the unrecognised rate, OLS line and band.
+
+    x is a rate, so every panel spans [0, 1]; y is fitted to the points on round ticks. The band
+    is the OLS mean's ``confidence`` interval (analytic, no random draws).
     """
-    w, h, left, bottom, top, right = 230, 180, 44, 32, 22, 10
     rows = max(1, math.ceil(len(panels) / columns))
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w * columns}' height='{h * rows}' "
-           f"viewBox='0 0 {w * columns} {h * rows}' font-family='sans-serif' font-size='10'>"]
-    for i, panel in enumerate(panels):
-        ox, oy = (i % columns) * w, (i // columns) * h
-        pw, ph = w - left - right, h - top - bottom
-        xs = [float(v) for v in panel["x"]]
-        ys = [float(v) for v in panel["y"]]
-        pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
-        x0, x1 = _ticks(min((p[0] for p in pts), default=0.0), max((p[0] for p in pts), default=1.0))
-        y0, y1 = _ticks(min((p[1] for p in pts), default=0.0), max((p[1] for p in pts), default=1.0))
-        out.append(f"<g transform='translate({ox},{oy})'>")
-        out.append(f"<text x='{left + pw / 2}' y='14' text-anchor='middle' font-weight='bold'>"
-                   f"{html.escape(panel['title'])}</text>")
-        out.append(f"<rect x='{left}' y='{top}' width='{pw}' height='{ph}' fill='none' stroke='#999'/>")
-        for x, y in pts:
-            cx = left + (x - x0) / (x1 - x0) * pw
-            cy = top + ph - (y - y0) / (y1 - y0) * ph
-            out.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='2.6' fill='#33658a' fill-opacity='0.75'/>")
-        out.append(f"<text x='{left}' y='{top + ph + 12}' text-anchor='start'>{_num(x0)}</text>"
-                   f"<text x='{left + pw}' y='{top + ph + 12}' text-anchor='end'>{_num(x1)}</text>"
-                   f"<text x='{left + pw / 2}' y='{top + ph + 25}' text-anchor='middle'>{html.escape(xlabel)}</text>"
-                   f"<text x='{left - 3}' y='{top + ph}' text-anchor='end'>{_num(y0)}</text>"
-                   f"<text x='{left - 3}' y='{top + 8}' text-anchor='end'>{_num(y1)}</text>")
-        if panel.get("note"):
-            out.append(f"<text x='{left + 4}' y='{top + 12}' fill='#333'>{html.escape(panel['note'])}</text>")
-        out.append("</g>")
-    out.append("</svg>")
-    return "".join(out)
+    height = 2.05 * rows + 0.35
+    fig, axes = plt.subplots(rows, columns, figsize=(2.45 * columns, height), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        _scatter_panel(ax, panel, confidence)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    fig.supxlabel(xlabel, y=0.06 / height, va="bottom")
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.55 / height, top=1 - 0.4 / height, hspace=0.7,
+                        wspace=0.42)
+    return fig
 
 
-def grouped_bars(groups: list[str], series: dict[str, list[float]], *, ylabel: str, title: str = "") -> str:
-    """Bars of one value per (group, series); NaN bars are left out (shown as gaps)."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) + 2), 2.8))
+def interval_bars(groups: list[str], series: dict[str, tuple[list[float], list[float], list[float]]], *,
+                  ylabel: str, confidence: float = 0.95):
+    """Grouped bars (one per series and group) with interval error bars; NaN bars are gaps.
+
+    ``series``: name -> (values, interval lows, interval highs). The y axis runs from
+    min(0, lowest bound) to max(0, highest bound), rounded out to round ticks: fitted to the
+    data, not a fixed -1..1 that flattens the differences.
+    """
+    fig, ax = plt.subplots(figsize=(min(10.0, max(5.0, 0.13 * len(groups) * max(1, len(series)) + 1.5)), 3.4))
     k = max(1, len(series))
     width = 0.8 / k
     cmap = plt.get_cmap("tab10")
-    for i, (name, values) in enumerate(series.items()):
-        xs = [g + (i - (k - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [0 if not math.isfinite(v) else v for v in values], width, label=name, color=cmap(i % 10))
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylim(-1, 1)
+    bounds = [0.0]
+    for i, (name, (values, lows, highs)) in enumerate(series.items()):
+        xs = np.arange(len(groups)) + (i - (k - 1) / 2) * width
+        v, lo, hi = (np.asarray(a, dtype=float) for a in (values, lows, highs))
+        ax.bar(xs, np.where(np.isfinite(v), v, 0.0), width, label=name, color=cmap(i % 10), zorder=2)
+        err = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
+        if err.any():
+            ax.errorbar(xs[err], v[err], yerr=[v[err] - lo[err], hi[err] - v[err]], fmt="none", ecolor="#222",
+                        elinewidth=0.7, capsize=1.5, zorder=3)
+        bounds += list(_finite(np.where(err, lo, v))) + list(_finite(np.where(err, hi, v)))
+    ax.axhline(0, color="black", linewidth=0.6, zorder=1)
+    _axis(ax, "y", nice_ticks(min(bounds), max(bounds), 8))
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", rotation_mode="anchor")
+    ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(k, 6), loc="lower left", frameon=False)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92)
-    return _svg(fig)
+    ax.grid(axis="y", color="#ddd", linewidth=0.5, zorder=0)
+    ax.legend(fontsize=7, ncol=min(k, 6), loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
+    ax.text(1.0, 1.02, f"error bars: {confidence:.0%} bootstrap intervals", transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=7, color="#555")
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.3, top=0.86)
+    return fig
 
 
-def lines(x: list[float], series: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str = "") -> str:
+def image_rows(rows: list[list[tuple[np.ndarray | None, str]]], *, row_titles: list[str], column_titles: list[str]):
+    """A grid of images with a caption under each (the disagreement figure): rows x columns.
+
+    Each cell is (H x W x 3 uint8 image or None, caption); pixels stay square and sharp.
+    """
+    columns = max((len(r) for r in rows), default=1)
+    height = 2.15 * len(rows) + 0.45
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.1 * columns + 0.5, height), squeeze=False)
+    for r, (cells, title) in enumerate(zip(rows, row_titles)):
+        for c, (image, caption) in enumerate(cells):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_color("#bbb")
+            if image is not None:
+                ax.imshow(image, interpolation="none")     # raw pixels, drawn sharp in SVG and PDF
+            else:
+                ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes, color="#888")
+            ax.set_xlabel(caption, fontsize=6.5, labelpad=3)
+            if r == 0:
+                ax.set_title(column_titles[c], fontsize=8, fontweight="bold")
+        axes[r][0].set_ylabel(title, fontsize=8, fontweight="bold")
+    fig.subplots_adjust(left=0.5 / (2.1 * columns + 0.5), right=0.99, bottom=0.55 / height, top=1 - 0.45 / height,
+                        hspace=0.55, wspace=0.12)
+    return fig
+
+
+def lines(x: list[float], series: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str = ""):
+    """One line per series over x (the alpha sweep); y on round ticks around the data and 0."""
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    values = [0.0]
     for name, ys in series.items():
         ax.plot(x, ys, marker="o", label=name)
+        values += list(_finite(ys))
+    _axis(ax, "y", nice_ticks(min(values), max(values), 5))
+    if x:
+        _axis(ax, "x", nice_ticks(0.0, max(x), 5))
+    ax.axhline(0, color="black", linewidth=0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.legend(frameon=False)
     fig.subplots_adjust(left=0.15, right=0.97, bottom=0.16, top=0.9)
-    return _svg(fig)
+    return fig

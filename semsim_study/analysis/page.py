@@ -7,8 +7,6 @@ of human verdicts (sorted by recognised rate), and each shows the verdict and ev
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
 import math
 from pathlib import Path
@@ -16,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import render
+from . import disagreement, render
+from .artifacts import Artifacts, alpha_table, column_titles, pair_caption
 from .correlate import rng_for
-from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
-from .study import POOLED, Study, get
+from .images import data_uri, image_paths
+from .orientation import IMAGE_METRICS, LABELS
+from .study import POOLED, Study
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;max-width:1150px;color:#222;
@@ -28,7 +28,7 @@ h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid 
 .banner{background:#fff4d6;border:1px solid #e0b84c;border-radius:6px;padding:.6rem 1rem;margin:1rem 0}
 .banner.ok{background:#e8f5e9;border-color:#81c784}.banner li{margin:.2rem 0}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.85rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}th:first-child,td:first-child{text-align:left;white-space:normal}
 thead th{background:#f3f3f3}td.na{color:#999}td.pos{background:#eef7ee}td.neg{background:#fbeaea}
 .notes{font-size:.8rem;color:#555}.figure svg{max-width:100%;height:auto}
 .grid{display:flex;flex-wrap:wrap;gap:.6rem}
@@ -38,6 +38,12 @@ thead th{background:#f3f3f3}td.na{color:#999}td.pos{background:#eef7ee}td.neg{ba
 .verdict{font-weight:600;margin:.2rem 0}.verdict.rec{color:#2e7d32}.verdict.unrec{color:#c62828}
 .cell dl{display:grid;grid-template-columns:auto auto;margin:0;gap:0 .4rem}.cell dd{margin:0;text-align:right}
 .missing{width:80px;height:80px;background:#eee;color:#888;display:flex;align-items:center;justify-content:center}
+tr.tau td{color:#555;border-top-style:dotted}
+.disagree{display:flex;gap:1rem;flex-wrap:wrap;margin:.4rem 0 1rem;align-items:flex-start}
+.disagree h4{width:100%;margin:.2rem 0}
+.disagree figure{margin:0;width:215px;font-size:.72rem}.disagree figcaption{white-space:pre-line}
+.disagree img,.disagree .missing{width:192px;height:192px;image-rendering:pixelated;display:block;border:1px solid #ccc}
+.disagree .label{font-weight:600;display:block}
 """
 
 
@@ -60,42 +66,16 @@ def _table(header, rows, reasons=(), classes=None) -> str:
 
 
 def _classes(rows) -> list[list[str]]:
-    out = []
-    for row in rows:
-        cl = [""]
-        for v in row[1:]:
-            cl.append("na" if v.startswith("n/a") else ("pos" if v.startswith("+") else "neg"))
-        out.append(cl)
-    return out
+    """Cell classes: n/a grey, positive (follows the annotators) green, negative red."""
+    return [["", ""] + ["na" if v.startswith("n/a") else ("pos" if v.startswith("+") else "neg") for v in row[2:]]
+            for row in rows]
 
 
 def _corr_table(study: Study, level: str, scopes: list[str]) -> str:
     header, rows, reasons = render.table_rows(study, level, scopes)
-    return _table(header, rows, reasons, _classes(rows))
-
-
-def _png(path: Path) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if not data.startswith(b"\x89PNG"):
-        return None
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def image_paths(root: Path, dataset: str, attacks: list[str]) -> dict[str, tuple[Path, Path]]:
-    """item_id -> (original, reconstruction) PNG paths, from each attack's index.csv."""
-    out = {}
-    for attack in attacks:
-        folder = Path(root) / "data" / "attacks" / dataset / attack
-        try:
-            with open(folder / "index.csv", encoding="utf-8", newline="") as fh:
-                for row in csv.DictReader(fh):
-                    out[row["item_id"]] = (folder / row["original"], folder / row["reconstruction"])
-        except (OSError, KeyError):
-            continue
-    return out
+    # the tau row under each metric is lighter, so a metric's two rows read as one
+    return _table(header, rows, reasons, _classes(rows)).replace("<tr><td></td><td>τ</td>",
+                                                                 "<tr class='tau'><td></td><td>τ</td>")
 
 
 def sample_items(images: pd.DataFrame, k: int, seed: int, dataset: str) -> pd.DataFrame:
@@ -118,21 +98,31 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    v = float(v)
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def _img(path: Path | None, label: str, title: str, caption: str = "") -> str:
+    src = data_uri(path)
+    inner = (f"<img src='{src}' alt='{_esc(label)}' title='{_esc(title)}'>" if src else
+             "<div class='missing'>no image</div>")
+    return f"<figure>{inner}<figcaption>{caption or _esc(label)}</figcaption></figure>"
+
+
 def _grid(root: Path, study: Study, dataset: str, attacks: list[str], k: int, seed: int) -> str:
     d = study.dataset(dataset)
     paths = image_paths(root, dataset, attacks)
     cells = []
     for row in sample_items(d.images, k, seed, dataset).itertuples(index=False):
-        figs = []
-        for label, path in zip(("original", "reconstruction"), paths.get(row.item_id, (None, None))):
-            src = _png(path) if path is not None else None
-            figs.append(f"<figure><img src='{src}' alt='{label}' title='{_esc(row.item_id)} {label}'>"
-                        f"<figcaption>{label}</figcaption></figure>" if src else
-                        f"<figure><div class='missing'>no image</div><figcaption>{label}</figcaption></figure>")
+        figs = [_img(path, label, f"{row.item_id} {label}")
+                for label, path in zip(("original", "reconstruction"), paths.get(row.item_id, (None, None)))]
         if row.annotators > 0 and math.isfinite(row.recognised_rate):
-            rec = int(round(row.recognised_rate * row.annotators))
             cls = "rec" if row.recognised_rate > 0.5 else "unrec"
-            verdict = f"<div class='verdict {cls}'>people: {rec}/{row.annotators} recognised</div>"
+            text = render.verdict(row.recognised_rate, row.annotators, row.annotation_source)
+            verdict = f"<div class='verdict {cls}'>{_esc(text)}</div>"
         else:
             verdict = "<div class='verdict'>not annotated</div>"
         values = "".join(f"<dt>{LABELS[m]}</dt><dd>{_fmt(getattr(row, m))}</dd>" for m in IMAGE_METRICS)
@@ -143,50 +133,88 @@ def _grid(root: Path, study: Study, dataset: str, attacks: list[str], k: int, se
     return "<div class='grid'>" + "".join(cells) + "</div>"
 
 
-def _scatter(study: Study, dataset: str) -> str:
-    d = study.dataset(dataset)
-    sets = d.sets[d.sets["unrecognised_rate"].notna()]
-    if sets.empty:
-        return f"<p>No scatter: {_esc(d.annotation_note or 'no annotated set')}.</p>"
-    panels = []
-    for m in SET_IMAGE_METRICS:
-        if sets[m].isna().all():
-            continue
-        r = get(study, "model", dataset, m, "spearman")
-        note = f"ρ={r['value']:+.2f}" if r and math.isfinite(r["value"]) else "ρ n/a"
-        panels.append({"title": LABELS[m], "x": sets["unrecognised_rate"], "y": sets[m], "note": note})
-    from . import figures  # matplotlib is imported only when a figure is drawn
-
-    return "<div class='figure'>" + figures.scatter_grid(panels, xlabel="unrecognised rate") + "</div>"
+def _figure(art: Artifacts, name: str, fallback: str = "") -> str:
+    """The figure's inline SVG (the bytes of reports/report/figures/<name>.svg), or a line why not."""
+    fig = art.figures.get(name)
+    if fig is None:
+        return f"<p>{_esc(fallback)}</p>" if fallback else ""
+    return f"<div class='figure' id='figure-{name}'>{fig.svg}</div>"
 
 
-def _bars(study: Study, datasets: list[str]) -> str:
-    scopes = datasets + [POOLED]
-    series = {s: [get(study, "model", s, m, "spearman").get("oriented", math.nan) for m in SET_METRICS]
-              for s in scopes}
-    from . import figures
+def _disagreement(root: Path, study: Study, art: Artifacts, attacks: list[str]) -> list[str]:
+    """Original, A and B per dataset as HTML (sharp, pixel-exact images) beside the SVG/PDF figure."""
+    who = render.study_annotators(study)
+    out = [f"<h2 id='disagreement'>Metrics vs {_esc(who)} disagree</h2>",
+           f"<p class='notes'>{_esc(disagreement.RULE)} Figure: figures/disagreement.svg and .pdf.</p>"]
+    _, title_a, title_b = column_titles(who)
+    for pair in art.pairs:
+        paths = image_paths(root, pair.dataset, attacks)
+        a, b = paths.get(pair.a["item_id"], (None, None)), paths.get(pair.b["item_id"], (None, None))
+        out.append(f"<div class='disagree' data-dataset='{_esc(pair.dataset)}'>"
+                   f"<h4>{_esc(render.column_label(study, pair.dataset))}</h4>"
+                   + _img(a[0], "original", pair.a["item_id"], f"<span class='label'>original</span>{_esc(pair.image_id)}")
+                   + _img(a[1], "A", pair.a["item_id"], f"<span class='label'>{_esc(title_a)}</span>"
+                          + _esc(pair_caption(pair, "a")))
+                   + _img(b[1], "B", pair.b["item_id"], f"<span class='label'>{_esc(title_b)}</span>"
+                          + _esc(pair_caption(pair, "b")))
+                   + "</div>")
+    for name in art.no_pair:
+        out.append(f"<p class='no-pair'>{_esc(name)}: no pair where {disagreement.metric_names()} all rank one "
+                   f"reconstruction above another of the same original while the {_esc(who)} recognise only "
+                   "the other.</p>")
+    if not art.pairs and not art.no_pair:
+        out.append("<p class='no-pair'>No annotated dataset.</p>")
+    return out
 
-    return "<div class='figure'>" + figures.grouped_bars([LABELS[m] for m in SET_METRICS], series,
-                                                         ylabel="oriented Spearman (model level)") + "</div>"
+
+def _alpha(art: Artifacts) -> list[str]:
+    out = ["<h2 id='alpha-sweep'>The alpha sweep (SemSim's triplet margin)</h2>"]
+    if art.alpha_rows is None:
+        return out + ["<p>No alpha sweep yet: queue `dvc exp run --queue -S alpha=...` runs, `dvc queue start`, then "
+                      "`python -m semsim_study.analysis.alpha_sweep` writes reports/alpha_sweep/alpha_sweep.csv, which this page "
+                      "shows on its next build.</p>"]
+    header, rows = alpha_table(art.alpha_rows)
+    return out + [f"<p class='notes'>From {_esc(art.alpha_source)} (written by the alpha_sweep command from "
+                  "`dvc exp show`; not a tracked input of this stage).</p>",
+                  _figure(art, "alpha-sweep"), _table(header, rows)]
 
 
-def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str], settings, grid_images: int) -> str:
+def _datasets(root: Path, study: Study, art: Artifacts, datasets: list[str], attacks: list[str], grid: int,
+              settings) -> list[str]:
+    body = ["<h2 id='datasets'>Per dataset: scatter plots and reconstructions</h2>",
+            "<p class='notes'>Each point is one (model, attack) set; line: ordinary least squares, band: its "
+            f"{settings.confidence:.0%} confidence interval (Student t); panel titles: signed Spearman ρ "
+            "[bootstrap interval].</p>"]
+    for name in datasets:
+        d = study.dataset(name)
+        body.append(f"<h3>{_esc(render.column_label(study, name))}</h3>")
+        body.append(_figure(art, f"scatter-{name}", f"No scatter: {d.annotation_note or 'no annotated set'}."))
+        body.append(_grid(root, study, name, attacks, grid, settings.seed))
+    return body
+
+
+def _banner(study: Study) -> str:
     lines = render.banner(study)
     if lines:
-        ban = ("<div class='banner' id='provenance'><strong>Read with care:</strong><ul>"
-               + "".join(f"<li>{_esc(x)}</li>" for x in lines) + "</ul></div>")
-    else:
-        ban = ("<div class='banner ok' id='provenance'>Every result rests on human annotations and "
-               "ImageNet-pretrained LPIPS/FID backbones.</div>")
+        return ("<div class='banner' id='provenance'><strong>Read with care:</strong><ul>"
+                + "".join(f"<li>{_esc(x)}</li>" for x in lines) + "</ul></div>")
+    return ("<div class='banner ok' id='provenance'>Every result rests on human annotations and "
+            "ImageNet-pretrained LPIPS/FID backbones.</div>")
+
+
+def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str], settings, grid_images: int,
+               art: Artifacts) -> str:
     scopes = datasets + [POOLED]
-    body = [f"<h1>How faithfully each metric follows human judgement</h1>{ban}",
-            "<p>Cells: oriented Spearman ρ [bootstrap interval] / Kendall τ-b; higher = more faithful to people (PSNR, SSIM and "
+    who = render.study_annotators(study)
+    body = [f"<h1>How faithfully each metric follows human judgement</h1>{_banner(study)}",
+            f"<p>Cells: oriented Spearman ρ and Kendall τ-b, each with its {settings.confidence:.0%} bootstrap "
+            f"interval ({settings.reps} resamples); higher = more faithful to the {_esc(who)} (PSNR, SSIM and "
             "classification are expected to fall as the unrecognised rate rises, MSE, LPIPS, FID, SemSim and the "
-            f"CE baseline to rise). {settings.reps} bootstrap resamples; signed values, p-values and "
-            f"{settings.confidence:.0%} intervals are in correlations.csv. Column “all” pools within datasets "
+            "CE baseline to rise). Signed values and p-values are in correlations.csv; every figure is also in "
+            "figures/ (SVG, PDF) and every table in tables/ (LaTeX). Column “all” pools within datasets "
             "(percentile ranks within each dataset first).</p>",
             "<h2 id='model-level'>Model level: each (model, attack) set vs its unrecognised rate</h2>",
-            _corr_table(study, "model", scopes), _bars(study, datasets),
+            _corr_table(study, "model", scopes), _figure(art, "spearman-model"),
             "<h2 id='image-level'>Image level: each reconstruction vs its recognised rate</h2>",
             _corr_table(study, "image", scopes)]
     if study.held_out:
@@ -195,17 +223,15 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
                  "The per-dataset SemSim columns above are leave-one-dataset-out already.</p>",
                  "<h3>Model level</h3>", _corr_table(study, "model", study.held_out),
                  "<h3>Image level</h3>", _corr_table(study, "image", study.held_out)]
+    body += _disagreement(root, study, art, attacks)
     body.append("<h2 id='contradictions'>Contradictions between metrics (image level)</h2><p>Upper triangle: "
                 "Spearman between metrics oriented so that higher = more recognisable; lower triangle: share of "
                 "image pairs that the two metrics order oppositely.</p>")
-    for scope in [d.name for d in study.datasets if d.annotated] + ([POOLED] if any(d.annotated for d in study.datasets) else []):
+    for scope in render.contradiction_scopes(study):
         header, rows = render.contradiction_matrix(study, scope)
         body.append(f"<h3>{_esc(render.column_label(study, scope))}</h3>" + _table(header, rows))
-    body.append("<h2 id='datasets'>Per dataset: scatter plots and reconstructions</h2>")
-    for name in datasets:
-        body.append(f"<h3>{_esc(render.column_label(study, name))}</h3>")
-        body.append(_scatter(study, name))
-        body.append(_grid(root, study, name, attacks, grid_images, settings.seed))
+    body += _alpha(art)
+    body += _datasets(root, study, art, datasets, attacks, grid_images, settings)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>SemSim study report</title><style>{CSS}</style></head><body>"

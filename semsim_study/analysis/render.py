@@ -60,26 +60,62 @@ def column_label(study: Study, scope: str) -> str:
     return scope + (SIM if d.annotation_source in ("simulated", "mixed") else "") + (PIPE if d.features == "pipeline" else "")
 
 
-def _cell(study: Study, level: str, scope: str, metric: str, reasons: list[str]) -> str:
-    rho = get(study, level, scope, metric, "spearman")
-    tau = get(study, level, scope, metric, "kendall")
-    if not rho or not math.isfinite(rho["oriented"]):
-        reason = (rho or {}).get("reason") or "not computed"
+COEFFICIENT_SYMBOLS = {"spearman": "ρ", "kendall": "τ"}
+
+
+def _signed(v: float) -> str:
+    """'+0.72', '-0.31'; a value that rounds to zero is '+0.00' whatever its sign."""
+    text = f"{v:+.2f}"
+    return "+0.00" if text == "-0.00" else text
+
+
+def interval_text(value: float, low: float, high: float) -> str:
+    """'+0.72 [+0.64, +0.78]': a coefficient with its interval (the interval left out when undefined)."""
+    interval = f" [{_signed(low)}, {_signed(high)}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{_signed(value)}{interval}"
+
+
+def _cell(study: Study, level: str, scope: str, metric: str, coefficient: str, reasons: list[str]) -> str:
+    r = get(study, level, scope, metric, coefficient)
+    if not r or not math.isfinite(r["oriented"]):
+        reason = (r or {}).get("reason") or "not computed"
         if reason not in reasons:
             reasons.append(reason)
         return f"n/a [{reasons.index(reason) + 1}]"
-    lo, hi = rho.get("oriented_ci_low", math.nan), rho.get("oriented_ci_high", math.nan)
-    interval = f" [{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
-    return f"{rho['oriented']:+.2f}{interval} / {tau['oriented']:+.2f}"
+    return interval_text(r["oriented"], r.get("oriented_ci_low", math.nan), r.get("oriented_ci_high", math.nan))
 
 
 def table_rows(study: Study, level: str, scopes: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, rows, reasons) of a rows-metrics x columns-scopes table of oriented rho / tau."""
+    """(header, rows, reasons): rows = metric x (rho, tau), columns = scopes, cells = oriented value [interval].
+
+    The metric's name stands on its rho row only; the tau row under it leaves it blank.
+    """
     metrics = SET_METRICS if level == "model" else IMAGE_METRICS
     reasons: list[str] = []
-    header = ["metric"] + [column_label(study, s) for s in scopes]
-    rows = [[LABELS[m]] + [_cell(study, level, s, m, reasons) for s in scopes] for m in metrics]
+    header = ["metric", ""] + [column_label(study, s) for s in scopes]
+    rows = []
+    for m in metrics:
+        for i, (coef, symbol) in enumerate(COEFFICIENT_SYMBOLS.items()):
+            rows.append([LABELS[m] if i == 0 else "", symbol]
+                        + [_cell(study, level, s, m, coef, reasons) for s in scopes])
     return header, rows, reasons
+
+
+def annotators(source: str | None) -> str:
+    """Who gave the verdicts, in words: 'simulated annotators' wherever the answers are simulated."""
+    return {"simulated": "simulated annotators", "mixed": "partly simulated annotators",
+            "human": "people"}.get(str(source), "annotators")
+
+
+def verdict(recognised_rate: float, annotator_count: int, source: str | None) -> str:
+    """'simulated annotators: 2/3 recognised' (or 'people: ...' for human answers)."""
+    return f"{annotators(source)}: {int(round(recognised_rate * annotator_count))}/{annotator_count} recognised"
+
+
+def study_annotators(study: Study) -> str:
+    """Who judged the study as a whole: one word for every annotated dataset's source."""
+    sources = {d.annotation_source for d in study.datasets if d.annotated}
+    return annotators(sources.pop() if len(sources) == 1 else "mixed" if "simulated" in sources else None)
 
 
 def _md_table(header, rows, reasons) -> str:
@@ -87,6 +123,12 @@ def _md_table(header, rows, reasons) -> str:
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += [""] + [f"[{i}] {r}" for i, r in enumerate(reasons, 1)] if reasons else []
     return "\n".join(out) + "\n"
+
+
+def contradiction_scopes(study: Study) -> list[str]:
+    """Every annotated dataset, then the pooled scope (when any dataset is annotated)."""
+    names = [d.name for d in study.datasets if d.annotated]
+    return names + [POOLED] if names else []
 
 
 def contradiction_matrix(study: Study, scope: str) -> tuple[list[str], list[list[str]]]:
@@ -123,9 +165,10 @@ def untrained_note(study: Study, scopes: list[str]) -> str:
 def markdown(study: Study, datasets: list[str], settings) -> str:
     scopes = datasets + [POOLED]
     parts = ["# Report: how faithfully each metric follows human judgement\n",
-             "Cells: oriented Spearman rho [its bootstrap interval] / Kendall tau-b (higher = more faithful to "
-             "people; signed values, p-values and every interval are in correlations.csv). "
-             f"{settings.reps} bootstrap resamples, {settings.confidence:.0%} intervals. "
+             "Cells: oriented Spearman rho (row ρ) and Kendall tau-b (row τ), each with its "
+             f"{settings.confidence:.0%} bootstrap interval; higher = more faithful to the "
+             f"{study_annotators(study)} (signed values and p-values are in correlations.csv). "
+             f"{settings.reps} bootstrap resamples. "
              "Column \"all\" pools within datasets: each value is first replaced by its percentile rank within "
              "its dataset, so no dataset's offset (nor each dataset's own leave-one-out SemSim) ranks against "
              "another's.\n"]
@@ -157,14 +200,15 @@ def markdown(study: Study, datasets: list[str], settings) -> str:
 
 
 def scatter_frames(study: Study) -> dict[str, pd.DataFrame]:
-    """plots/scatter/<dataset>/<metric>.csv: one point per set, x = unrecognised rate, y = value."""
+    """plots/scatter/<dataset>/<metric>.csv: one point per set, x = unrecognised rate, y = the
+    metric's own column (DVC takes the last column as y and names the axis after it)."""
     out = {}
     for d in study.datasets:
         sets = d.sets[d.sets["unrecognised_rate"].notna()]
         for m in SET_IMAGE_METRICS:
             if sets.empty or sets[m].isna().all():
                 continue
-            df = sets[["model", "attack", "unrecognised_rate", m]].rename(columns={m: "value"}).dropna()
+            df = sets[["model", "attack", "unrecognised_rate", m]].dropna()
             out[f"{d.name}/{m}.csv"] = df.round(6)
     return out
 

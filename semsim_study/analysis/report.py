@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import atomic, params as P
 from ..errors import ConfigError
-from . import crowd_controls, page, render, study as S
+from . import artifacts, crowd_controls, page, render, study as S
 from .headline import headline
 
 
@@ -60,11 +60,20 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None) -> S.Study:
-    """Compute everything, then write each file atomically (plots/ as one swapped-in folder)."""
+    """Compute everything, then write each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
     study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
     out = Path(out)
-    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images)
-    md = render.markdown(study, cfg.datasets, cfg.settings) + "\n" + crowd_controls.markdown(Path(root), cfg.datasets)
+    art = artifacts.build(Path(root), study, cfg.datasets, cfg.attacks, cfg.settings.confidence)
+    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
+    md = (render.markdown(study, cfg.datasets, cfg.settings) + "\n" + artifacts.markdown(study, art)
+          + crowd_controls.markdown(Path(root), cfg.datasets))
+    with atomic.build_dir(out / "figures") as tmp:
+        for name, fig in art.figures.items():
+            (tmp / f"{name}.svg").write_text(fig.svg, encoding="utf-8")
+            (tmp / f"{name}.pdf").write_bytes(fig.pdf)
+    with atomic.build_dir(out / "tables") as tmp:
+        for name, text in art.tables.items():
+            (tmp / f"{name}.tex").write_text(text, encoding="utf-8")
     with atomic.build_dir(out / "plots") as tmp:
         for name, df in render.scatter_frames(study).items():
             (tmp / "scatter" / name).parent.mkdir(parents=True, exist_ok=True)
