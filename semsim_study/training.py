@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import atomic, augment, defenses, models
+from . import atomic, augment, classifiers, defenses
 from . import params as P
 from .datasets.standard import PreparedDataset
 from .errors import ConfigError, DataError
@@ -139,9 +139,9 @@ def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
     grid = P.get(params, f"train.datasets.{dataset}.models", dict)
     specs = []
     for backbone, names in grid.items():
-        if backbone not in models.BACKBONES:
+        if backbone not in classifiers.BACKBONES:
             raise ConfigError(f"params: 'train.datasets.{dataset}.models' names unknown backbone {backbone!r}; "
-                              f"valid backbones: {', '.join(sorted(models.BACKBONES))}")
+                              f"valid backbones: {', '.join(sorted(classifiers.BACKBONES))}")
         if "_" in backbone:
             raise ConfigError(f"params: backbone name {backbone!r} may not contain '_'")
         if not isinstance(names, list) or not names:
@@ -200,7 +200,7 @@ def train(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int,
     """Train one model of the grid on ``ds``; ``on_epoch(epoch, metrics)`` after each epoch."""
     torch_seed, rng, noise_gen = seeds(seed, ds.name, spec.model_id)
     torch.manual_seed(torch_seed)
-    model = models.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
+    model = classifiers.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
     mean, std = ds.channel_stats()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
@@ -295,7 +295,7 @@ def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, resu
                       "weight_decay": cfg.weight_decay, "milestones": cfg.milestones, "gamma": 0.1},
         "seed": seed,
         "device": cfg.device,
-        "parameters": models.parameter_count(result.model),
+        "parameters": classifiers.parameter_count(result.model),
         "image_size": ds.image_size,
         "num_classes": ds.num_classes,
         "normalization": {"mean": mean, "std": std, "source": "training split of the prepared dataset"},
@@ -317,5 +317,5 @@ def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
 
 def from_state(state: dict, info: dict, where: str) -> nn.Module:
     """The model a card describes, with the weights of ``state`` (from ``load_state``)."""
-    model = models.build(info["backbone"], info["num_classes"], info["image_size"])
+    model = classifiers.build(info["backbone"], info["num_classes"], info["image_size"])
     return fill(model, state, where, f"backbone {info['backbone']!r}").eval()

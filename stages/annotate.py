@@ -20,7 +20,7 @@ import time
 import torch
 
 from semsim_study import atomic, params as P
-from semsim_study.annotation import annotate_stage
+from semsim_study.annotation import collect
 
 from ._cli import run
 
@@ -37,7 +37,7 @@ def main() -> None:
     # machine, whatever its core count or OMP_NUM_THREADS (the small net gains nothing from more)
     torch.set_num_threads(1)
     params = P.load(args.params)
-    result = annotate_stage.run(params, args.dataset)
+    result = collect.run(params, args.dataset)
     with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
         result.write(tmp)
     atomic.write_json(f"reports/annotate/{args.dataset}.json", result.summary)

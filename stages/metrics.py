@@ -19,7 +19,7 @@ import torch
 
 from semsim_study import atomic, params as P
 from semsim_study.errors import DataError
-from semsim_study.metrics import backbones, classification, compute, settings
+from semsim_study.metrics import classification, compute, feature_extractors, settings
 from semsim_study.metrics.pairs import check_images, read_pairs
 
 from ._cli import run
@@ -42,7 +42,7 @@ def main() -> None:
     if not pairs:
         raise DataError(f"data/attacks/{name}: the attack indexes list no reconstructions")
     check_images(pairs)
-    backbone = backbones.build(cfg.features, features_dir="models/features", weights_dir=cfg.weights_dir,
+    backbone = feature_extractors.build(cfg.features, features_dir="models/features", weights_dir=cfg.weights_dir,
                                lpips=cfg.lpips, device=cfg.device)
     model_id = classification.classifier_id(params, name)
     classifier = classification.Classifier(f"models/{name}/{model_id}.pt", cfg.device)

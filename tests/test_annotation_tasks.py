@@ -84,10 +84,10 @@ def test_real_checkpoint_classifier(tmp_path):
     """The default path: load models/<ds>/<id>.pt with its card and normalise like training."""
     import torch
 
-    from semsim_study import atomic, models, training
+    from semsim_study import atomic, classifiers, training
 
     torch.manual_seed(0)
-    model = models.build("convnet4", 12, 32)
+    model = classifiers.build("convnet4", 12, 32)
     (tmp_path / "models" / "toy").mkdir(parents=True)
     (tmp_path / "models" / "toy" / "convnet4_none.pt").write_bytes(state_bytes(model))
     atomic.write_json(tmp_path / "models" / "toy" / "convnet4_none.json",

@@ -141,7 +141,7 @@ def test_a_corrupt_image_of_the_last_attack_fails_before_any_metric(project, mon
     def never(*args, **kwargs):
         raise AssertionError("the metrics' networks were built before the images were checked")
 
-    monkeypatch.setattr(stage.backbones, "build", never)
+    monkeypatch.setattr(stage.feature_extractors, "build", never)
     with pytest.raises(DataError, match=f"{victim} \\(listed at .*invgrad/index.csv:\\d+\\).*unreadable or corrupt"):
         _run_stage(monkeypatch)
     assert not (project / "data/metrics/toy").exists()

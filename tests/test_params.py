@@ -117,7 +117,7 @@ def _checkers():
     """Each section's reader, as the stage that owns it calls it before any work."""
     from semsim_study import observer_controls, training
     from semsim_study.analysis import report
-    from semsim_study.annotation import annotate_stage, tasks
+    from semsim_study.annotation import collect, tasks
     from semsim_study.attacks import configs
     from semsim_study.metrics import featurenet, settings
     from semsim_study.semsim import train as semsim_train
@@ -138,8 +138,8 @@ def _checkers():
         "features": featurenet.config_from_params,
         "annotate": tasks.check_section,
         "annotate.app": tasks.check_section,
-        "annotate.simulated": annotate_stage.configs,
-        "annotate.simulated.observer": annotate_stage.configs,
+        "annotate.simulated": collect.configs,
+        "annotate.simulated.observer": collect.configs,
         "observer_controls": observer_controls.config_from_params,
         "semsim": semsim_train.config_from_params,
         "semsim.model": semsim_train.config_from_params,

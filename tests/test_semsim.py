@@ -292,13 +292,13 @@ def test_stage_outputs(trained):
 def test_untrained_control_is_the_same_network_at_initialisation(trained):
     """semsim_untrained = the stage's network before any step: rebuilt from the split's seed, it
     gives the same distances; training changed them."""
-    from semsim_study.semsim import backbones, metric, train as T
+    from semsim_study.semsim import embedding_nets, metric, train as T
 
     rows = _read_csv(trained / "data" / "semsim" / "dataset-gamma" / "scores.csv")
     card = json.loads((trained / "models" / "semsim" / "dataset-gamma" / "semsim.json").read_text())
     torch_seed, _ = T.seeds(card["seed"], "dataset", "gamma", "semsim")
     torch.manual_seed(torch_seed)
-    fresh = metric.SemSim(backbones.build(card["backbone"]), card)
+    fresh = metric.SemSim(embedding_nets.build(card["backbone"]), card)
     _, o, x = _pairs(trained)
     got = fresh.score(o, x).numpy()
     assert got == pytest.approx([float(r["semsim_untrained"]) for r in rows], abs=2e-6)

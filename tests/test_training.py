@@ -159,9 +159,9 @@ def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embed
     result = training.train(digits, spec, cfg, seed=0)
     torch_seed, _, _ = training.seeds(0, "digits", spec.model_id)
     torch.manual_seed(torch_seed)
-    from semsim_study import models
+    from semsim_study import classifiers
 
-    fresh = models.build("resnet8", digits.num_classes, digits.image_size)
+    fresh = classifiers.build("resnet8", digits.num_classes, digits.image_size)
     assert state_bytes(result.model) == state_bytes(fresh.eval())
     assert result.history == [] and 0 <= result.test_accuracy <= 1
     assert training.card(digits, spec, cfg, 0, result)["epochs"] == 0

@@ -8,7 +8,7 @@ from typing import Mapping
 from .. import params as P
 from ..torch_helpers import resolve_device
 from ..errors import ConfigError
-from .backbones import KINDS, LpipsOptions
+from .feature_extractors import KINDS, LpipsOptions
 from .frechet import METHODS
 from .imagenet import LPIPS_NETS
 

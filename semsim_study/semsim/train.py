@@ -35,7 +35,7 @@ from torch import nn
 from .. import params as P
 from ..errors import ConfigError, DataError
 from ..torch_helpers import resolve_device
-from . import backbones, colour, preprocess, selection
+from . import colour, embedding_nets, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
 
@@ -82,7 +82,7 @@ def config_from_params(params: Mapping) -> TrainConfig:
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
                                         "crop_flip", "baseline"))
-    backbone = P.choice(params, "semsim.model.backbone", backbones.BACKBONES)
+    backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
     milestones = P.get(params, "semsim.training.milestones", list, [])
@@ -181,7 +181,7 @@ class _Trainer:
     def __init__(self, cfg: TrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
         self.cfg, self.rng = cfg, rng
         torch.manual_seed(torch_seed)
-        self.net = backbones.build(cfg.backbone).to(cfg.device)
+        self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
         params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
         self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,

@@ -1,9 +1,9 @@
-"""The annotate stage's work: collect answers from the source params name, aggregate them.
+"""Collect a dataset's answers from the source params name (simulated or people's files), aggregate them.
 
-Kept out of stages/annotate.py so that it can be tested without DVC. Whatever the source,
-the answers pass through one importer (``importers``) and one aggregation (``aggregate``,
-``agreement``); simulated answers are written to a long-format CSV and read back by the CSV
-importer, exactly as a file from people would be.
+What the annotate stage runs, kept out of stages/annotate.py so that it can be tested without
+DVC. Whatever the source, the answers pass through one importer (``importers``) and one
+aggregation (``aggregate``, ``agreement``); simulated answers are written to a long-format CSV
+and read back by the CSV importer, exactly as a file from people would be.
 """
 
 from __future__ import annotations
