@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     params = P.load(args.params)
     kind = P.choice(params, "metrics.features", ("imagenet", "pipeline"))
-    cfg = featurenet.config_from_params(params)
+    cfg = featurenet.from_params(params)
     with atomic.build_dir(args.out) as out:
         if kind != "pipeline":
             card = {"kind": featurenet.KIND, "trained": False,

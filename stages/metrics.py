@@ -35,7 +35,7 @@ def main() -> None:
     start = time.perf_counter()
     params = P.load(args.params)
     name = args.dataset
-    cfg = settings.metrics_settings(params)
+    cfg = settings.from_params(params)
     torch.set_num_threads(cfg.threads)
     attacks = P.get(params, "attacks", list)
     pairs = read_pairs(f"data/attacks/{name}", attacks)

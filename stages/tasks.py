@@ -27,7 +27,7 @@ def main() -> None:
     start = time.perf_counter()
     params = P.load(args.params)
     meta = atomic.read_json(f"data/prepared/{args.dataset}/meta.json", "missing; run the prepare stage first")
-    settings = tasks.settings_from_params(params, args.dataset, meta)
+    settings = tasks.from_params(params, args.dataset, meta)
     built = tasks.build_tasks(settings, meta["class_names"])
     with atomic.build_dir(f"data/tasks/{args.dataset}") as tmp:
         (tmp / "tasks.csv").write_text(tasks.tasks_csv(built), encoding="utf-8")

@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     name = args.dataset
     specs = training.model_grid(params, name)
-    jobs = [(spec, training.train_config(params, name, spec.backbone, spec.setting), threads) for spec in specs]
+    jobs = [(spec, training.from_params(params, name, spec.backbone, spec.setting), threads) for spec in specs]
     run_on = executor.from_params(params)  # every param is checked before the first model trains
     seed = P.get(params, "seed", int)
     ds = standard.load(f"data/prepared/{name}")

@@ -269,10 +269,10 @@ def stage_inputs(tmp_path_factory, tiny_params):
     ds, split, idx = build.prepare(tiny_params, "shapes")
     standard.save(ds, root / "prepared", split, idx[:3])
     ds.train_images, ds.train_labels = ds.train_images[:128], ds.train_labels[:128]
-    settings = training.settings_from_params(tiny_params)
+    settings = training.settings(tiny_params)
     for backbone, setting in (("resnet8", "crop"), ("lenet", "crop-prune70")):
         spec = training.ModelSpec("shapes", backbone, settings[setting])
-        cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
+        cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
         result = training.train(ds, spec, cfg, seed=0)
         (root / "models").mkdir(exist_ok=True)
         (root / "models" / f"{spec.model_id}.pt").write_bytes(state_bytes(result.model))

@@ -221,4 +221,4 @@ def test_bad_feature_params_are_named():
     params = _features_params("pipeline")
     params["features"]["widths"] = [8, 0]
     with pytest.raises(ConfigError, match="'features.widths' must be a non-empty list of positive integers"):
-        featurenet.config_from_params(params)
+        featurenet.from_params(params)

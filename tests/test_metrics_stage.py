@@ -215,11 +215,11 @@ def test_shipped_profiles_parse(embedded_params):
 
     from semsim_study.metrics import featurenet, settings
 
-    emb = settings.metrics_settings(embedded_params)
+    emb = settings.from_params(embedded_params)
     assert emb.features == "pipeline" and emb.lpips.paper_input_scale is False and emb.fid_method == "exact"
-    featurenet.config_from_params(embedded_params)
+    featurenet.from_params(embedded_params)
     paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    cfg = settings.metrics_settings(paper)
+    cfg = settings.from_params(paper)
     assert cfg.features == "imagenet" and cfg.lpips.net == "alex" and cfg.lpips.resize == 256
 
 

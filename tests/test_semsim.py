@@ -182,13 +182,13 @@ def test_margin_comes_from_params_alpha(fx, monkeypatch):
     r = study.run_split(F.params(epochs=1, alpha=0.37, baseline=False), "dataset", "gamma", fx)
     assert seen and set(seen) == {0.37}
     assert r.card["alpha"] == 0.37 and r.baseline is None
-    assert train.config_from_params(F.params(alpha=2)).alpha == 2.0
+    assert train.from_params(F.params(alpha=2)).alpha == 2.0
     with pytest.raises(ConfigError, match="alpha"):
-        train.config_from_params(F.params(alpha=-1))
+        train.from_params(F.params(alpha=-1))
     p = F.params()
     del p["alpha"]
     with pytest.raises(ConfigError, match="missing key 'alpha'"):
-        train.config_from_params(p)
+        train.from_params(p)
 
 
 def test_sgd_matches_torch_and_schedule_matches_multisteplr():
@@ -206,7 +206,7 @@ def test_sgd_matches_torch_and_schedule_matches_multisteplr():
             opt.step()
     for pa, pb in zip(net_a.parameters(), net_b.parameters()):
         assert torch.equal(pa, pb)
-    cfg = train.TrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
+    cfg = train.SemSimTrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
     sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05),
                                                  milestones=[37, 62, 87], gamma=0.1)
     for epoch in range(100):

@@ -26,7 +26,7 @@ from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
 from . import items as I, metric, preprocess, selection
-from .train import CETrainer, TrainConfig, TripletTrainer, ce_data, config_from_params, image_table, seeds
+from .train import CETrainer, SemSimTrainConfig, TripletTrainer, ce_data, from_params, image_table, seeds
 from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     """Train SemSim and the CE baseline without the held-out value; score every held-out item."""
     start = time.perf_counter()
     root = Path(root)
-    cfg: TrainConfig = config_from_params(params)
+    cfg: SemSimTrainConfig = from_params(params)
     seed = P.get(params, "seed", int)
     datasets = _string_list(params, "datasets")
     attacks = _string_list(params, "attacks")

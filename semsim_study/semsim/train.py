@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SemSimTrainConfig:
     backbone: str
     input_size: int
     normalization: str
@@ -72,8 +72,8 @@ class TrainConfig:
                 "weight_decay": self.weight_decay, "milestones": list(self.milestones), "gamma": self.gamma}
 
 
-def config_from_params(params: Mapping) -> TrainConfig:
-    """params.yaml -> TrainConfig: top-level ``alpha``, ``semsim.model``, ``semsim.training``."""
+def from_params(params: Mapping) -> SemSimTrainConfig:
+    """params.yaml -> SemSimTrainConfig: top-level ``alpha``, ``semsim.model``, ``semsim.training``."""
     alpha = float(P.get(params, "alpha", (int, float)))
     if not alpha > 0:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
@@ -88,7 +88,7 @@ def config_from_params(params: Mapping) -> TrainConfig:
     milestones = P.get(params, "semsim.training.milestones", list, [])
     if any(not isinstance(m, int) or isinstance(m, bool) or m <= 0 for m in milestones) or milestones != sorted(milestones):
         raise ConfigError(f"params: 'semsim.training.milestones' must be increasing positive epochs, got {milestones!r}")
-    cfg = TrainConfig(
+    cfg = SemSimTrainConfig(
         backbone=backbone,
         input_size=P.positive_int(params, "semsim.model.input_size"),
         normalization=norm,
@@ -105,7 +105,7 @@ def config_from_params(params: Mapping) -> TrainConfig:
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         baseline=bool(P.get(params, "semsim.training.baseline", bool, True)),
         colour=colour.from_params(params),
-        selection_fraction=selection.fraction_from_params(params),
+        selection_fraction=selection.from_params(params),
     )
     return cfg
 
@@ -134,7 +134,7 @@ def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int =
     return out
 
 
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
+def lr_at(cfg: SemSimTrainConfig, epoch: int) -> float:
     """The step schedule (torch's MultiStepLR stepped once per epoch): x gamma at each milestone."""
     return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
 
@@ -178,7 +178,7 @@ class NesterovSGD:
 class _Trainer:
     """Shared parts: the net, SGD with the step schedule, the augmented batch tensor."""
 
-    def __init__(self, cfg: TrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
+    def __init__(self, cfg: SemSimTrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
         self.cfg, self.rng = cfg, rng
         torch.manual_seed(torch_seed)
         self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
@@ -213,8 +213,8 @@ class _Trainer:
 class TripletTrainer(_Trainer):
     """SemSim proper: triplets (original, recognised, unrecognised), margin ``alpha``."""
 
-    def __init__(self, cfg: TrainConfig, sampler: TripletSampler, originals: np.ndarray, reconstructions: np.ndarray,
-                 torch_seed: int, rng: np.random.Generator):
+    def __init__(self, cfg: SemSimTrainConfig, sampler: TripletSampler, originals: np.ndarray,
+                 reconstructions: np.ndarray, torch_seed: int, rng: np.random.Generator):
         super().__init__(cfg, torch_seed, rng)
         self.sampler, self.originals, self.reconstructions = sampler, originals, reconstructions
 
@@ -269,7 +269,7 @@ def ce_data(sampler: TripletSampler, originals: np.ndarray, reconstructions: np.
 class CETrainer(_Trainer):
     """The baseline: cross-entropy over the annotation tree's classes, then feature distance."""
 
-    def __init__(self, cfg: TrainConfig, data: CEData, torch_seed: int, rng: np.random.Generator):
+    def __init__(self, cfg: SemSimTrainConfig, data: CEData, torch_seed: int, rng: np.random.Generator):
         super().__init__(cfg, torch_seed, rng, head=data.classes)
         self.data = data
 
