@@ -191,21 +191,7 @@ def test_margin_comes_from_params_alpha(fx, monkeypatch):
         train.from_params(p)
 
 
-def test_sgd_matches_torch_and_schedule_matches_multisteplr():
-    torch.manual_seed(0)
-    net_a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    net_b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    net_b.load_state_dict(net_a.state_dict())
-    ours = train.NesterovSGD(net_a.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    ref = torch.optim.SGD(net_b.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x = torch.randn(32, 4)
-    for _ in range(5):
-        for net, opt in ((net_a, ours), (net_b, ref)):
-            opt.zero_grad()
-            net(x).pow(2).mean().backward()
-            opt.step()
-    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
-        assert torch.equal(pa, pb)
+def test_optimiser_is_torch_sgd_and_schedule_matches_multisteplr(fx):
     cfg = train.SemSimTrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
     sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05),
                                                  milestones=[37, 62, 87], gamma=0.1)
@@ -213,6 +199,13 @@ def test_sgd_matches_torch_and_schedule_matches_multisteplr():
         assert train.lr_at(cfg, epoch) == pytest.approx(sched.get_last_lr()[0])
         sched.optimizer.step()
         sched.step()
+    sampler = TripletSampler(_items(fx))
+    images = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    trainer = train.TripletTrainer(cfg, sampler, images, images, 0, np.random.default_rng(0))
+    assert isinstance(trainer.opt, torch.optim.SGD)
+    group = trainer.opt.param_groups[0]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
+    assert trainer.start_epoch(37) == group["lr"] == train.lr_at(cfg, 37)
 
 
 # -- training ------------------------------------------------------------------------------------

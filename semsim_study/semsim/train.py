@@ -139,42 +139,6 @@ def lr_at(cfg: SemSimTrainConfig, epoch: int) -> float:
     return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
 
 
-class NesterovSGD:
-    """torch.optim.SGD's update (momentum, no dampening, optional Nesterov, L2 weight decay).
-
-    Written out because constructing any torch.optim optimiser imports torch._dynamo, 2-4 s
-    per process on the 2-core build machine: more than a whole embedded SemSim training, paid
-    by each of the 11 stage processes. tests/test_semsim.py checks that the parameters match
-    torch.optim.SGD's step for step.
-    """
-
-    def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
-        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            d = p.grad
-            if self.weight_decay:
-                d = d.add(p, alpha=self.weight_decay)
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = torch.clone(d).detach()
-                else:
-                    buf.mul_(self.momentum).add_(d)
-                d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
-            p.add_(d, alpha=-self.lr)
-
-
 class _Trainer:
     """Shared parts: the net, SGD with the step schedule, the augmented batch tensor."""
 
@@ -184,16 +148,18 @@ class _Trainer:
         self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
         params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
-        self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay)
         self.mean, self.std = cfg.mean_std
 
     def start_epoch(self, epoch: int) -> float:
-        self.opt.lr = lr_at(self.cfg, epoch)
+        lr = lr_at(self.cfg, epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.net.train()
         if self.head is not None:
             self.head.train()
-        return self.opt.lr
+        return lr
 
     def batch(self, images: np.ndarray) -> torch.Tensor:
         if self.cfg.crop_flip:
@@ -205,7 +171,7 @@ class _Trainer:
         if not torch.isfinite(loss):
             raise DataError(f"SemSim {what}: training loss became {loss.item()} in epoch {epoch + 1}; "
                             f"lower semsim.training.lr")
-        self.opt.zero_grad()
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
