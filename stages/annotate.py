@@ -13,7 +13,6 @@ metrics reports/annotate/<dataset>.json (coverage, recognised rate, agreement).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -22,15 +21,13 @@ import torch
 from semsim_study import atomic, params as P
 from semsim_study.annotation import collect
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("annotate")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     # the simulated observer trains here: one torch thread gives the same answers on any

@@ -10,7 +10,6 @@ which classifier, every definition). Streams in batches of `metrics.batch_size`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import time
@@ -22,15 +21,13 @@ from semsim_study.errors import DataError
 from semsim_study.metrics import classification, compute, feature_extractors, settings
 from semsim_study.metrics.pairs import check_images, read_pairs
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("metrics")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)

@@ -7,22 +7,19 @@ candidate model, counts). The web app and the annotate stage read them.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
 from semsim_study import atomic, params as P
 from semsim_study.annotation import tasks
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("tasks")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)

@@ -7,7 +7,6 @@ that `dvc metrics show` reads.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
@@ -16,15 +15,13 @@ from dvclive import Live
 from semsim_study import atomic, executor, params as P, training
 from semsim_study.datasets import standard
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     params = P.load(args.params)
     # float sums depend on the thread count: a fixed count (default one, the fastest for these
