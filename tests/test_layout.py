@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_dvc_deps import LAZY, _lazy_exports, _module_file
+from tests.test_dvc_deps import LAZY, _lazy_exports, _module_file, from_module
 
 LIBRARY = ROOT / "semsim_study"
 
@@ -81,11 +81,7 @@ def _imports(path: Path) -> set[Path]:
             for alias in node.names:
                 add(alias.name)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
+            module = from_module(node, package)
             names = [f"{module}.{a.name}" for a in node.names]
             if not all([add(n) for n in names]):
                 add(module)
