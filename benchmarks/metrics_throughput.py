@@ -38,10 +38,10 @@ import numpy as np
 import psutil
 import torch
 
-from semsim_study import models
+from semsim_study import classifiers
 from semsim_study.torch_helpers import state_bytes
 from semsim_study.datasets.imaging import save_png
-from semsim_study.metrics import backbones, classification, compute, featurenet, frechet, imagenet, pairs as P, pixel
+from semsim_study.metrics import classification, compute, feature_extractors, featurenet, frechet, imagenet, pairs as P, pixel
 
 ATTACKS = ("dlg", "invgrad")
 MODELS = ("resnet8_none", "resnet8_crop", "convnet4_none", "convnet4_crop")  # 8 sets per attack grid
@@ -81,7 +81,7 @@ def make_project(root: Path, n_pairs: int, size: int = 32, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     mdir = root / "models" / "bench"
     mdir.mkdir(parents=True)
-    (mdir / "resnet8_none.pt").write_bytes(state_bytes(models.build("resnet8", 10, size)))
+    (mdir / "resnet8_none.pt").write_bytes(state_bytes(classifiers.build("resnet8", 10, size)))
     (mdir / "resnet8_none.json").write_text(json.dumps({
         "model_id": "resnet8_none", "backbone": "resnet8", "setting": "none", "num_classes": 10, "image_size": size,
         "test_accuracy": 0.0, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
@@ -115,8 +115,8 @@ def fake_imagenet_weights(folder: Path) -> Path:
 
 def build_backbone(root: Path, kind: str):
     if kind == "imagenet":
-        return backbones.ImagenetFeatures(root / "weights", backbones.LpipsOptions(net="alex", resize=256))
-    return backbones.PipelineFeatures(root / "models" / "features", backbones.LpipsOptions())
+        return feature_extractors.ImagenetFeatures(root / "weights", feature_extractors.LpipsOptions(net="alex", resize=256))
+    return feature_extractors.PipelineFeatures(root / "models" / "features", feature_extractors.LpipsOptions())
 
 
 # --- ours ---------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def make_weights(folder: Path) -> Path:
     import torchvision
 
     from semsim_study.metrics import imagenet
-    from tests.test_metrics_backbones import fid_inception_skeleton
+    from tests.test_feature_extractors import fid_inception_skeleton
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from . import params as P, training
-from .annotation import annotate_stage, observer, simulated
+from .annotation import collect, observer, simulated
 from .annotation.tasks import Task, read_tasks
 from .datasets import standard
 from .datasets.imaging import decode
@@ -60,7 +60,7 @@ class ControlConfig:
     confidence: float = 0.95
 
 
-def config_from_params(params: Mapping) -> ControlConfig:
+def from_params(params: Mapping) -> ControlConfig:
     section = dict(P.known(params, "observer_controls", ControlConfig.__dataclass_fields__))
     cfg = ControlConfig(**section)
     checks = {"max_psnr": cfg.max_psnr > 0, "min_images": isinstance(cfg.min_images, int) and cfg.min_images > 0,
@@ -179,16 +179,16 @@ def _candidates(dataset: str, tasks: Mapping[str, Task], rows: list[dict], rng: 
 
 def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
     """The control's summary (reports/observer/<ds>.json) and its per-copy table."""
-    cfg = config_from_params(params)
+    cfg = from_params(params)
     seed = P.get(params, "seed", int)
-    if annotate_stage.source_of(params, dataset) != "simulated":  # people's eyes need no control for a CNN's
+    if collect.source_of(params, dataset) != "simulated":  # people's eyes need no control for a CNN's
         return {"dataset": dataset, "simulated": False,
                 "note": "answers come from people; the planted-cue control applies to simulated annotators"}, \
             pd.DataFrame(columns=COLUMNS)
-    obs_cfg, pool_cfg = annotate_stage.configs(params)
+    obs_cfg, pool_cfg = collect.from_params(params)
     tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
     ds = standard.load(f"data/prepared/{dataset}")
-    net = observer.load(Path(f"data/annotations/{dataset}") / annotate_stage.OBSERVER_FILE, ds.num_classes, obs_cfg)
+    net = observer.load(Path(f"data/annotations/{dataset}") / collect.OBSERVER_FILE, ds.num_classes, obs_cfg)
     class_index = {c: i for i, c in enumerate(ds.class_names)}
     low = _low_psnr_items(dataset, tasks, cfg)
 

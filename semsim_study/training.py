@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import atomic, augment, defenses, models
+from . import atomic, augment, classifiers, defenses
 from . import params as P
 from .datasets.standard import PreparedDataset
 from .errors import ConfigError, DataError
@@ -61,7 +61,7 @@ class ModelSpec:
 
 
 @dataclass
-class TrainConfig:
+class ClassifierTrainConfig:
     epochs: int
     batch_size: int
     lr: float = 0.1
@@ -86,7 +86,8 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def settings_from_params(params: Mapping) -> dict[str, Setting]:
+def settings(params: Mapping) -> dict[str, Setting]:
+    """The training settings ``train.settings`` names (augmentation, defence, epochs), by name."""
     raw = P.get(params, "train.settings", dict)
     out = {}
     for name, cfg in raw.items():
@@ -103,9 +104,11 @@ def settings_from_params(params: Mapping) -> dict[str, Setting]:
     return out
 
 
-def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting | None = None) -> TrainConfig:
-    """Optimiser settings for one model; ``train.optimizer.backbone_lr.<backbone>`` overrides lr,
-    the setting's ``epochs`` (when set) the dataset's."""
+def from_params(params: Mapping, dataset: str, backbone: str,
+                setting: Setting | None = None) -> ClassifierTrainConfig:
+    """params.yaml -> ClassifierTrainConfig: the optimiser settings for one model;
+    ``train.optimizer.backbone_lr.<backbone>`` overrides lr, the setting's ``epochs`` (when set)
+    the dataset's."""
     P.known(params, "train", ("defense_at", "device", "threads", "optimizer", "settings", "datasets"))
     P.known(params, f"train.datasets.{dataset}", ("epochs", "batch_size", "models"))
     opt = P.Section(P.known(params, "train.optimizer", ("lr", "momentum", "nesterov", "weight_decay", "backbone_lr")),
@@ -116,7 +119,7 @@ def train_config(params: Mapping, dataset: str, backbone: str, setting: Setting 
     epochs = P.positive_int(params, f"train.datasets.{dataset}.epochs")
     if setting is not None and setting.epochs is not None:
         epochs = setting.epochs
-    return TrainConfig(
+    return ClassifierTrainConfig(
         epochs=epochs,
         batch_size=P.positive_int(params, f"train.datasets.{dataset}.batch_size"),
         lr=lr,
@@ -135,22 +138,22 @@ def threads(params: Mapping, key: str = "train.threads") -> int:
 
 def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
     """The models params name for ``dataset``: ``train.datasets.<dataset>.models.<backbone>: [settings]``."""
-    settings = settings_from_params(params)
+    named = settings(params)
     grid = P.get(params, f"train.datasets.{dataset}.models", dict)
     specs = []
     for backbone, names in grid.items():
-        if backbone not in models.BACKBONES:
+        if backbone not in classifiers.BACKBONES:
             raise ConfigError(f"params: 'train.datasets.{dataset}.models' names unknown backbone {backbone!r}; "
-                              f"valid backbones: {', '.join(sorted(models.BACKBONES))}")
+                              f"valid backbones: {', '.join(sorted(classifiers.BACKBONES))}")
         if "_" in backbone:
             raise ConfigError(f"params: backbone name {backbone!r} may not contain '_'")
         if not isinstance(names, list) or not names:
             raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' must be a non-empty list of settings")
         for name in names:
-            if name not in settings:
+            if name not in named:
                 raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' names unknown setting {name!r}; "
-                                  f"valid settings: {', '.join(sorted(settings))}")
-            specs.append(ModelSpec(dataset, backbone, settings[name]))
+                                  f"valid settings: {', '.join(sorted(named))}")
+            specs.append(ModelSpec(dataset, backbone, named[name]))
     ids = [s.model_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"params: 'train.datasets.{dataset}.models' lists a model twice")
@@ -195,12 +198,12 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean, std
     return correct / len(images)
 
 
-def train(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int,
+def train(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed: int,
           on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train one model of the grid on ``ds``; ``on_epoch(epoch, metrics)`` after each epoch."""
     torch_seed, rng, noise_gen = seeds(seed, ds.name, spec.model_id)
     torch.manual_seed(torch_seed)
-    model = models.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
+    model = classifiers.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
     mean, std = ds.channel_stats()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
@@ -263,7 +266,7 @@ class Trained:
     seconds: float
 
 
-def train_job(job: tuple[ModelSpec, TrainConfig, int], ds: PreparedDataset, seed: int) -> Trained:
+def train_job(job: tuple[ModelSpec, ClassifierTrainConfig, int], ds: PreparedDataset, seed: int) -> Trained:
     """Train one model with ``threads`` torch threads (a job of the train stage, local or on Ray)."""
     spec, cfg, threads = job
     torch.set_num_threads(threads)
@@ -272,7 +275,7 @@ def train_job(job: tuple[ModelSpec, TrainConfig, int], ds: PreparedDataset, seed
                    result.seconds)
 
 
-def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, result: TrainResult) -> dict:
+def card(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed: int, result: TrainResult) -> dict:
     """The JSON card written beside each checkpoint: everything later stages and readers need."""
     mean, std = ds.channel_stats()
     setting = spec.setting
@@ -295,7 +298,7 @@ def card(ds: PreparedDataset, spec: ModelSpec, cfg: TrainConfig, seed: int, resu
                       "weight_decay": cfg.weight_decay, "milestones": cfg.milestones, "gamma": 0.1},
         "seed": seed,
         "device": cfg.device,
-        "parameters": models.parameter_count(result.model),
+        "parameters": classifiers.parameter_count(result.model),
         "image_size": ds.image_size,
         "num_classes": ds.num_classes,
         "normalization": {"mean": mean, "std": std, "source": "training split of the prepared dataset"},
@@ -317,5 +320,5 @@ def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
 
 def from_state(state: dict, info: dict, where: str) -> nn.Module:
     """The model a card describes, with the weights of ``state`` (from ``load_state``)."""
-    model = models.build(info["backbone"], info["num_classes"], info["image_size"])
+    model = classifiers.build(info["backbone"], info["num_classes"], info["image_size"])
     return fill(model, state, where, f"backbone {info['backbone']!r}").eval()

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Callable
 
 from semsim_study.errors import StudyError
+
+
+def arguments(doc: str, *, dataset: bool = True, raw: bool = False) -> argparse.ArgumentParser:
+    """A stage's command line: ``--dataset`` (a stage run per dataset) and ``--params``; the stage
+    adds its own options. ``raw`` keeps the docstring's line breaks in ``--help``."""
+    formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
+    parser = argparse.ArgumentParser(description=doc, formatter_class=formatter)
+    if dataset:
+        parser.add_argument("--dataset", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    return parser
 
 
 def _option(name: str) -> str | None:

@@ -14,35 +14,32 @@ its headline reports/metrics/annotate-<dataset>.json (DVC metrics).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
 import torch
 
 from semsim_study import atomic, params as P
-from semsim_study.annotation import annotate_stage
+from semsim_study.annotation import collect
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("annotate")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     # the simulated observer trains here: one torch thread gives the same answers on any
     # machine, whatever its core count or OMP_NUM_THREADS (the small net gains nothing from more)
     torch.set_num_threads(1)
     params = P.load(args.params)
-    result = annotate_stage.run(params, args.dataset)
+    result = collect.run(params, args.dataset)
     with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
         result.write(tmp)
     atomic.write_json(f"reports/annotate/{args.dataset}.json", result.summary)
-    atomic.write_metrics(f"reports/metrics/annotate-{args.dataset}.json", result.summary, annotate_stage.HEADLINE)
+    atomic.write_metrics(f"reports/metrics/annotate-{args.dataset}.json", result.summary, collect.HEADLINE)
     s = result.summary
     log.info("%s: %d answers (%s) on %d/%d items, recognised rate %.3f, Fleiss kappa %s, in %.1f s", args.dataset,
              s["answers"], s["source"], s["annotated"], s["items"], s["recognised_rate"], s["fleiss_kappa"],

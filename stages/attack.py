@@ -8,7 +8,6 @@ data/attack_jobs/<dataset>/<attack>/, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
 
@@ -17,16 +16,14 @@ from semsim_study.attacks import configs, jobs
 from semsim_study.errors import ConfigError
 from semsim_study.torch_helpers import resolve_device
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("attack")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
+    parser = arguments(__doc__)
     parser.add_argument("--attack", required=True)
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = P.load(args.params)
     attacks = P.get(params, "attacks", list)

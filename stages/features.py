@@ -8,7 +8,6 @@ metrics do not use it: the stage then writes only a card saying so, and trains n
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
@@ -18,19 +17,18 @@ from semsim_study.datasets import standard
 from semsim_study.metrics import featurenet
 from semsim_study.torch_helpers import state_bytes
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("features")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__, dataset=False)
     parser.add_argument("--out", default="models/features")
     args = parser.parse_args()
     params = P.load(args.params)
     kind = P.choice(params, "metrics.features", ("imagenet", "pipeline"))
-    cfg = featurenet.config_from_params(params)
+    cfg = featurenet.from_params(params)
     with atomic.build_dir(args.out) as out:
         if kind != "pipeline":
             card = {"kind": featurenet.KIND, "trained": False,

@@ -10,7 +10,6 @@ which classifier, every definition). Streams in batches of `metrics.batch_size`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import time
@@ -19,30 +18,28 @@ import torch
 
 from semsim_study import atomic, params as P
 from semsim_study.errors import DataError
-from semsim_study.metrics import backbones, classification, compute, settings
+from semsim_study.metrics import classification, compute, feature_extractors, settings
 from semsim_study.metrics.pairs import check_images, read_pairs
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("metrics")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)
     name = args.dataset
-    cfg = settings.metrics_settings(params)
+    cfg = settings.from_params(params)
     torch.set_num_threads(cfg.threads)
     attacks = P.get(params, "attacks", list)
     pairs = read_pairs(f"data/attacks/{name}", attacks)
     if not pairs:
         raise DataError(f"data/attacks/{name}: the attack indexes list no reconstructions")
     check_images(pairs)
-    backbone = backbones.build(cfg.features, features_dir="models/features", weights_dir=cfg.weights_dir,
+    backbone = feature_extractors.build(cfg.features, features_dir="models/features", weights_dir=cfg.weights_dir,
                                lpips=cfg.lpips, device=cfg.device)
     model_id = classification.classifier_id(params, name)
     classifier = classification.Classifier(f"models/{name}/{model_id}.pt", cfg.device)

@@ -10,7 +10,6 @@ reports/metrics/observer-<dataset>.json (DVC metrics).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -18,15 +17,13 @@ import torch
 
 from semsim_study import atomic, observer_controls, params as P
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("observer-controls")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     torch.set_num_threads(1)  # the same copies and verdicts on any machine

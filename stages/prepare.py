@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
@@ -10,15 +9,13 @@ from semsim_study import params as P
 from semsim_study.datasets import build
 from semsim_study.datasets import standard
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("prepare")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     parser.add_argument("--out", default=None, help="output folder (default data/prepared/<dataset>)")
     args = parser.parse_args()
     params = P.load(args.params)

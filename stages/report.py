@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)
-    cfg = report.settings_from_params(params)
+    cfg = report.from_params(params)
     metrics = Path(args.metrics) if args.metrics else Path(args.root) / "reports" / "metrics" / "report.json"
     result = report.write(Path(args.root), Path(args.out), cfg, metrics)
     log.info("report: %d correlations, %d datasets (%d annotated) in %.1f s -> %s",

@@ -14,7 +14,6 @@ attacked backbone, then scores every held-out reconstruction. Writes, for <name>
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
@@ -25,17 +24,16 @@ from semsim_study import atomic, curves, params as P
 from semsim_study.semsim import items, metric, modelcard, study
 from semsim_study.torch_helpers import state_bytes
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("semsim")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments(__doc__, dataset=False, raw=True)
     parser.add_argument("--split", required=True, choices=items.SPLITS)
     parser.add_argument("--held-out", required=True)
     parser.add_argument("--model", default="semsim", choices=study.MODELS)
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = P.load(args.params)
     # float sums depend on the thread count: a fixed count (default one) gives the same weights

@@ -7,27 +7,24 @@ candidate model, counts). The web app and the annotate stage read them.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 
 from semsim_study import atomic, params as P
 from semsim_study.annotation import tasks
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("tasks")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)
     meta = atomic.read_json(f"data/prepared/{args.dataset}/meta.json", "missing; run the prepare stage first")
-    settings = tasks.settings_from_params(params, args.dataset, meta)
+    settings = tasks.from_params(params, args.dataset, meta)
     built = tasks.build_tasks(settings, meta["class_names"])
     with atomic.build_dir(f"data/tasks/{args.dataset}") as tmp:
         (tmp / "tasks.csv").write_text(tasks.tasks_csv(built), encoding="utf-8")

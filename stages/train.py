@@ -7,7 +7,6 @@ a summary reports/train/<dataset>.json that `dvc metrics show` reads.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
@@ -15,15 +14,13 @@ import torch
 from semsim_study import atomic, curves, executor, params as P, training
 from semsim_study.datasets import standard
 
-from ._cli import run
+from ._cli import arguments, run
 
 log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__)
     args = parser.parse_args()
     params = P.load(args.params)
     # float sums depend on the thread count: a fixed count (default one, the fastest for these
@@ -32,7 +29,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     name = args.dataset
     specs = training.model_grid(params, name)
-    jobs = [(spec, training.train_config(params, name, spec.backbone, spec.setting), threads) for spec in specs]
+    jobs = [(spec, training.from_params(params, name, spec.backbone, spec.setting), threads) for spec in specs]
     run_on = executor.from_params(params)  # every param is checked before the first model trains
     seed = P.get(params, "seed", int)
     ds = standard.load(f"data/prepared/{name}")

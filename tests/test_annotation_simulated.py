@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from semsim_study.annotation import agreement, annotate_stage, observer, simulated
+from semsim_study.annotation import agreement, collect, observer, simulated
 from semsim_study.annotation.tasks import Task, read_tasks, tasks_csv
 from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError
@@ -87,7 +87,7 @@ def test_agreement_evidence_runs_from_blank_to_copy():
 
 # ---------------------------------------------------------------- independence from the metrics
 
-FORBIDDEN = ("semsim_study.metrics", "semsim_study.semsim", "semsim_study.training", "semsim_study.models",
+FORBIDDEN = ("semsim_study.metrics", "semsim_study.semsim", "semsim_study.training", "semsim_study.classifiers",
              "semsim_study.attacks", "lpips", "pytorch_fid", "torchvision")
 
 
@@ -108,7 +108,7 @@ def test_simulated_annotators_share_no_network_with_any_metric():
     """By construction: the annotate stage's code imports no metric, SemSim, classifier or
     feature-network module, and its DVC deps include no model folder or metric output."""
     folder = ROOT / "semsim_study" / "annotation"
-    for name in ("observer.py", "simulated.py", "annotate_stage.py", "importers.py", "aggregate.py",
+    for name in ("observer.py", "simulated.py", "collect.py", "importers.py", "aggregate.py",
                  "agreement.py", "longformat.py"):
         bad = [m for m in _imports(folder / name) if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
         assert not bad, f"{name} imports {bad}"
@@ -198,7 +198,7 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     params["annotate"]["simulated"]["observer"]["epochs"] = 10
     _project(tmp_path, ds, split, idx, params)
     monkeypatch.chdir(tmp_path)
-    result = annotate_stage.run(params, "digits")
+    result = collect.run(params, "digits")
     sets = result.sets.set_index("model")
     assert sets.loc["good", "recognised_rate"] > 0.7 and sets.loc["bad", "unrecognised_rate"] > 0.7
     assert set(result.answers["source"]) == {"simulated"} and set(result.items["source"]) == {"simulated"}
@@ -211,7 +211,7 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     out.mkdir()
     result.write(out)
     assert json.loads((out / "annotators.json").read_text())["observer"]["test_accuracy"] > 0
-    again = annotate_stage.run(params, "digits")
+    again = collect.run(params, "digits")
     assert again.answers.equals(result.answers)
 
 
@@ -222,10 +222,10 @@ def test_annotate_stage_names_missing_answer_files(shapes, tiny_params, tmp_path
     _project(tmp_path, ds, split, idx, params)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="annotate.paths.digits"):
-        annotate_stage.run(params, "digits")
+        collect.run(params, "digits")
     params["annotate"]["paths"] = {"digits": ["annotations/digits.csv"]}
     with pytest.raises(Exception, match="annotations/digits.csv"):
-        annotate_stage.run(params, "digits")
+        collect.run(params, "digits")
 
 
 def test_annotation_source_per_dataset(tiny_params):
@@ -233,14 +233,14 @@ def test_annotation_source_per_dataset(tiny_params):
     params = copy.deepcopy(tiny_params)
     others = {d: "simulated" for d in params["datasets"] if d != "digits"}
     params["annotate"]["source"] = {"digits": "csv", **others}
-    assert annotate_stage.source_of(params, "digits") == "csv"
-    assert annotate_stage.source_of(params, "faces") == "simulated"
+    assert collect.source_of(params, "digits") == "csv"
+    assert collect.source_of(params, "faces") == "simulated"
     params["annotate"]["source"] = {"digits": "csv"}
     with pytest.raises(ConfigError, match="missing key 'annotate.source.faces'"):
-        annotate_stage.source_of(params, "faces")
+        collect.source_of(params, "faces")
     params["annotate"]["source"] = {"digitz": "csv", "digits": "csv", **others}
     with pytest.raises(ConfigError, match=r"'annotate.source.digitz' is not a known key \(did you mean 'digits'\?\)"):
-        annotate_stage.source_of(params, "digits")
+        collect.source_of(params, "digits")
     params["annotate"]["source"] = {"digits": "excel", **others}
     with pytest.raises(ConfigError, match="'annotate.source.digits' is 'excel'; valid values"):
-        annotate_stage.source_of(params, "digits")
+        collect.source_of(params, "digits")

@@ -84,10 +84,10 @@ def test_real_checkpoint_classifier(tmp_path):
     """The default path: load models/<ds>/<id>.pt with its card and normalise like training."""
     import torch
 
-    from semsim_study import atomic, models, training
+    from semsim_study import atomic, classifiers, training
 
     torch.manual_seed(0)
-    model = models.build("convnet4", 12, 32)
+    model = classifiers.build("convnet4", 12, 32)
     (tmp_path / "models" / "toy").mkdir(parents=True)
     (tmp_path / "models" / "toy" / "convnet4_none.pt").write_bytes(state_bytes(model))
     atomic.write_json(tmp_path / "models" / "toy" / "convnet4_none.json",
@@ -216,31 +216,31 @@ def test_bad_files(tmp_path):
 # ----------------------------------------------------------------------------- params and stage
 
 
-def test_settings_from_params(embedded_params):
+def test_from_params(embedded_params):
     meta = {"protocol": "A", "class_names": CLASSES_A[:10]}
-    s = T.settings_from_params(embedded_params, "digits", meta)
+    s = T.from_params(embedded_params, "digits", meta)
     assert (s.protocol, s.protocol_source, s.max_candidates, s.candidate_model) == ("A", "prepare", 20, None)
     assert s.attacks == tuple(embedded_params["attacks"])
     p = copy.deepcopy(embedded_params)
     p["annotate"]["max_candidates"] = 5
     # the first listed trained model (resnet8_untrained, listed first, is no classifier)
-    assert T.settings_from_params(p, "digits", meta).candidate_model == "lenet_none"
+    assert T.from_params(p, "digits", meta).candidate_model == "lenet_none"
     p["annotate"]["candidate_model"] = {"digits": "convnet4_none"}
-    assert T.settings_from_params(p, "digits", meta).candidate_model == "convnet4_none"
+    assert T.from_params(p, "digits", meta).candidate_model == "convnet4_none"
     p["annotate"]["candidate_model"] = "resnet8_ats-3-1-7"
-    assert T.settings_from_params(p, "digits", meta).candidate_model == "resnet8_ats-3-1-7"
+    assert T.from_params(p, "digits", meta).candidate_model == "resnet8_ats-3-1-7"
     p["annotate"]["protocols"] = {"digits": "B"}
-    s = T.settings_from_params(p, "digits", meta)
+    s = T.from_params(p, "digits", meta)
     assert (s.protocol, s.protocol_source, s.candidate_model) == ("B", "annotate.protocols", None)
     p["annotate"]["protocols"] = {"digits": "Z"}
     with pytest.raises(ConfigError, match="annotate.protocols.digits"):
-        T.settings_from_params(p, "digits", meta)
+        T.from_params(p, "digits", meta)
     p["annotate"]["protocols"] = {}
     p["annotate"]["max_candidates"] = 1
     with pytest.raises(ConfigError, match="at least 2"):
-        T.settings_from_params(p, "digits", meta)
+        T.from_params(p, "digits", meta)
     with pytest.raises(ConfigError, match="not listed"):
-        T.settings_from_params(embedded_params, "nowhere", meta)
+        T.from_params(embedded_params, "nowhere", meta)
 
 
 def test_profiles_declare_annotate(embedded_params):

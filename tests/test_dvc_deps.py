@@ -41,6 +41,14 @@ def _lazy_exports(tree: ast.Module) -> set[ast.AST]:
             for node in ast.walk(fn)}
 
 
+def from_module(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from ... import`` reads, relative ones resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imported_modules(path: Path) -> set[str]:
     """Every module an ``import`` in ``path`` names (``from a import b`` yields a and a.b)."""
     package = ".".join(path.relative_to(ROOT).parent.parts)  # what a relative import starts from
@@ -53,11 +61,7 @@ def _imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
+            module = from_module(node, package)
             found.add(module)
             found |= {f"{module}.{alias.name}" for alias in node.names}
     return {m for m in found if m.split(".")[0] in PACKAGES}

@@ -141,7 +141,7 @@ def test_a_corrupt_image_of_the_last_attack_fails_before_any_metric(project, mon
     def never(*args, **kwargs):
         raise AssertionError("the metrics' networks were built before the images were checked")
 
-    monkeypatch.setattr(stage.backbones, "build", never)
+    monkeypatch.setattr(stage.feature_extractors, "build", never)
     with pytest.raises(DataError, match=f"{victim} \\(listed at .*invgrad/index.csv:\\d+\\).*unreadable or corrupt"):
         _run_stage(monkeypatch)
     assert not (project / "data/metrics/toy").exists()
@@ -215,11 +215,11 @@ def test_shipped_profiles_parse(embedded_params):
 
     from semsim_study.metrics import featurenet, settings
 
-    emb = settings.metrics_settings(embedded_params)
+    emb = settings.from_params(embedded_params)
     assert emb.features == "pipeline" and emb.lpips.paper_input_scale is False and emb.fid_method == "exact"
-    featurenet.config_from_params(embedded_params)
+    featurenet.from_params(embedded_params)
     paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    cfg = settings.metrics_settings(paper)
+    cfg = settings.from_params(paper)
     assert cfg.features == "imagenet" and cfg.lpips.net == "alex" and cfg.lpips.resize == 256
 
 

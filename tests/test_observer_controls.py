@@ -118,9 +118,9 @@ def test_observer_weights_round_trip_and_a_wrong_file_is_named(tmp_path):
                                        ("confidence", 1.0), ("bootstrap", True)])
 def test_bad_control_params_are_named(key, value):
     with pytest.raises(ConfigError, match=f"observer_controls.{key}"):
-        oc.config_from_params({"observer_controls": {key: value}})
+        oc.from_params({"observer_controls": {key: value}})
     with pytest.raises(ConfigError, match="not a known key"):
-        oc.config_from_params({"observer_controls": {"epsilom": 0.1}})
+        oc.from_params({"observer_controls": {"epsilom": 0.1}})
 
 
 def test_paired_interval_covers_the_mean_difference():

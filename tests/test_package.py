@@ -52,11 +52,11 @@ def test_wheel_has_the_library_app_files_and_commands(wheel):
 
 
 def _model(folder: Path) -> Path:
-    from semsim_study.semsim import backbones, metric
+    from semsim_study.semsim import embedding_nets, metric
     from semsim_study.torch_helpers import state_bytes
 
     torch.manual_seed(0)
-    net = backbones.build("tinyconv16")
+    net = embedding_nets.build("tinyconv16")
     folder.mkdir()
     (folder / "semsim.pt").write_bytes(state_bytes(net))
     card = {"format": metric.CARD_FORMAT, "format_version": metric.CARD_VERSION, "backbone": "tinyconv16",

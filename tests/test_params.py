@@ -93,7 +93,7 @@ def test_training_params_are_checked_with_their_dotted_key(tiny_params, key, val
 
     p = _with(tiny_params, key, value)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        training.train_config(p, "digits", "lenet", training.settings_from_params(p)["none"])
+        training.from_params(p, "digits", "lenet", training.settings(p)["none"])
         training.threads(p)
 
 
@@ -105,11 +105,11 @@ def test_training_params_are_checked_with_their_dotted_key(tiny_params, key, val
     ("semsim.threads", -1, "'semsim.threads' must be a positive integer, got -1"),
 ])
 def test_semsim_params_are_checked_with_their_dotted_key(embedded_params, key, value, expected):
-    from semsim_study.semsim.train import config_from_params
+    from semsim_study.semsim.train import from_params
 
     p = _with(embedded_params, key, value)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        config_from_params(p)
+        from_params(p)
         P.positive_int(p, "semsim.threads", 1)  # as stages/semsim.py reads it
 
 
@@ -117,7 +117,7 @@ def _checkers():
     """Each section's reader, as the stage that owns it calls it before any work."""
     from semsim_study import observer_controls, training
     from semsim_study.analysis import report
-    from semsim_study.annotation import annotate_stage, tasks
+    from semsim_study.annotation import collect, tasks
     from semsim_study.attacks import configs
     from semsim_study.metrics import featurenet, settings
     from semsim_study.semsim import train as semsim_train
@@ -125,27 +125,27 @@ def _checkers():
     return {
         "": lambda p: P.known(p, "", P.TOP_LEVEL, where="params.yaml"),
         "prepare.glyphs": build.validate_all,
-        "train": lambda p: training.train_config(p, "digits", "lenet"),
-        "train.optimizer": lambda p: training.train_config(p, "digits", "lenet"),
-        "train.datasets.digits": lambda p: training.train_config(p, "digits", "lenet"),
-        "train.settings.crop": training.settings_from_params,
+        "train": lambda p: training.from_params(p, "digits", "lenet"),
+        "train.optimizer": lambda p: training.from_params(p, "digits", "lenet"),
+        "train.datasets.digits": lambda p: training.from_params(p, "digits", "lenet"),
+        "train.settings.crop": training.settings,
         "attack": lambda p: configs.from_params(p, "invgrad"),
         "attack.methods": lambda p: configs.from_params(p, "invgrad"),
         "attack.methods.invgrad": lambda p: configs.from_params(p, "invgrad"),
-        "metrics": settings.metrics_settings,
-        "metrics.lpips": settings.metrics_settings,
-        "metrics.fid": settings.metrics_settings,
-        "features": featurenet.config_from_params,
+        "metrics": settings.from_params,
+        "metrics.lpips": settings.from_params,
+        "metrics.fid": settings.from_params,
+        "features": featurenet.from_params,
         "annotate": tasks.check_section,
         "annotate.app": tasks.check_section,
-        "annotate.simulated": annotate_stage.configs,
-        "annotate.simulated.observer": annotate_stage.configs,
-        "observer_controls": observer_controls.config_from_params,
-        "semsim": semsim_train.config_from_params,
-        "semsim.model": semsim_train.config_from_params,
-        "semsim.training": semsim_train.config_from_params,
-        "semsim.training.colour": semsim_train.config_from_params,
-        "report": report.settings_from_params,
+        "annotate.simulated": collect.from_params,
+        "annotate.simulated.observer": collect.from_params,
+        "observer_controls": observer_controls.from_params,
+        "semsim": semsim_train.from_params,
+        "semsim.model": semsim_train.from_params,
+        "semsim.training": semsim_train.from_params,
+        "semsim.training.colour": semsim_train.from_params,
+        "report": report.from_params,
     }
 
 
@@ -170,7 +170,7 @@ def test_misspelt_key_suggests_the_near_name(tmp_path, embedded_params):
 
     p = _with(embedded_params, "train.optimizer.lrr", 0.5)
     with pytest.raises(ConfigError, match=r"'train.optimizer.lrr' is not a known key \(did you mean 'lr'\?\)"):
-        training.train_config(p, "digits", "lenet")
+        training.from_params(p, "digits", "lenet")
     bad = tmp_path / "params.yaml"
     bad.write_text("seed: 0\nsemsimm: {}\n")
     with pytest.raises(ConfigError, match=r"params.yaml: 'semsimm' is not a known key \(did you mean 'semsim'\?\)"):

@@ -192,37 +192,30 @@ def test_margin_comes_from_params_alpha(fx, monkeypatch):
     ce = [study.run_split(F.params(epochs=1, alpha=a), "dataset", "gamma", fx, model="ce_baseline") for a in (0.37, 2)]
     assert not seen and "alpha" not in ce[0].card and ce[0].card == ce[1].card
     assert state_bytes(ce[0].net.net) == state_bytes(ce[1].net.net)
-    assert train.config_from_params(F.params(alpha=2)).alpha == 2.0
+    assert train.from_params(F.params(alpha=2)).alpha == 2.0
     with pytest.raises(ConfigError, match="alpha"):
-        train.config_from_params(F.params(alpha=-1))
+        train.from_params(F.params(alpha=-1))
     p = F.params()
     del p["alpha"]
     with pytest.raises(ConfigError, match="missing key 'alpha'"):
-        train.config_from_params(p)
+        train.from_params(p)
 
 
-def test_sgd_matches_torch_and_schedule_matches_multisteplr():
-    torch.manual_seed(0)
-    net_a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    net_b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    net_b.load_state_dict(net_a.state_dict())
-    ours = train.NesterovSGD(net_a.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    ref = torch.optim.SGD(net_b.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x = torch.randn(32, 4)
-    for _ in range(5):
-        for net, opt in ((net_a, ours), (net_b, ref)):
-            opt.zero_grad()
-            net(x).pow(2).mean().backward()
-            opt.step()
-    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
-        assert torch.equal(pa, pb)
-    cfg = train.TrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
+def test_optimiser_is_torch_sgd_and_schedule_matches_multisteplr(fx):
+    cfg = train.SemSimTrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
     sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05),
                                                  milestones=[37, 62, 87], gamma=0.1)
     for epoch in range(100):
         assert train.lr_at(cfg, epoch) == pytest.approx(sched.get_last_lr()[0])
         sched.optimizer.step()
         sched.step()
+    sampler = TripletSampler(_items(fx))
+    images = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    trainer = train.TripletTrainer(cfg, sampler, images, images, 0, np.random.default_rng(0))
+    assert isinstance(trainer.opt, torch.optim.SGD)
+    group = trainer.opt.param_groups[0]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
+    assert trainer.start_epoch(37) == group["lr"] == train.lr_at(cfg, 37)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -315,13 +308,13 @@ def test_stage_outputs(trained):
 def test_untrained_control_is_the_same_network_at_initialisation(trained):
     """semsim_untrained = the stage's network before any step: rebuilt from the split's seed, it
     gives the same distances; training changed them."""
-    from semsim_study.semsim import backbones, metric, train as T
+    from semsim_study.semsim import embedding_nets, metric, train as T
 
     rows = _read_csv(trained / "data" / "semsim" / "dataset-gamma" / "scores.csv")
     card = json.loads((trained / "models" / "semsim" / "dataset-gamma" / "semsim.json").read_text())
     torch_seed, _ = T.seeds(card["seed"], "dataset", "gamma", "semsim")
     torch.manual_seed(torch_seed)
-    fresh = metric.SemSim(backbones.build(card["backbone"]), card)
+    fresh = metric.SemSim(embedding_nets.build(card["backbone"]), card)
     _, o, x = _pairs(trained)
     got = fresh.score(o, x).numpy()
     assert got == pytest.approx([float(r["semsim_untrained"]) for r in rows], abs=2e-6)

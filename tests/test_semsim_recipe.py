@@ -74,7 +74,7 @@ def test_zero_colour_params_leave_images_and_draws_alone():
 
 
 def test_colour_jitter_reaches_every_training_batch():
-    cfg = train.config_from_params(F.params(colour={"greyscale": 1.0}, crop_flip=False))
+    cfg = train.from_params(F.params(colour={"greyscale": 1.0}, crop_flip=False))
     trainer = train._Trainer(cfg, 0, np.random.default_rng(0))
     images = (np.random.default_rng(1).random((4, 32, 32, 3)) * 255).astype(np.uint8)
     x = trainer.batch(images)
@@ -93,28 +93,28 @@ def test_colour_jitter_reaches_every_training_batch():
 ])
 def test_bad_colour_params_name_the_key(key, value, match):
     with pytest.raises(ConfigError, match=match):
-        train.config_from_params(F.params(colour={key: value}))
+        train.from_params(F.params(colour={key: value}))
 
 
 @pytest.mark.parametrize("value", [1.0, -0.2, 2, "half", float("nan")])
 def test_bad_selection_fraction_names_the_key(value):
     with pytest.raises(ConfigError, match=r"'semsim\.training\.selection_fraction'"):
-        train.config_from_params(F.params(selection_fraction=value))
+        train.from_params(F.params(selection_fraction=value))
 
 
 def test_colour_must_be_a_mapping():
     with pytest.raises(ConfigError, match=r"'semsim\.training\.colour' must be a mapping"):
-        train.config_from_params(F.params(colour=0.3))
+        train.from_params(F.params(colour=0.3))
 
 
 def test_profiles_carry_the_recipe():
     for name in ("embedded", "paper"):
         p = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())
-        cfg = train.config_from_params(p)
+        cfg = train.from_params(p)
         assert cfg.colour.enabled == (name == "embedded")
         assert (cfg.selection_fraction > 0) == (name == "embedded")
         if name == "embedded":
-            assert train.config_from_params(shrink(p)).colour == cfg.colour
+            assert train.from_params(shrink(p)).colour == cfg.colour
 
 
 # -- model selection ---------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_run_split_reports_selection_and_keeps_the_chosen_weights(fx):
     _, sel_items = selection.hold_back(I.split(all_items, "dataset", "gamma")[0], 0.25, seed=0)
     assert all(it.dataset != "gamma" for it in sel_items)
     assert m["selection_items"] == len(sel_items)
-    cfg = train.config_from_params(p)
+    cfg = train.from_params(p)
     mean, std = cfg.mean_std
     tables = [train.image_table([getattr(it, k) for it in sel_items], 32) for k in ("original", "reconstruction")]
     check = selection.Selector(sel_items, *tables, mean, std)

@@ -26,7 +26,7 @@ def digits(tiny_params):
 
 @pytest.fixture(scope="module")
 def settings(embedded_params):
-    return training.settings_from_params(embedded_params)
+    return training.settings(embedded_params)
 
 
 def _spec(settings, backbone="resnet8", setting="crop"):
@@ -34,7 +34,7 @@ def _spec(settings, backbone="resnet8", setting="crop"):
 
 
 def test_short_run_is_deterministic(digits, settings):
-    cfg = training.TrainConfig(epochs=2, batch_size=32, lr=0.1)
+    cfg = training.ClassifierTrainConfig(epochs=2, batch_size=32, lr=0.1)
     spec = _spec(settings, setting="ats-3-1-7")
     a = training.train(digits, spec, cfg, seed=0)
     b = training.train(digits, spec, cfg, seed=0)
@@ -46,13 +46,14 @@ def test_short_run_is_deterministic(digits, settings):
 
 def test_milestones_follow_the_reference():
     # floor division by floats, as the reference: 8000 iterations drop at 2999, 4999, 7005
-    assert training.TrainConfig(epochs=8000, batch_size=64).milestones == [2999, 4999, 7005]
-    assert training.TrainConfig(epochs=200, batch_size=64).milestones == [74, 124, 175]
-    assert training.TrainConfig(epochs=8, batch_size=64).milestones == [2, 4, 7]
+    assert training.ClassifierTrainConfig(epochs=8000, batch_size=64).milestones == [2999, 4999, 7005]
+    assert training.ClassifierTrainConfig(epochs=200, batch_size=64).milestones == [74, 124, 175]
+    assert training.ClassifierTrainConfig(epochs=8, batch_size=64).milestones == [2, 4, 7]
 
 
 def test_learns_digits_above_chance(digits, settings):
-    result = training.train(digits, _spec(settings, setting="none"), training.TrainConfig(epochs=4, batch_size=16), seed=0)
+    cfg = training.ClassifierTrainConfig(epochs=4, batch_size=16)
+    result = training.train(digits, _spec(settings, setting="none"), cfg, seed=0)
     assert result.test_accuracy > 3 * (1 / digits.num_classes)
     assert [h["lr"] for h in result.history] == pytest.approx([0.1, 0.01, 0.001, 0.0001])
 
@@ -61,7 +62,7 @@ def test_training_defence_is_applied_each_step(digits, settings, monkeypatch):
     calls = []
     real = defenses.Defense.apply_
     monkeypatch.setattr(defenses.Defense, "apply_", lambda self, grads, gen=None: calls.append(self.kind) or real(self, grads, gen))
-    cfg = training.TrainConfig(epochs=1, batch_size=64)
+    cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64)
     steps = -(-len(digits.train_labels) // 64)
     training.train(digits, _spec(settings, setting="crop-prune70"), cfg, seed=0)
     assert calls == ["prune"] * steps
@@ -73,7 +74,7 @@ def test_training_defence_is_applied_each_step(digits, settings, monkeypatch):
 
 def test_checkpoint_and_card_round_trip(tmp_path, digits, settings):
     spec = _spec(settings, backbone="lenet", setting="crop-noise1e-3")
-    cfg = training.TrainConfig(epochs=1, batch_size=64, lr=0.02)
+    cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64, lr=0.02)
     result = training.train(digits, spec, cfg, seed=0)
     info = training.card(digits, spec, cfg, 0, result)
     (tmp_path / "m.pt").write_bytes(state_bytes(result.model))
@@ -89,7 +90,7 @@ def test_checkpoint_and_card_round_trip(tmp_path, digits, settings):
 
 def test_load_errors_name_the_file(tmp_path, digits, settings):
     spec = _spec(settings, backbone="resnet8", setting="none")
-    cfg = training.TrainConfig(epochs=1, batch_size=64)
+    cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64)
     result = training.train(digits, spec, cfg, seed=0)
     info = training.card(digits, spec, cfg, 0, result)
     (tmp_path / "m.json").write_text(json.dumps(info))
@@ -113,7 +114,7 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path, digits, settings):
             return (os.system, ("echo pwned",))
 
     spec = _spec(settings, backbone="resnet8", setting="none")
-    cfg = training.TrainConfig(epochs=1, batch_size=64)
+    cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64)
     result = training.train(digits, spec, cfg, seed=0)
     (tmp_path / "m.json").write_text(json.dumps(training.card(digits, spec, cfg, 0, result)))
     torch.save({"x": Evil()}, tmp_path / "m.pt")
@@ -133,7 +134,7 @@ def test_grid_config_errors(embedded_params):
     p = copy.deepcopy(embedded_params)
     p["train"]["defense_at"] = "server"
     with pytest.raises(ConfigError, match="'train.defense_at' is 'server'; valid values: attack, both, training"):
-        training.train_config(p, "digits", "resnet8")
+        training.from_params(p, "digits", "resnet8")
 
 
 def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded_params):
@@ -149,19 +150,19 @@ def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded
 
 
 def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embedded_params):
-    settings = training.settings_from_params(embedded_params)
+    settings = training.settings(embedded_params)
     assert settings["untrained"].epochs == 0 and settings["none"].epochs is None
-    cfg = training.train_config(embedded_params, "digits", "resnet8", settings["untrained"])
+    cfg = training.from_params(embedded_params, "digits", "resnet8", settings["untrained"])
     assert cfg.epochs == 0
-    assert training.train_config(embedded_params, "digits", "resnet8", settings["none"]).epochs == \
+    assert training.from_params(embedded_params, "digits", "resnet8", settings["none"]).epochs == \
         embedded_params["train"]["datasets"]["digits"]["epochs"]
     spec = training.ModelSpec("digits", "resnet8", settings["untrained"])
     result = training.train(digits, spec, cfg, seed=0)
     torch_seed, _, _ = training.seeds(0, "digits", spec.model_id)
     torch.manual_seed(torch_seed)
-    from semsim_study import models
+    from semsim_study import classifiers
 
-    fresh = models.build("resnet8", digits.num_classes, digits.image_size)
+    fresh = classifiers.build("resnet8", digits.num_classes, digits.image_size)
     assert state_bytes(result.model) == state_bytes(fresh.eval())
     assert result.history == [] and 0 <= result.test_accuracy <= 1
     assert training.card(digits, spec, cfg, 0, result)["epochs"] == 0
@@ -174,14 +175,14 @@ def test_setting_keys_are_checked(embedded_params, bad, match):
     p = copy.deepcopy(embedded_params)
     p["train"]["settings"]["early"] = {"augment": "none", **bad}
     with pytest.raises(ConfigError, match=match):
-        training.settings_from_params(p)
+        training.settings(p)
 
 
 def test_backbone_lr_override(embedded_params):
     params = copy.deepcopy(embedded_params)
     params["train"]["optimizer"]["backbone_lr"] = {"convnet4": 0.02}
-    assert training.train_config(params, "digits", "convnet4").lr == 0.02
-    assert training.train_config(params, "digits", "resnet8").lr == 0.1
+    assert training.from_params(params, "digits", "convnet4").lr == 0.02
+    assert training.from_params(params, "digits", "resnet8").lr == 0.1
 
 
 def test_paper_profile_grid_is_the_papers_table_1():
@@ -197,5 +198,5 @@ def test_paper_profile_grid_is_the_papers_table_1():
         specs = training.model_grid(paper, name)
         assert len(specs) == 14 and {s.backbone for s in specs} == expected
         assert len({s.setting.name for s in specs}) == 7
-    assert training.train_config(paper, "cifar100", "convnet").epochs == 200
-    assert training.train_config(paper, "imagenette", "resnet50").batch_size == 8
+    assert training.from_params(paper, "cifar100", "convnet").epochs == 200
+    assert training.from_params(paper, "imagenette", "resnet50").batch_size == 8

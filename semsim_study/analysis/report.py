@@ -36,7 +36,7 @@ def _names(params, key: str, default) -> list[str]:
     return list(value)
 
 
-def settings_from_params(params: dict) -> ReportConfig:
+def from_params(params: dict) -> ReportConfig:
     P.known(params, "report", ("bootstrap", "confidence", "grid_images"))
     reps = P.get(params, "report.bootstrap", int, 1000)
     if reps < 0:

@@ -115,7 +115,7 @@ def check_section(params: Mapping) -> None:
     P.known(params, "annotate.app", APP_KEYS)
 
 
-def settings_from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
+def from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
     """Read ``annotate.*`` for one dataset; ``meta`` is its prepared meta.json.
 
     ``annotate.protocols.<dataset>`` overrides the protocol ``prepare`` recorded;

@@ -21,7 +21,8 @@ def dataset_rng(seed: int, name: str, purpose: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(purpose.encode())])
 
 
-def dataset_config(params: Mapping, name: str) -> Mapping:
+def from_params(params: Mapping, name: str) -> Mapping:
+    """``prepare.<name>``: the section of a dataset that ``datasets`` lists."""
     names = P.get(params, "datasets", list)
     if name not in names:
         raise ConfigError(f"params: dataset {name!r} is not listed in 'datasets' ({', '.join(map(str, names))})")
@@ -38,7 +39,7 @@ def dataset_config(params: Mapping, name: str) -> Mapping:
 def validate_all(params: Mapping) -> None:
     """Check every listed dataset's section and source name before any work starts."""
     for name in P.get(params, "datasets", list):
-        cfg = dataset_config(params, name)
+        cfg = from_params(params, name)
         source = cfg.get("source")
         if source not in BUILDERS:
             raise ConfigError(f"params: 'prepare.{name}.source' is {source!r}; valid sources: {', '.join(sorted(BUILDERS))}")
@@ -50,7 +51,7 @@ def validate_all(params: Mapping) -> None:
 def prepare(params: Mapping, name: str) -> tuple[PreparedDataset, str, np.ndarray]:
     """Build dataset ``name`` and pick its attack subset; returns (dataset, subset split, indices)."""
     validate_all(params)
-    cfg = dataset_config(params, name)
+    cfg = from_params(params, name)
     seed = P.get(params, "seed", int)
     source = BUILDERS[cfg["source"]]
     ds = source.build(name, cfg, dataset_rng(seed, name, "build"))

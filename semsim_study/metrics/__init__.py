@@ -6,7 +6,7 @@ Modules, one job each:
 - ``frechet``: streaming set statistics and the Fréchet distance (FID's formula);
 - ``featurenet``: the pipeline's own feature network (offline stand-in for ImageNet backbones);
 - ``imagenet``: lpips' and pytorch-fid's standard backbones from local weight files;
-- ``backbones``: one interface over the two (LPIPS distances + FID features per batch);
+- ``feature_extractors``: one interface over the two (LPIPS distances + FID features per batch);
 - ``classification``: the paper code's "does a classifier still recognise it" baseline;
 - ``pairs``: reading the attack stage's index files and images, batch by batch;
 - ``compute``: the streaming loop that ties them together for one dataset.

@@ -1,7 +1,7 @@
 """One dataset's metrics, streamed: image rows as pairs go by, set rows as sets complete.
 
 Pairs are read in batches (``pairs.batches``); each batch gets MSE/PSNR/SSIM (``pixel``),
-LPIPS and FID features (a ``backbones`` object) and the classifier's predictions in a few
+LPIPS and FID features (a ``feature_extractors`` extractor) and the classifier's predictions in a few
 batched calls. Image rows go straight to a sink (the CSV writer), per-set sums and
 ``frechet.SetFeatures`` are kept only for sets still open (pairs arrive grouped by set), so
 memory is bounded by one batch plus one or two sets' feature statistics, whatever the

@@ -119,7 +119,7 @@ class FeatureNetConfig:
     weight_decay: float = 5e-4
 
 
-def config_from_params(params: Mapping) -> FeatureNetConfig:
+def from_params(params: Mapping) -> FeatureNetConfig:
     """The ``features`` section of params.yaml."""
     f = P.Section(P.known(params, "features", ("widths", "image_size", "epochs", "batch_size", "lr", "threads")), "features")
     widths = P.get(f, "widths", list)

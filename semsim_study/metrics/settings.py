@@ -8,7 +8,7 @@ from typing import Mapping
 from .. import params as P
 from ..torch_helpers import resolve_device
 from ..errors import ConfigError
-from .backbones import KINDS, LpipsOptions
+from .feature_extractors import KINDS, LpipsOptions
 from .frechet import METHODS
 from .imagenet import LPIPS_NETS
 
@@ -24,7 +24,7 @@ class MetricsSettings:
     threads: int
 
 
-def metrics_settings(params: Mapping) -> MetricsSettings:
+def from_params(params: Mapping) -> MetricsSettings:
     P.known(params, "metrics", ("features", "weights_dir", "lpips", "fid", "classifier", "batch_size", "device", "threads"))
     P.known(params, "metrics.lpips", ("net", "paper_input_scale", "resize"))
     P.known(params, "metrics.fid", ("method",))

@@ -2,7 +2,7 @@
 judgements of reconstructions; SemSim(x, x^) = L2 distance of L2-normalised embeddings.
 
 Modules, one job each: ``items`` (labelled reconstructions, splits), ``triplets`` (sampling,
-held-out triplet accuracy), ``loss``, ``backbones``, ``preprocess``, ``train`` (SemSim and
+held-out triplet accuracy), ``loss``, ``embedding_nets``, ``preprocess``, ``train`` (SemSim and
 the cross-entropy baseline), ``metric`` (``SemSim.load`` / ``.score``), ``study`` (one split
 end to end, for the DVC stage) and ``cli`` (``python -m semsim_study.semsim score ...``).
 """

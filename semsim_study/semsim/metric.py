@@ -29,7 +29,7 @@ from torch import nn
 from .. import atomic
 from ..errors import DataError
 from ..torch_helpers import fill, load_state
-from . import backbones, preprocess
+from . import embedding_nets, preprocess
 from .loss import distance
 
 CARD_NAME = "semsim.json"
@@ -56,7 +56,8 @@ def validate_card(card: object, where: str) -> dict:
 
     need("format", card.get("format") == CARD_FORMAT, repr(CARD_FORMAT))
     need("format_version", card.get("format_version") == CARD_VERSION, str(CARD_VERSION))
-    need("backbone", card.get("backbone") in backbones.BACKBONES, f"one of {', '.join(sorted(backbones.BACKBONES))}")
+    nets = embedding_nets.BACKBONES
+    need("backbone", card.get("backbone") in nets, f"one of {', '.join(sorted(nets))}")
     for key in ("input_size", "embedding_dim"):
         v = card.get(key)
         need(key, isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer")
@@ -108,7 +109,7 @@ class SemSim(nn.Module):
     """A trained embedding net and its card. ``forward(x, y)``: SemSim distances of image pairs
     (differentiable); ``score``: the same for files or large tensors, batched and without grad."""
 
-    def __init__(self, net: backbones.EmbeddingNet, card: dict, device: str = "cpu", batch_size: int = 256):
+    def __init__(self, net: embedding_nets.EmbeddingNet, card: dict, device: str = "cpu", batch_size: int = 256):
         super().__init__()
         self.card = validate_card(card, "SemSim card")
         self.net = net
@@ -135,7 +136,7 @@ class SemSim(nn.Module):
             raise DataError(f"{card_path}: this model has no {which} weights")
         weights = folder / card["weights"][which]
         state = load_state(weights, str(weights), "SemSim weight file missing (rerun the semsim stage)")
-        net = fill(backbones.build(card["backbone"]), state, str(weights), f"backbone {card['backbone']!r}")
+        net = fill(embedding_nets.build(card["backbone"]), state, str(weights), f"backbone {card['backbone']!r}")
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
         net.requires_grad_(False)  # a metric, not a model to train: gradients reach the inputs only (as lpips)

@@ -34,7 +34,7 @@ from .triplets import ranking_accuracy
 KEY = "semsim.training.selection_fraction"
 
 
-def fraction_from_params(params: Mapping) -> float:
+def from_params(params: Mapping) -> float:
     """``semsim.training.selection_fraction`` in [0, 1); 0 (or absent) = no selection, keep the last epoch."""
     value = P.get(params, KEY, (int, float), 0.0)
     if not (np.isfinite(value) and 0.0 <= value < 1.0):

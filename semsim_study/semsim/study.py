@@ -29,7 +29,7 @@ from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
 from . import items as I, metric, preprocess, selection
-from .train import CETrainer, TrainConfig, TripletTrainer, ce_data, config_from_params, image_table, seeds
+from .train import CETrainer, SemSimTrainConfig, TripletTrainer, ce_data, from_params, image_table, seeds
 from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
         raise ConfigError(f"unknown SemSim model {model!r}; valid: {', '.join(MODELS)}")
     start = time.perf_counter()
     root = Path(root)
-    cfg: TrainConfig = config_from_params(params)
+    cfg: SemSimTrainConfig = from_params(params)
     seed = P.get(params, "seed", int)
     datasets = _string_list(params, "datasets")
     attacks = _string_list(params, "attacks")
@@ -170,7 +170,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     return SplitResult(name, model, net, card, rows, metrics, history, time.perf_counter() - start)
 
 
-def _card(cfg: TrainConfig, model: str, split: str, held_out: str, seed: int, root: Path, datasets: Sequence[str],
+def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: int, root: Path, datasets: Sequence[str],
           train_items, fit_items, selection_items, pairs: int, selected: int, stats, ce, net, history) -> dict:
     """The machine-readable card (semsim.json): what scoring needs and what the model was trained on."""
     upstream = _upstream_flags(root, sorted(set(datasets)))

@@ -35,7 +35,7 @@ from torch import nn
 from .. import params as P
 from ..errors import ConfigError, DataError
 from ..torch_helpers import resolve_device
-from . import backbones, colour, preprocess, selection
+from . import colour, embedding_nets, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SemSimTrainConfig:
     backbone: str
     input_size: int
     normalization: str
@@ -71,8 +71,8 @@ class TrainConfig:
                 "weight_decay": self.weight_decay, "milestones": list(self.milestones), "gamma": self.gamma}
 
 
-def config_from_params(params: Mapping) -> TrainConfig:
-    """params.yaml -> TrainConfig: top-level ``alpha``, ``semsim.model``, ``semsim.training``."""
+def from_params(params: Mapping) -> SemSimTrainConfig:
+    """params.yaml -> SemSimTrainConfig: top-level ``alpha``, ``semsim.model``, ``semsim.training``."""
     alpha = float(P.get(params, "alpha", (int, float)))
     if not alpha > 0:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
@@ -81,13 +81,13 @@ def config_from_params(params: Mapping) -> TrainConfig:
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
                                         "crop_flip"))
-    backbone = P.choice(params, "semsim.model.backbone", backbones.BACKBONES)
+    backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
     milestones = P.get(params, "semsim.training.milestones", list, [])
     if any(not isinstance(m, int) or isinstance(m, bool) or m <= 0 for m in milestones) or milestones != sorted(milestones):
         raise ConfigError(f"params: 'semsim.training.milestones' must be increasing positive epochs, got {milestones!r}")
-    cfg = TrainConfig(
+    cfg = SemSimTrainConfig(
         backbone=backbone,
         input_size=P.positive_int(params, "semsim.model.input_size"),
         normalization=norm,
@@ -103,7 +103,7 @@ def config_from_params(params: Mapping) -> TrainConfig:
         crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         colour=colour.from_params(params),
-        selection_fraction=selection.fraction_from_params(params),
+        selection_fraction=selection.from_params(params),
     )
     return cfg
 
@@ -132,66 +132,32 @@ def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int =
     return out
 
 
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
+def lr_at(cfg: SemSimTrainConfig, epoch: int) -> float:
     """The step schedule (torch's MultiStepLR stepped once per epoch): x gamma at each milestone."""
     return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
-
-
-class NesterovSGD:
-    """torch.optim.SGD's update (momentum, no dampening, optional Nesterov, L2 weight decay).
-
-    Written out because constructing any torch.optim optimiser imports torch._dynamo, 2-4 s
-    per process on the 2-core build machine: more than a whole embedded SemSim training, paid
-    by each of the 11 stage processes. tests/test_semsim.py checks that the parameters match
-    torch.optim.SGD's step for step.
-    """
-
-    def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
-        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            d = p.grad
-            if self.weight_decay:
-                d = d.add(p, alpha=self.weight_decay)
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = torch.clone(d).detach()
-                else:
-                    buf.mul_(self.momentum).add_(d)
-                d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
-            p.add_(d, alpha=-self.lr)
 
 
 class _Trainer:
     """Shared parts: the net, SGD with the step schedule, the augmented batch tensor."""
 
-    def __init__(self, cfg: TrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
+    def __init__(self, cfg: SemSimTrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
         self.cfg, self.rng = cfg, rng
         torch.manual_seed(torch_seed)
-        self.net = backbones.build(cfg.backbone).to(cfg.device)
+        self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
         params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
-        self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay)
         self.mean, self.std = cfg.mean_std
 
     def start_epoch(self, epoch: int) -> float:
-        self.opt.lr = lr_at(self.cfg, epoch)
+        lr = lr_at(self.cfg, epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.net.train()
         if self.head is not None:
             self.head.train()
-        return self.opt.lr
+        return lr
 
     def batch(self, images: np.ndarray) -> torch.Tensor:
         if self.cfg.crop_flip:
@@ -203,7 +169,7 @@ class _Trainer:
         if not torch.isfinite(loss):
             raise DataError(f"SemSim {what}: training loss became {loss.item()} in epoch {epoch + 1}; "
                             f"lower semsim.training.lr")
-        self.opt.zero_grad()
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
 
@@ -211,8 +177,8 @@ class _Trainer:
 class TripletTrainer(_Trainer):
     """SemSim proper: triplets (original, recognised, unrecognised), margin ``alpha``."""
 
-    def __init__(self, cfg: TrainConfig, sampler: TripletSampler, originals: np.ndarray, reconstructions: np.ndarray,
-                 torch_seed: int, rng: np.random.Generator):
+    def __init__(self, cfg: SemSimTrainConfig, sampler: TripletSampler, originals: np.ndarray,
+                 reconstructions: np.ndarray, torch_seed: int, rng: np.random.Generator):
         super().__init__(cfg, torch_seed, rng)
         self.sampler, self.originals, self.reconstructions = sampler, originals, reconstructions
 
@@ -267,7 +233,7 @@ def ce_data(sampler: TripletSampler, originals: np.ndarray, reconstructions: np.
 class CETrainer(_Trainer):
     """The baseline: cross-entropy over the annotation tree's classes, then feature distance."""
 
-    def __init__(self, cfg: TrainConfig, data: CEData, torch_seed: int, rng: np.random.Generator):
+    def __init__(self, cfg: SemSimTrainConfig, data: CEData, torch_seed: int, rng: np.random.Generator):
         super().__init__(cfg, torch_seed, rng, head=data.classes)
         self.data = data
 

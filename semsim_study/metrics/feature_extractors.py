@@ -1,4 +1,4 @@
-"""Feature backbones behind LPIPS and FID: ``imagenet`` (the standard ones) or ``pipeline``.
+"""Feature extractors behind LPIPS and FID: ``imagenet`` (the standard ones) or ``pipeline``.
 
 Both expose one call, ``backbone(ori, rec) -> (lpips, ori_features, rec_features)`` on float
 [0, 1] NCHW batches, so the metrics loop does not care which is in use; ``describe()`` says

@@ -1,4 +1,4 @@
-"""LPIPS/FID backbones: the pipeline feature network, and the ImageNet path with state dicts made here.
+"""LPIPS/FID feature extractors: the pipeline feature network, and the ImageNet path with state dicts made here.
 
 No test downloads anything: ``no_network`` makes every socket connection fail, so a stray
 fetch by torchvision, lpips or pytorch-fid would fail the test rather than reach the internet.
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from semsim_study.errors import ConfigError, DataError
-from semsim_study.metrics import backbones, featurenet, imagenet
-from semsim_study.metrics.backbones import LpipsOptions
+from semsim_study.metrics import featurenet, feature_extractors, imagenet
+from semsim_study.metrics.feature_extractors import LpipsOptions
 from tests import metrics_helpers as H
 
 
@@ -41,7 +41,7 @@ def _batch(n=4, seed=0):
 # --- pipeline ---------------------------------------------------------------------------------
 
 def test_pipeline_lpips_is_zero_for_identical_images_and_grows_with_distortion(feature_folder):
-    bb = backbones.PipelineFeatures(feature_folder, LpipsOptions())
+    bb = feature_extractors.PipelineFeatures(feature_folder, LpipsOptions())
     x = _batch()
     same, fa, fb = bb(x, x.clone())
     assert np.all(same == 0) and fa.shape == (4, 32) and np.array_equal(fa, fb)
@@ -68,8 +68,8 @@ def test_pipeline_lpips_matches_the_lpips_package_formula(feature_folder):
 
 def test_paper_input_scale_changes_lpips_but_not_fid_features(feature_folder):
     x0, x1 = _batch(seed=0), _batch(seed=1)
-    std = backbones.PipelineFeatures(feature_folder, LpipsOptions())(x0, x1)
-    paper = backbones.PipelineFeatures(feature_folder, LpipsOptions(paper_input_scale=True))(x0, x1)
+    std = feature_extractors.PipelineFeatures(feature_folder, LpipsOptions())(x0, x1)
+    paper = feature_extractors.PipelineFeatures(feature_folder, LpipsOptions(paper_input_scale=True))(x0, x1)
     assert not np.allclose(std[0], paper[0])
     assert np.array_equal(std[1], paper[1])
 
@@ -132,7 +132,7 @@ def fake_weights(tmp_path_factory):
 
 @pytest.mark.parametrize("net,resize", [("alex", 64), ("squeeze", None)])
 def test_imagenet_backbones_load_local_state_dicts(fake_weights, no_network, net, resize):
-    bb = backbones.ImagenetFeatures(fake_weights, LpipsOptions(net=net, resize=resize))
+    bb = feature_extractors.ImagenetFeatures(fake_weights, LpipsOptions(net=net, resize=resize))
     trunk = torch.load(fake_weights / imagenet.TRUNK_FILES[net], weights_only=True)
     torch.testing.assert_close(bb.lpips.net.slice1[0].weight, trunk["features.0.weight"])
     inception = torch.load(fake_weights / imagenet.INCEPTION_FILE, weights_only=True)
@@ -151,14 +151,14 @@ def test_missing_weights_name_the_file_and_the_folder(tmp_path, fake_weights, no
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError) as err:
-        backbones.ImagenetFeatures(empty, LpipsOptions(net="vgg"))
+        feature_extractors.ImagenetFeatures(empty, LpipsOptions(net="vgg"))
     msg = str(err.value)
     assert imagenet.TRUNK_FILES["vgg"] in msg and str(empty) in msg and "metrics.weights_dir" in msg
     assert "download.pytorch.org/models/vgg16-397923af.pth" in msg
 
     (empty / imagenet.TRUNK_FILES["alex"]).write_bytes((fake_weights / imagenet.TRUNK_FILES["alex"]).read_bytes())
     with pytest.raises(ConfigError, match=f"place {imagenet.INCEPTION_FILE} .* in {empty}"):
-        backbones.ImagenetFeatures(empty, LpipsOptions(net="alex"))
+        feature_extractors.ImagenetFeatures(empty, LpipsOptions(net="alex"))
 
 
 def test_default_folder_is_the_torch_hub_cache(tmp_path, no_network):
@@ -167,7 +167,7 @@ def test_default_folder_is_the_torch_hub_cache(tmp_path, no_network):
     try:
         assert imagenet.weights_dir(None) == tmp_path / "hub" / "checkpoints"
         with pytest.raises(ConfigError, match=str(tmp_path / "hub" / "checkpoints")):
-            backbones.ImagenetFeatures(None, LpipsOptions())
+            feature_extractors.ImagenetFeatures(None, LpipsOptions())
     finally:
         torch.hub.set_dir(old)
 
@@ -221,4 +221,4 @@ def test_bad_feature_params_are_named():
     params = _features_params("pipeline")
     params["features"]["widths"] = [8, 0]
     with pytest.raises(ConfigError, match="'features.widths' must be a non-empty list of positive integers"):
-        featurenet.config_from_params(params)
+        featurenet.from_params(params)

@@ -1,9 +1,9 @@
-"""The annotate stage's work: collect answers from the source params name, aggregate them.
+"""Collect a dataset's answers from the source params name (simulated or people's files), aggregate them.
 
-Kept out of stages/annotate.py so that it can be tested without DVC. Whatever the source,
-the answers pass through one importer (``importers``) and one aggregation (``aggregate``,
-``agreement``); simulated answers are written to a long-format CSV and read back by the CSV
-importer, exactly as a file from people would be.
+What the annotate stage runs, kept out of stages/annotate.py so that it can be tested without
+DVC. Whatever the source, the answers pass through one importer (``importers``) and one
+aggregation (``aggregate``, ``agreement``); simulated answers are written to a long-format CSV
+and read back by the CSV importer, exactly as a file from people would be.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _read_image(path: str, item_id: str) -> np.ndarray:
     return np.asarray(decode(data, path).convert("RGB"))
 
 
-def configs(params: Mapping) -> tuple[observer.ObserverConfig, simulated.PoolConfig]:
+def from_params(params: Mapping) -> tuple[observer.ObserverConfig, simulated.PoolConfig]:
     """The observer's and the pool's settings from ``annotate.simulated``."""
     section = P.Section(P.get(params, "annotate.simulated", dict, {}) or {}, "annotate.simulated")
     obs_cfg = _dataclass_from(observer.ObserverConfig, dict(section.get("observer", {}) or {}), "annotate.simulated.observer")
@@ -81,7 +81,7 @@ def configs(params: Mapping) -> tuple[observer.ObserverConfig, simulated.PoolCon
 def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int) -> tuple[pd.DataFrame, dict, observer.Observer]:
     """Answers of the simulated pool for ``tasks``, through the CSV importer; what was
     simulated; and the observer network the pool saw through."""
-    obs_cfg, pool_cfg = configs(params)
+    obs_cfg, pool_cfg = from_params(params)
     ds = standard.load(f"data/prepared/{dataset}")
     ids = sorted(tasks)  # every image is read (and checked) before the observer trains
     originals = np.stack([_read_image(tasks[i].original, i) for i in ids])
