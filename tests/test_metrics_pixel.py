@@ -76,7 +76,19 @@ def test_known_values_on_constant_images():
     assert got["ssim"][0] == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1))
 
 
-def test_batch_results_do_not_depend_on_batch_composition():
+@pytest.fixture
+def one_thread():
+    """The metrics stage runs on one torch thread; with more, float sums split by batch size
+    and a pair's value may differ in the last bit (this test then depended on test order)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_batch_results_do_not_depend_on_batch_composition(one_thread):
     pairs = _photo_pairs()
     ori = np.stack([a for a, _ in pairs])
     rec = np.stack([b for _, b in pairs])
@@ -91,3 +103,16 @@ def test_images_smaller_than_the_window_are_refused():
     tiny = np.zeros((1, 5, 5, 3), np.uint8)
     with pytest.raises(ValueError, match="at least 7x7"):
         pixel.pixel_metrics(tiny, tiny)
+
+
+def test_every_pixel_function_is_a_table_metric_and_a_stage_column():
+    """Adding a pixel metric is its table entry and its @pixel_metric function: the stage's
+    columns follow, and a function without an entry (or an entry without one) fails here."""
+    from semsim_study import metric_table as T
+    from semsim_study.metrics import compute
+
+    image = set(T.names(stage="metrics", level="image"))
+    assert set(pixel.PIXEL) == image - {"lpips", "classification"}  # those two need networks
+    assert set(pixel.PIXEL) <= set(compute.IMAGE_COLUMNS)
+    a = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    assert set(pixel.pixel_metrics(a, a)) == set(pixel.PIXEL)

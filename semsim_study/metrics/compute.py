@@ -97,7 +97,7 @@ def evaluate(pairs: Sequence[Pair], backbone, classifier, *, batch_size: int = 6
         cls_rec = (classifier.predict(x1) == labels).astype(int)
         cls_ori = (classifier.predict(x0) == labels).astype(int)
         for i, p in enumerate(chunk):
-            values = {"mse": px["mse"][i], "psnr": px["psnr"][i], "ssim": px["ssim"][i], "lpips": lp[i],
+            values = {**{name: v[i] for name, v in px.items()}, "lpips": lp[i],
                       "classification": int(cls_rec[i]), "classification_original": int(cls_ori[i])}
             if sink is not None:
                 sink({"item_id": p.item_id, "dataset": p.dataset, "model": p.model, "attack": p.attack,

@@ -23,6 +23,7 @@ scikit-image calls (and their filters) per image.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +34,16 @@ SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 PSNR_IDENTICAL = "10*log10(255^2 * H*W*C): the PSNR of one 8-bit step in one value"
 
+# name -> per-pair function of float64 (N, C, H, W) batches on the 0..255 scale. A function
+# registered here is computed by the metrics stage for every reconstruction, under its name:
+# adding a pixel metric is its entry in metric_table.METRICS and its decorated function.
+PIXEL: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
+
+
+def pixel_metric(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    PIXEL[fn.__name__] = fn
+    return fn
+
 
 def as_float64(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float64 (N, C, H, W) on the 0..255 scale."""
@@ -42,11 +53,13 @@ def as_float64(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).to(torch.float64)
 
 
+@pixel_metric
 def mse(ori: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
     """Per-pair MSE on the [0, 1] scale; inputs float64 (N, C, H, W) on the 0..255 scale."""
     return ((ori - rec) / DATA_RANGE).pow(2).flatten(1).mean(1)
 
 
+@pixel_metric
 def psnr(ori: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
     """Per-pair PSNR in dB with data range 255; identical pairs get the finite cap (module doc)."""
     err = (ori - rec).pow(2).flatten(1).mean(1)
@@ -71,6 +84,7 @@ def box_mean(t: torch.Tensor, k: int) -> torch.Tensor:
     return (c[..., k:, :] - c[..., :-k, :]) / (k * k)
 
 
+@pixel_metric
 def ssim(ori: torch.Tensor, rec: torch.Tensor, win_size: int = SSIM_WINDOW) -> torch.Tensor:
     """Per-pair mean SSIM as scikit-image computes it (uniform window, channel mean)."""
     if min(ori.shape[-2:]) < win_size:
@@ -87,6 +101,6 @@ def ssim(ori: torch.Tensor, rec: torch.Tensor, win_size: int = SSIM_WINDOW) -> t
 
 
 def pixel_metrics(ori: np.ndarray, rec: np.ndarray) -> dict[str, np.ndarray]:
-    """MSE, PSNR and SSIM for uint8 batches (N, H, W, C); returns float64 arrays of length N."""
+    """Every registered pixel metric for uint8 batches (N, H, W, C): name -> float64 array of length N."""
     a, b = as_float64(ori), as_float64(rec)
-    return {"mse": mse(a, b).numpy(), "psnr": psnr(a, b).numpy(), "ssim": ssim(a, b).numpy()}
+    return {name: fn(a, b).numpy() for name, fn in PIXEL.items()}
