@@ -1,9 +1,10 @@
 """Every metric the study compares with people, listed once.
 
-The metrics stage, the SemSim stage and the report all read their columns, labels and
+The metrics stage, the SemSim stages and the report all read their columns, labels and
 directions from ``METRICS``: to add a metric, add its entry here and its function where its
-stage computes it (``metrics/compute.py`` for image metrics, ``analysis/controls.py`` for the
-threat-model controls); a test checks that every stage's columns match this table. Like
+stage computes it (a pixel metric: a function decorated ``@pixel_metric`` in
+``metrics/pixel.py``, and the metrics stage computes and writes it; a threat-model control:
+``analysis/controls.py``); tests check that every stage's columns match this table. Like
 torchmetrics' ``higher_is_better``, each entry carries its direction, so nobody far from the
 metric has to remember whether a larger value means more similar.
 
