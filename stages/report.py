@@ -1,7 +1,9 @@
 """DVC stage `report`: how faithfully each metric follows human judgement.
 
 Reads data/metrics/<ds>/, data/annotations/<ds>/, data/semsim/dataset-<ds>/ (and the held-out
-attack / backbone scores) and data/attacks/<ds>/<attack>/ for the image grids. Writes:
+attack / backbone scores), data/attacks/<ds>/<attack>/ for the image grids, and stage
+correlate's data/correlations/correlations.csv, whose rows it reuses where their data match
+(every metric but SemSim's own; an alpha experiment then bootstraps only SemSim). Writes:
   reports/metrics/report.json      DVC metrics: the headline (oriented model-level rho per dataset
                                    and metric, SemSim family on held-out attacks / backbones)
   reports/report/summary.json      every oriented rho / tau / r, level -> scope -> metric
@@ -26,7 +28,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from semsim_study import atomic, params as P  # noqa: E402
-from semsim_study.analysis import report  # noqa: E402
+from semsim_study.analysis import config, precomputed, report  # noqa: E402
 
 from ._cli import run  # noqa: E402
 
@@ -39,14 +41,23 @@ def main() -> None:
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
     parser.add_argument("--out", default="reports/report")
     parser.add_argument("--metrics", help="the headline DVC metrics file (default: ROOT/reports/metrics/report.json)")
+    parser.add_argument("--precomputed", help="stage correlate's rows to reuse where their data match (default: "
+                        f"ROOT/{precomputed.DEFAULT_PATH} when it exists; 'none' computes every row here)")
     args = parser.parse_args()
     start = time.perf_counter()
     params = P.load(args.params)
-    cfg = report.from_params(params)
-    metrics = Path(args.metrics) if args.metrics else Path(args.root) / "reports" / "metrics" / "report.json"
-    result = report.write(Path(args.root), Path(args.out), cfg, metrics)
-    log.info("report: %d correlations, %d datasets (%d annotated) in %.1f s -> %s",
-             len(result.correlations), len(result.datasets), sum(d.annotated for d in result.datasets),
+    cfg = config.from_params(params)
+    root = Path(args.root)
+    metrics = Path(args.metrics) if args.metrics else root / "reports" / "metrics" / "report.json"
+    source = (None if args.precomputed == "none" else Path(args.precomputed) if args.precomputed
+              else root / precomputed.DEFAULT_PATH if (root / precomputed.DEFAULT_PATH).exists() else None)
+    reuse = precomputed.read(source) if source is not None else None
+    result = report.write(root, Path(args.out), cfg, metrics, reuse)
+    offered = {key for key in (reuse or {})}
+    taken = {(r.level, r.scope, r.metric, r.fingerprint) for r in result.correlations.itertuples() if r.fingerprint}
+    log.info("report: %d correlations (%d metric results taken from %s, %d computed here), %d datasets "
+             "(%d annotated) in %.1f s -> %s", len(result.correlations), len(taken & offered), source or "nowhere",
+             len(taken - offered), len(result.datasets), sum(d.annotated for d in result.datasets),
              time.perf_counter() - start, args.out)
 
 

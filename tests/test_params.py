@@ -116,7 +116,7 @@ def test_semsim_params_are_checked_with_their_dotted_key(embedded_params, key, v
 def _checkers():
     """Each section's reader, as the stage that owns it calls it before any work."""
     from semsim_study import observer_controls, training
-    from semsim_study.analysis import report
+    from semsim_study.analysis import config
     from semsim_study.annotation import collect, tasks
     from semsim_study.attacks import configs
     from semsim_study.metrics import featurenet, settings
@@ -145,7 +145,7 @@ def _checkers():
         "semsim.model": semsim_train.from_params,
         "semsim.training": semsim_train.from_params,
         "semsim.training.colour": semsim_train.from_params,
-        "report": report.from_params,
+        "report": config.from_params,
     }
 
 

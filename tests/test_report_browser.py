@@ -16,7 +16,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from semsim_study.analysis import report, study as S
+from semsim_study.analysis import config, report, study as S
 
 from .report_fixtures import make_project
 
@@ -35,7 +35,7 @@ def _screenshots_script():
 
 def test_report_page_renders_with_images(tmp_path, browser):
     make_project(tmp_path, datasets=("digits", "faces", "shapes"), images=2, annotated=("digits", "faces"))
-    cfg = report.ReportConfig(datasets=["digits", "faces", "shapes"], attacks=["dlg", "idlg", "invgrad", "gradinversion"],
+    cfg = config.ReportConfig(datasets=["digits", "faces", "shapes"], attacks=["dlg", "idlg", "invgrad", "gradinversion"],
                               held_out_attacks=["dlg"], held_out_backbones=["lenet"],
                               settings=S.Settings(reps=100), grid_images=4)
     out = tmp_path / "reports/report"

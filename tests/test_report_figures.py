@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semsim_study.analysis import artifacts, disagreement, figures, latex, page, render, report, study as S
+from semsim_study.analysis import artifacts, config, disagreement, figures, latex, page, render, report, study as S
 from semsim_study.analysis.regression import ols_band
 from semsim_study.analysis.ticks import RATE_TICKS, nice_step, nice_ticks, tick_label
 
@@ -190,7 +190,7 @@ def test_bar_axis_fits_the_intervals():
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     make_project(root, datasets=("digits", "faces"), images=3, held_out_attacks=(), held_out_backbones=())
-    cfg = report.ReportConfig(datasets=["digits", "faces"], attacks=ATTACKS, settings=S.Settings(reps=50), grid_images=3)
+    cfg = config.ReportConfig(datasets=["digits", "faces"], attacks=ATTACKS, settings=S.Settings(reps=50), grid_images=3)
     study = S.build(root, cfg.datasets, [], [], cfg.settings)
     return root, cfg, study
 

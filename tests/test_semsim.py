@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,7 +203,29 @@ def test_margin_comes_from_params_alpha(fx, monkeypatch):
         train.from_params(p)
 
 
-def test_optimiser_is_torch_sgd_and_schedule_matches_multisteplr(fx):
+@pytest.mark.parametrize("nesterov, weight_decay, momentum", [(True, 5e-4, 0.9), (False, 0.0, 0.9), (False, 1e-3, 0.0)])
+def test_sgd_is_torch_sgd_bit_for_bit(nesterov, weight_decay, momentum):
+    torch.manual_seed(0)
+    net_a = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    net_b = copy.deepcopy(net_a)
+    ours = train.NesterovSGD(net_a.parameters(), lr=0.05, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay)
+    ref = torch.optim.SGD(net_b.parameters(), lr=0.05, momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay)
+    x = torch.randn(16, 3, 8, 8)
+    for step in range(6):
+        if step == 3:  # the schedule lowers the rate mid-run
+            ours.lr = 0.005
+            ref.param_groups[0]["lr"] = 0.005
+        for net, opt in ((net_a, ours), (net_b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_trainer_uses_its_sgd_and_schedule_matches_multisteplr(fx):
     cfg = train.SemSimTrainConfig("tinyconv16", 32, "cifar100", 1.0, epochs=100, batch_size=64)
     sched = torch.optim.lr_scheduler.MultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.05),
                                                  milestones=[37, 62, 87], gamma=0.1)
@@ -212,10 +236,27 @@ def test_optimiser_is_torch_sgd_and_schedule_matches_multisteplr(fx):
     sampler = TripletSampler(_items(fx))
     images = np.zeros((1, 32, 32, 3), dtype=np.uint8)
     trainer = train.TripletTrainer(cfg, sampler, images, images, 0, np.random.default_rng(0))
-    assert isinstance(trainer.opt, torch.optim.SGD)
-    group = trainer.opt.param_groups[0]
-    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
-    assert trainer.start_epoch(37) == group["lr"] == train.lr_at(cfg, 37)
+    assert isinstance(trainer.opt, train.NesterovSGD)
+    assert (trainer.opt.momentum, trainer.opt.nesterov, trainer.opt.weight_decay) == (0.9, True, 5e-4)
+    assert trainer.start_epoch(37) == trainer.opt.lr == train.lr_at(cfg, 37)
+
+
+def test_semsim_stage_does_not_import_torch_dynamo(fx, tmp_path):
+    """The reason NesterovSGD exists: a SemSim stage process never pays for torch._dynamo."""
+    shutil.copytree(fx / "data", tmp_path / "data")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(F.params(epochs=1)))
+    code = ("import runpy, sys\n"
+            "sys.argv = ['semsim', '--split', 'dataset', '--held-out', 'gamma']\n"
+            "try:\n"
+            "    runpy.run_module('stages.semsim', run_name='__main__')\n"
+            "finally:\n"
+            "    print('dynamo imported:', 'torch._dynamo' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "models" / "semsim" / "dataset-gamma" / "semsim.pt").is_file()
+    assert "dynamo imported: False" in out.stdout
 
 
 # -- training ------------------------------------------------------------------------------------

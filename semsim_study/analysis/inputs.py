@@ -36,11 +36,14 @@ SCORE_ID = ("item_id", "dataset", "model", "attack", "image_id")
 SCORE_COLUMNS = (*SCORE_ID, *SCORES)
 
 
-def read_table(path: Path, required, what: str) -> pd.DataFrame:
-    """A CSV with the columns a contract promises; the error names the file and what is missing."""
+TEXT_COLUMNS = ("item_id", "dataset", "model", "attack", "image_id", "source", "majority", "status")
+
+
+def read_table(path: Path, required, what: str, text=TEXT_COLUMNS, **options) -> pd.DataFrame:
+    """A CSV with the columns a contract promises; the error names the file and what is missing.
+    ``text`` columns stay strings; ``options`` go to pandas.read_csv."""
     try:
-        df = pd.read_csv(path, dtype={"item_id": str, "dataset": str, "model": str, "attack": str,
-                                      "image_id": str, "source": str, "majority": str, "status": str})
+        df = pd.read_csv(path, dtype={c: str for c in text}, **options)
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -51,11 +54,13 @@ def read_table(path: Path, required, what: str) -> pd.DataFrame:
     return df
 
 
-def read_split_scores(root: Path, scope: str) -> tuple[pd.DataFrame, list[str]]:
-    """Every per-image score the SemSim-family stages wrote for one split (e.g. dataset-digits),
-    one row per item; a stage whose scores.csv is missing leaves its columns empty and a note."""
-    frame, notes = pd.DataFrame(columns=list(SCORE_ID)), []
-    for stage in SCORE_STAGES:
+def read_split_scores(root: Path, scope: str, stages=SCORE_STAGES) -> tuple[pd.DataFrame, list[str]]:
+    """Every per-image score the SemSim-family ``stages`` wrote for one split (e.g. dataset-digits),
+    one row per item; a stage whose scores.csv is missing leaves its columns empty and a note.
+    Columns of stages not asked for stay empty without a note (stage ``correlate`` reads only
+    the CE baseline's: it must not read what it does not depend on)."""
+    frame, notes = None, []
+    for stage in stages:
         columns = T.names(stage=stage)
         path = Path(root) / "data" / stage / scope / "scores.csv"
         if not path.exists():
@@ -64,7 +69,9 @@ def read_split_scores(root: Path, scope: str) -> tuple[pd.DataFrame, list[str]]:
         df = read_table(path, (*SCORE_ID, *columns), f"{stage} scores")[list(SCORE_ID + columns)]
         for col in columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
-        frame = df if frame.empty else frame.merge(df, on=list(SCORE_ID), how="outer")
+        frame = df if frame is None else frame.merge(df, on=list(SCORE_ID), how="outer")
+    if frame is None:
+        frame = pd.DataFrame(columns=list(SCORE_ID))
     for col in SCORES:
         if col not in frame.columns:
             frame[col] = np.nan
@@ -101,7 +108,7 @@ def set_means(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby(KEY, as_index=False, sort=True)[list(SCORES)].mean()
 
 
-def load_dataset(root: Path, name: str) -> DatasetInputs:
+def load_dataset(root: Path, name: str, score_stages=SCORE_STAGES) -> DatasetInputs:
     root = Path(root)
     mdir = root / "data" / "metrics" / name
     images = read_table(mdir / "images.csv", IMAGE_COLUMNS, "per-image metrics (stage metrics)")
@@ -140,7 +147,7 @@ def load_dataset(root: Path, name: str) -> DatasetInputs:
     asets = asets.rename(columns={"source": "annotation_source"})
 
     # SemSim and the CE baseline (leave-one-dataset-out: scored by models that never saw this dataset)
-    scores, score_notes = read_split_scores(root, f"dataset-{name}")
+    scores, score_notes = read_split_scores(root, f"dataset-{name}", score_stages)
     semsim_note = "; ".join(score_notes)
     image_table = images.merge(items, on="item_id", how="left")
     image_table = image_table.merge(scores[["item_id", *SCORES]], on="item_id", how="left")

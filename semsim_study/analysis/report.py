@@ -1,56 +1,16 @@
-"""The report stage's library entry: params -> settings, inputs -> every report file.
-
-Params read (and tracked by the `report` stage): seed, datasets, attacks,
-semsim.held_out_attacks, semsim.held_out_backbones, report.bootstrap, report.confidence,
-report.grid_images.
-"""
+"""The report stage's library entry: inputs -> every report file (settings: ``config``)."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .. import atomic, params as P
-from ..errors import ConfigError
+from .. import atomic
 from . import artifacts, crowd_controls, page, render, study as S
+from .config import ReportConfig
 from .headline import headline
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    datasets: list[str]
-    attacks: list[str]
-    held_out_attacks: list[str] = field(default_factory=list)
-    held_out_backbones: list[str] = field(default_factory=list)
-    settings: S.Settings = S.Settings()
-    grid_images: int = 8
-
-
-def _names(params, key: str, default) -> list[str]:
-    value = P.get(params, key, list, default)
-    if not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"params: '{key}' must be a list of names, got {value!r}")
-    return list(value)
-
-
-def from_params(params: dict) -> ReportConfig:
-    P.known(params, "report", ("bootstrap", "confidence", "grid_images"))
-    reps = P.get(params, "report.bootstrap", int, 1000)
-    if reps < 0:
-        raise ConfigError(f"params: 'report.bootstrap' must be >= 0 (0 = no intervals), got {reps}")
-    grid = P.get(params, "report.grid_images", int, 8)
-    if grid < 0:
-        raise ConfigError(f"params: 'report.grid_images' must be >= 0, got {grid}")
-    confidence = P.fraction(params, "report.confidence", 0.95)
-    return ReportConfig(
-        datasets=_names(params, "datasets", None), attacks=_names(params, "attacks", None),
-        held_out_attacks=_names(params, "semsim.held_out_attacks", []),
-        held_out_backbones=_names(params, "semsim.held_out_backbones", []),
-        settings=S.Settings(reps=reps, confidence=confidence, seed=P.get(params, "seed", int, 0)),
-        grid_images=grid)
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -59,9 +19,11 @@ def _csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None) -> S.Study:
-    """Compute everything, then write each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
-    study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
+def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
+          reuse: S.Reuse | None = None) -> S.Study:
+    """Compute everything (taking matching rows from ``reuse``, see ``precomputed``), then write
+    each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
+    study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings, reuse=reuse)
     out = Path(out)
     art = artifacts.build(Path(root), study, cfg.datasets, cfg.attacks, cfg.settings.confidence)
     html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
@@ -81,7 +43,7 @@ def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None)
         (tmp / "spearman").mkdir()
         for name, df in render.bar_frames(study, cfg.datasets).items():
             (tmp / "spearman" / name).write_text(_csv(df), encoding="utf-8")
-    atomic.write_text(out / "correlations.csv", _csv(study.correlations))
+    atomic.write_text(out / "correlations.csv", _csv(study.correlations[list(S.CORR_COLUMNS)]))
     atomic.write_json(out / "provenance.json", {"datasets": render.provenance(study), "banner": render.banner(study),
                                                 "held_out": study.held_out, "held_out_notes": study.notes})
     atomic.write_text(out / "report.md", md)

@@ -17,17 +17,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import pandas as pd
 
 from . import contradictions, controls
-from .correlate import COEFFICIENTS, correlate
-from .inputs import DatasetInputs, held_out_tables, load_dataset, read_split_scores
+from .correlate import COEFFICIENTS, correlate, fingerprint
+from .inputs import SCORE_STAGES, DatasetInputs, held_out_tables, load_dataset, read_split_scores
 from .orientation import IMAGE_METRICS, LABELS, SET_METRICS, expected_sign
 
 CORR_COLUMNS = ("level", "scope", "metric", "coefficient", "value", "oriented", "p", "ci_low", "ci_high", "n",
                 "reason", "expected_sign", "oriented_ci_low", "oriented_ci_high")
+FINGERPRINT = "fingerprint"  # of the data and settings a row was computed from (correlate.fingerprint)
 POOLED = "all"
+
+#: reuse[(level, scope, metric, fingerprint)] = that metric's rows (one per coefficient)
+Reuse = Mapping[tuple[str, str, str, str], list[dict]]
 
 
 @dataclass(frozen=True)
@@ -54,33 +59,38 @@ class Study:
 
 
 def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: Settings,
-          missing_reason: str = "") -> list[dict]:
+          missing_reason: str = "", reuse: Reuse | None = None) -> list[dict]:
     rows = []
     for metric in metrics:
         sign = expected_sign(metric, target)
         if missing_reason:
-            reason, results = missing_reason, None
+            reason, results, fp = missing_reason, None, ""
         elif metric not in table.columns or table[metric].isna().all():
-            reason, results = f"no {LABELS[metric]} values", None
+            reason, results, fp = f"no {LABELS[metric]} values", None, ""
         else:
             reason = ""
-            results = correlate(table[metric], table[target], reps=s.reps, seed=s.seed,
-                                key=f"{level}/{scope}", confidence=s.confidence,
-                                x_name=LABELS[metric], y_name=target.replace("_", " "))
+            args = dict(reps=s.reps, seed=s.seed, key=f"{level}/{scope}", confidence=s.confidence,
+                        x_name=LABELS[metric], y_name=target.replace("_", " "))
+            fp = fingerprint(table[metric], table[target], **args)
+            done = (reuse or {}).get((level, scope, metric, fp))
+            if done is not None:
+                rows += done
+                continue
+            results = correlate(table[metric], table[target], **args)
         for c in COEFFICIENTS:
             if results is None:
                 rows.append({"level": level, "scope": scope, "metric": metric, "coefficient": c, "value": math.nan,
                              "oriented": math.nan, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                              "n": int(table[[target]].notna().sum().iloc[0]) if target in table else 0,
                              "reason": reason, "expected_sign": sign, "oriented_ci_low": math.nan,
-                             "oriented_ci_high": math.nan})
+                             "oriented_ci_high": math.nan, FINGERPRINT: fp})
                 continue
             r = results[c]
             o = r.oriented(sign)
             rows.append({"level": level, "scope": scope, "metric": metric, "coefficient": c, "value": r.value,
                          "oriented": o.value, "p": r.p, "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n,
                          "reason": r.reason, "expected_sign": sign, "oriented_ci_low": o.ci_low,
-                         "oriented_ci_high": o.ci_high})
+                         "oriented_ci_high": o.ci_high, FINGERPRINT: fp})
     return rows
 
 
@@ -118,53 +128,66 @@ def _contradiction_rows(scope: str, images: pd.DataFrame) -> list[dict]:
             rows.append({"level": "contradiction", "scope": scope, "metric": r["metric"], "coefficient": coef,
                          "value": value, "oriented": value, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                          "n": n, "reason": reason, "expected_sign": 1, "oriented_ci_low": math.nan,
-                         "oriented_ci_high": math.nan})
+                         "oriented_ci_high": math.nan, FINGERPRINT: ""})
     return rows
 
 
 def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
-          s: Settings) -> Study:
+          s: Settings, *, metrics: Sequence[str] | None = None, score_stages: Sequence[str] = SCORE_STAGES,
+          reuse: Reuse | None = None) -> Study:
+    """Every correlation of the report (``metrics`` None), or only those of ``metrics`` (no
+    metric-vs-metric rows then), reading the scores of ``score_stages`` only. A metric whose
+    data and settings match an entry of ``reuse`` takes its rows from there: the same numbers
+    the bootstrap would give, without running it again."""
     root = Path(root)
-    loaded = [load_dataset(root, name) for name in datasets]
+    only = None if metrics is None else set(metrics)
+    set_metrics = [m for m in SET_METRICS if only is None or m in only]
+    image_metrics = [m for m in IMAGE_METRICS if only is None or m in only]
+    loaded = [load_dataset(root, name, score_stages) for name in datasets]
     with_controls = controls.add({d.name: d.sets for d in loaded}, {d.name for d in loaded if d.annotated})
     for d in loaded:
         d.sets = with_controls[d.name]
     rows: list[dict] = []
+
+    def add(level: str, scope: str, table: pd.DataFrame, reason: str = "") -> None:
+        names, target = (set_metrics, "unrecognised_rate") if level == "model" else (image_metrics, "recognised_rate")
+        rows.extend(_rows(level, scope, table, names, target, s, reason, reuse))
+
     for d in loaded:
-        missing = d.annotation_note
-        rows += _rows("model", d.name, model_table(d), SET_METRICS, "unrecognised_rate", s, missing)
-        rows += _rows("image", d.name, image_table(d), IMAGE_METRICS, "recognised_rate", s, missing)
+        add("model", d.name, model_table(d), d.annotation_note)
+        add("image", d.name, image_table(d), d.annotation_note)
     annotated = [d for d in loaded if d.annotated]
     none_reason = "" if annotated else "no dataset has annotations"
     all_sets = pd.concat([model_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
     all_images = pd.concat([image_table(d) for d in annotated], ignore_index=True) if annotated else pd.DataFrame()
     pooled_sets = within_dataset_ranks(all_sets, SET_METRICS + ("unrecognised_rate",))
     pooled_images = within_dataset_ranks(all_images, IMAGE_METRICS + ("recognised_rate",))
-    rows += _rows("model", POOLED, pooled_sets, SET_METRICS, "unrecognised_rate", s, none_reason)
-    rows += _rows("image", POOLED, pooled_images, IMAGE_METRICS, "recognised_rate", s, none_reason)
-    for d in annotated:
-        rows += _contradiction_rows(d.name, image_table(d))
-    if annotated:
-        rows += _contradiction_rows(POOLED, pooled_images)
+    add("model", POOLED, pooled_sets, none_reason)
+    add("image", POOLED, pooled_images, none_reason)
+    if only is None:
+        for d in annotated:
+            rows += _contradiction_rows(d.name, image_table(d))
+        if annotated:
+            rows += _contradiction_rows(POOLED, pooled_images)
 
     scopes, notes = [], {}
     for kind, names in (("attack", held_out_attacks), ("backbone", held_out_backbones)):
         for name in names:
             scope = f"{kind}-{name}"
             scopes.append(scope)
-            scores, missing = read_split_scores(root, scope)
+            scores, missing = read_split_scores(root, scope, score_stages)
             reason = none_reason or ("; ".join(missing) if scores.empty else "")
             if missing and not reason:
                 notes[scope] = "; ".join(missing)
             if reason:
                 notes[scope] = reason
-                rows += _rows("model", scope, pd.DataFrame(), SET_METRICS, "unrecognised_rate", s, reason)
-                rows += _rows("image", scope, pd.DataFrame(), IMAGE_METRICS, "recognised_rate", s, reason)
+                add("model", scope, pd.DataFrame(), reason)
+                add("image", scope, pd.DataFrame(), reason)
                 continue
             images, sets = held_out_tables(all_images, all_sets, scores)
-            rows += _rows("model", scope, sets, SET_METRICS, "unrecognised_rate", s)
-            rows += _rows("image", scope, images, IMAGE_METRICS, "recognised_rate", s)
-    table = pd.DataFrame(rows, columns=list(CORR_COLUMNS))
+            add("model", scope, sets)
+            add("image", scope, images)
+    table = pd.DataFrame(rows, columns=[*CORR_COLUMNS, FINGERPRINT])
     return Study(loaded, table, scopes, notes)
 
 

@@ -137,6 +137,41 @@ def lr_at(cfg: SemSimTrainConfig, epoch: int) -> float:
     return cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= epoch)
 
 
+class NesterovSGD:
+    """The update of ``torch.optim.SGD`` (momentum without dampening, optional Nesterov, L2 weight
+    decay), bit for bit (tests/test_semsim.py steps both and compares the parameters).
+
+    Written out, although torch has it, because building any ``torch.optim`` optimiser imports
+    ``torch._dynamo``: 2-3 s in every SemSim stage process on the 2-core build machine, about a
+    sixth of an embedded split, paid 11 times by each alpha experiment
+    (benchmarks/semsim_optimiser.py measures both; docs/benchmarks.md has the figures).
+    """
+
+    def __init__(self, params, lr: float, momentum: float, nesterov: bool, weight_decay: float):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
+        self.velocity: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
+            if self.momentum:
+                v = self.velocity[i]
+                if v is None:
+                    v = self.velocity[i] = g.detach().clone()  # torch starts the buffer at the first gradient
+                else:
+                    v.mul_(self.momentum).add_(g)
+                g = g.add(v, alpha=self.momentum) if self.nesterov else v
+            p.add_(g, alpha=-self.lr)
+
+
 class _Trainer:
     """Shared parts: the net, SGD with the step schedule, the augmented batch tensor."""
 
@@ -146,18 +181,16 @@ class _Trainer:
         self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
         params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
-        self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                   weight_decay=cfg.weight_decay)
+        self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
         self.mean, self.std = cfg.mean_std
 
     def start_epoch(self, epoch: int) -> float:
-        lr = lr_at(self.cfg, epoch)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        self.opt.lr = lr_at(self.cfg, epoch)
         self.net.train()
         if self.head is not None:
             self.head.train()
-        return lr
+        return self.opt.lr
 
     def batch(self, images: np.ndarray) -> torch.Tensor:
         if self.cfg.crop_flip:
@@ -169,7 +202,7 @@ class _Trainer:
         if not torch.isfinite(loss):
             raise DataError(f"SemSim {what}: training loss became {loss.item()} in epoch {epoch + 1}; "
                             f"lower semsim.training.lr")
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()
         loss.backward()
         self.opt.step()
 

@@ -1,0 +1,47 @@
+"""DVC stage `correlate`: every metric's correlations with the annotators that SemSim's margin cannot move.
+
+Reads data/metrics/<ds>/, data/annotations/<ds>/ and the CE baseline's scores
+(data/ce_baseline/<split>/scores.csv), never the triplet SemSim's. Writes
+  data/correlations/correlations.csv   the report's rows for every metric but SemSim's own
+                                       scores, each with the fingerprint of its data and settings
+The report reuses a row whose fingerprint matches its own data, so an alpha experiment
+bootstraps only the SemSim columns (semsim_study/analysis/precomputed.py says why).
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread: the bootstrap's matrix products are small, and the machine is shared.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import logging  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from semsim_study import params as P  # noqa: E402
+from semsim_study.analysis import config, precomputed  # noqa: E402
+
+from ._cli import arguments, run  # noqa: E402
+
+log = logging.getLogger("correlate")
+
+
+def main() -> None:
+    parser = arguments(__doc__, dataset=False, raw=True)
+    parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
+    parser.add_argument("--out", help="default: ROOT/data/correlations/correlations.csv")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    cfg = config.from_params(P.load(args.params))
+    root = Path(args.root)
+    rows = precomputed.compute(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
+    out = Path(args.out) if args.out else root / precomputed.DEFAULT_PATH
+    precomputed.write(out, rows)
+    log.info("correlate: %d rows for %s in %.1f s -> %s", len(rows), ", ".join(precomputed.METRICS),
+             time.perf_counter() - start, out)
+
+
+if __name__ == "__main__":
+    run(main)
