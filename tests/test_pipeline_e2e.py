@@ -122,6 +122,11 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         assert (clone / "data" / "ce_baseline" / f"dataset-{name}" / "scores.csv").is_file()
     for f in ("summary.json", "correlations.csv", "report.md", "index.html", "provenance.json"):
         assert (clone / "reports" / "report" / f).is_file()
+    # the report took stage correlate's rows (every metric but SemSim's own) instead of recomputing them
+    assert (clone / "data" / "correlations" / "correlations.csv").is_file()
+    log = first.stdout + first.stderr
+    taken = int(log.split(" metric results taken from data/correlations/correlations.csv")[0].rsplit("(", 1)[1])
+    assert taken > 0, log[-2000:]
     assert "simulated" in (clone / "reports" / "report" / "report.md").read_text()
     metrics = _dvc("metrics", "show", cwd=clone)
     assert "reports/train/digits.json" in metrics.stdout and "test_accuracy" in metrics.stdout
