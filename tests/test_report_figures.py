@@ -184,6 +184,15 @@ def test_bar_axis_fits_the_intervals():
     figures.export(fig)
 
 
+def test_bar_interval_that_misses_its_estimate_is_drawn_as_it_is():
+    """A percentile bootstrap interval need not contain the estimate (few points or resamples:
+    `make paper-smoke` met one); the error bar spans the interval, wherever the bar ends."""
+    fig = figures.interval_bars(["PSNR", "SSIM"], {"all": ([0.9, 0.2], [0.3, 0.1], [0.8, 0.4])}, ylabel="rho")
+    segments = fig.axes[0].collections[-1].get_segments()
+    assert [tuple(np.round(seg[:, 1], 6)) for seg in segments] == [(0.3, 0.8), (0.1, 0.4)]
+    figures.export(fig)
+
+
 # --- the page and tables on a synthetic project -------------------------------------------------
 
 @pytest.fixture(scope="module")

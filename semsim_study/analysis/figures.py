@@ -120,8 +120,10 @@ def interval_bars(groups: list[str], series: dict[str, tuple[list[float], list[f
         ax.bar(xs, np.where(np.isfinite(v), v, 0.0), width, label=name, color=cmap(i % 10), zorder=2)
         err = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
         if err.any():
-            ax.errorbar(xs[err], v[err], yerr=[v[err] - lo[err], hi[err] - v[err]], fmt="none", ecolor="#222",
-                        elinewidth=0.7, capsize=1.5, zorder=3)
+            # centred on the interval, not the value: a percentile bootstrap interval need not
+            # contain the estimate (few points, few resamples), and the bar must still show it
+            mid, half = (lo[err] + hi[err]) / 2, (hi[err] - lo[err]) / 2
+            ax.errorbar(xs[err], mid, yerr=half, fmt="none", ecolor="#222", elinewidth=0.7, capsize=1.5, zorder=3)
         bounds += list(_finite(np.where(err, lo, v))) + list(_finite(np.where(err, hi, v)))
     ax.axhline(0, color="black", linewidth=0.6, zorder=1)
     _axis(ax, "y", nice_ticks(min(bounds), max(bounds), 8))
