@@ -53,11 +53,12 @@ def main() -> None:
               else root / precomputed.DEFAULT_PATH if (root / precomputed.DEFAULT_PATH).exists() else None)
     reuse = precomputed.read(source) if source is not None else None
     result = report.write(root, Path(args.out), cfg, metrics, reuse)
-    offered = {key for key in (reuse or {})}
-    taken = {(r.level, r.scope, r.metric, r.fingerprint) for r in result.correlations.itertuples() if r.fingerprint}
+    # a metric result with data has a fingerprint; it was taken when the file offered that key
+    results = {(r.level, r.scope, r.metric, r.fingerprint) for r in result.correlations.itertuples() if r.fingerprint}
+    taken = len(results & set(reuse or {}))
     log.info("report: %d correlations (%d metric results taken from %s, %d computed here), %d datasets "
-             "(%d annotated) in %.1f s -> %s", len(result.correlations), len(taken & offered), source or "nowhere",
-             len(taken - offered), len(result.datasets), sum(d.annotated for d in result.datasets),
+             "(%d annotated) in %.1f s -> %s", len(result.correlations), taken, source or "nowhere",
+             len(results) - taken, len(result.datasets), sum(d.annotated for d in result.datasets),
              time.perf_counter() - start, args.out)
 
 
