@@ -4,6 +4,10 @@ The library behind the DVC stages: datasets, models, attacks, annotation, metric
 the report. Stage scripts in ``stages/`` only read params, call into here and write outputs.
 """
 
+from . import cpu_kernels
+
+cpu_kernels.pin()  # before torch or numpy loads: the same kernels, so the same bytes, on every x86-64 CPU
+
 __version__ = "0.1.0"
 
 __all__ = ["SemSim"]

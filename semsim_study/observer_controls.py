@@ -62,6 +62,10 @@ class ControlConfig:
 
 def from_params(params: Mapping) -> ControlConfig:
     section = dict(P.known(params, "observer_controls", ControlConfig.__dataclass_fields__))
+    for key, value in section.items():  # text such as 8/255 (how the comments write it) is not a number to YAML
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (YAML reads a fraction as text: write 0.0313725 for 8/255)" if isinstance(value, str) and "/" in value else ""
+            raise ConfigError(f"params.yaml: observer_controls.{key} must be a number, got {value!r}{hint}")
     cfg = ControlConfig(**section)
     checks = {"max_psnr": cfg.max_psnr > 0, "min_images": isinstance(cfg.min_images, int) and cfg.min_images > 0,
               "epsilon": 0 < cfg.epsilon < 1, "steps": isinstance(cfg.steps, int) and cfg.steps > 0,

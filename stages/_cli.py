@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
+from semsim_study import atomic, cpu_kernels
 from semsim_study.errors import StudyError
+
+#: Where each stage says which CPU kernels it ran with: beside the workspace, never a tracked
+#: output (it names the machine, and a tracked output must have the same bytes on every one).
+PROVENANCE = Path("logs") / "provenance"
 
 
 def arguments(doc: str, *, dataset: bool = True, raw: bool = False) -> argparse.ArgumentParser:
@@ -50,9 +56,20 @@ def run(main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         main()
+        _record_kernels()
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         # DVC removes a stage's outputs before running it; say how to get the last good ones back
         print(f"note: `dvc repro` removed this stage's previous outputs before it ran; `dvc checkout {dvc_stage()}` "
               "restores the cached ones (reports kept in git: `git checkout -- reports/`)", file=sys.stderr)
         sys.exit(2)
+
+
+def _record_kernels() -> None:
+    """Log the CPU kernels the stage ran with and keep them in logs/provenance/<stage>.json."""
+    info = cpu_kernels.describe()
+    logging.getLogger("kernels").info(cpu_kernels.summary(info))
+    try:
+        atomic.write_json(PROVENANCE / f"{dvc_stage()}.json", info)
+    except OSError as exc:  # a read-only workspace still gets the log line
+        logging.getLogger("kernels").warning("could not write %s: %s", PROVENANCE, exc)

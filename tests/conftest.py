@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import semsim_study  # noqa: F401  (pins the CPU kernels before any test module loads torch)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -4,6 +4,7 @@ label inference, divergence, and the resumable parallel job runner."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -12,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from semsim_study.torch_helpers import state_bytes
 from semsim_study import classifiers, training
 from semsim_study.attacks import configs, engine, jobs
 from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError, DataError
+from tests.conftest import ROOT
 
 SIZE = 16  # DLG's LeNet at 16 px converges in a few L-BFGS steps, which keeps the suite fast
 
@@ -352,6 +355,17 @@ def test_results_from_other_params_are_not_reused(stage_inputs):
     assert jobs.is_done(a, plan_a[0]) and not jobs.is_done(b, plan_b[0])
     plan_c = jobs.plan(a, model_ids, batch_size=2)  # same params, other batch: rounding may differ
     assert plan_c[0].key != plan_a[0].key and not jobs.is_done(a, plan_c[0])
+    # a result computed on the CPU is not reused for a CUDA run (GPU kernels round differently)
+    gpu = dataclasses.replace(a, device="cuda:0")
+    plan_d = jobs.plan(gpu, model_ids)
+    assert plan_d[0].key != plan_a[0].key and not jobs.is_done(gpu, plan_d[0])
+    assert jobs.plan(dataclasses.replace(a, device="cuda:1"), model_ids)[0].key == plan_d[0].key
+
+
+def test_switching_the_attack_device_reruns_the_stage():
+    """dvc.yaml tracks attack.device, so switching cpu and cuda does not keep stale results."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["attack"]
+    assert "attack.device" in stage["params"]
 
 
 def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observed_gradient(stage_inputs, monkeypatch):

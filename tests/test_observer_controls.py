@@ -123,6 +123,14 @@ def test_bad_control_params_are_named(key, value):
         oc.from_params({"observer_controls": {"epsilom": 0.1}})
 
 
+def test_a_fraction_written_as_text_is_named_not_a_traceback():
+    # params.yaml's comment writes the default as 8/255; YAML reads that as text
+    with pytest.raises(ConfigError, match=r"observer_controls.epsilon must be a number, got '8/255'.*0.0313725"):
+        oc.from_params({"observer_controls": {"epsilon": "8/255"}})
+    with pytest.raises(ConfigError, match="observer_controls.steps must be a number, got 'ten'"):
+        oc.from_params({"observer_controls": {"steps": "ten"}})
+
+
 def test_paired_interval_covers_the_mean_difference():
     a = np.array([1, 0, 1, 1, 0, 0, 1, 0] * 10, dtype=bool)
     b = np.array([0, 0, 1, 1, 0, 0, 1, 1] * 10, dtype=bool)

@@ -48,7 +48,7 @@ def test_wheel_has_the_library_app_files_and_commands(wheel):
     assert core == ["numpy", "pillow", "torch", "torchvision"]
     assert any("extra == \"study\"" in r and r.lower().startswith("dvc") for r in required)
     assert "semsim = semsim_study.semsim.cli:main" in entry
-    assert "semsim-annotation = semsim_study.annotation.cli:main" in entry
+    assert "semsim-annotation = semsim_study.extras:annotation_cli" in entry
 
 
 def _model(folder: Path) -> Path:
@@ -79,7 +79,7 @@ import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {HEAVY!r}:
-            raise ImportError(f"{{name}} is not a dependency of the SemSim metric")
+            raise ModuleNotFoundError(f"{{name}} is not a dependency of the SemSim metric", name=name)
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(target)!r})
 import torch
@@ -99,3 +99,13 @@ print("ok", tuple(d.shape), bool(x.grad.abs().sum() > 0))
     cli = subprocess.run([str(prefix / "bin" / "semsim"), "--help"], cwd=tmp_path,
                          env={**env, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0 and "score" in cli.stdout, cli.stdout + cli.stderr
+
+    # the annotation command needs the study extra: without it, one line that names it (exit 2)
+    head = script.split("import torch")[0]
+    annotation = subprocess.run([sys.executable, "-c", head + "from semsim_study.extras import annotation_cli\n"
+                                 "sys.argv = ['semsim-annotation', 'tokens', '--list']\nsys.exit(annotation_cli())"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert annotation.returncode == 2, annotation.stdout + annotation.stderr
+    assert annotation.stderr.count("\n") == 1 and "Traceback" not in annotation.stderr
+    assert "semsim-annotation needs the 'study' extra (module 'yaml' is not installed)" in annotation.stderr
+    assert "pip install 'semsim-study[study]'" in annotation.stderr

@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from semsim_study.annotation import read_tasks
+from semsim_study.cpu_kernels import unpinnable_reason
 from tests.conftest import ROOT
+from tests.test_cpu_kernels import OTHER_CPU
 
 # Three domains (both protocols; two protocol-B ones keep every SemSim split trainable) and two
 # attacks keep the whole-pipeline run short; every domain and attack has its own unit tests.
@@ -160,13 +162,21 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
     assert _digest(clone / "data" / "prepared" / "faces") == digests["faces"]
     assert _digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
-    # one OpenMP thread instead of the machine's count: the stages fix their own, so the same bytes
+    # one OpenMP thread instead of the machine's count, and the kernel choices another x86-64 CPU
+    # (or a user's environment) would make: the stages fix their threads and pin their kernels
+    # (semsim_study/cpu_kernels.py), so the same bytes
     lock = (clone / "dvc.lock").read_text()
-    one = _dvc("repro", "--force", "--single-item", "train@faces", "annotate@digits", "semsim@digits", cwd=clone,
-               OMP_NUM_THREADS="1")
-    assert "Running stage 'semsim@digits'" in one.stdout
+    one = _dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
+               "semsim@digits", cwd=clone, OMP_NUM_THREADS="1", **OTHER_CPU)
+    assert "Running stage 'semsim@digits'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
     assert _digest(clone / "models" / "faces") == model_digest
     assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it
+    ran = json.loads((clone / "logs" / "provenance" / "attack@digits-idlg.json").read_text())
+    assert ran["pinned"] == (unpinnable_reason() is None), ran
+    if ran["pinned"]:
+        assert ran["aten_cpu_capability"] == "AVX2" and ran["onednn_max_isa"] == "AVX2", ran
+    assert "CPU kernels" in one.stderr + one.stdout
+    assert "logs" not in _run(["git", "status", "--porcelain"], clone).stdout  # untracked and ignored
 
     # a stage that fails on bad input says how to get its previous outputs back, and that works
     annotated = _digest(clone / "data" / "annotations" / "digits")

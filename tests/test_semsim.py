@@ -443,6 +443,46 @@ def test_cli_scores_a_folder_pair(trained, tmp_path):
                                   if r["attack"] == "dlg" and r["model"] == "resnet8_none"}, abs=2e-6)
 
 
+def test_cli_out_dash_prints_the_csv(trained, tmp_path, capsys, monkeypatch):
+    rows, o, x = _pairs(trained)
+    orig_dir, rec_dir = tmp_path / "o", tmp_path / "r"
+    orig_dir.mkdir(), rec_dir.mkdir()
+    for i, (a, b) in enumerate(zip(o[:3], x[:3])):
+        shutil.copy(a, orig_dir / f"p{i}.png")
+        shutil.copy(b, rec_dir / f"p{i}.png")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["score", "--model", str(trained / "models" / "semsim" / "dataset-gamma"),
+                     "--originals", str(orig_dir), "--reconstructions", str(rec_dir), "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "name,original,reconstruction,semsim" and len(out.splitlines()) == 4
+    assert "scored 3 pair(s) -> standard output" in err
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_parent_in_training_mode_does_not_change_the_metric(trained):
+    """Inside a model that calls .train(), SemSim's BatchNorm statistics stay frozen (as lpips')."""
+    m = SemSim.load(trained / "models" / "semsim" / "dataset-gamma")
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    before = m(x, y)
+    buffers = {k: v.clone() for k, v in m.named_buffers()}
+    assert any(isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in m.modules())
+
+    class Parent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(2, 2)
+            self.metric = m
+
+    parent = Parent()
+    parent.train()
+    assert parent.metric.training and not m.net.training  # the flag follows, the layers do not
+    m(torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g))
+    assert all(torch.equal(v, buffers[k]) for k, v in m.named_buffers())
+    parent.eval()
+    assert torch.equal(m(x, y), before)
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 def test_missing_or_corrupt_weights_and_cards(trained, tmp_path):

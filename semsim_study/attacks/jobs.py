@@ -82,11 +82,14 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
     Each model's images are cut into batches of ``batch_size`` in that order; a batch is one
     vectorised optimisation. Rows of a batch are independent attacks, but batched kernels
     round differently from single ones, so the key names the batch's members: a result is
-    reused only for the same batch, which keeps reruns and resumed runs byte-identical.
+    reused only for the same batch, which keeps reruns and resumed runs byte-identical. The key
+    also names the device kind (cpu or cuda), for the same reason.
     """
     ds = standard.load(ctx.prepared_dir)
     subset = standard.load_attack_subset(ctx.prepared_dir)[:images_per_model]
     cfg = json.dumps(ctx.config.as_dict(), sort_keys=True)
+    # GPU kernels round differently from CPU ones: a result is reused only on the kind it ran on
+    device_kind = ctx.device.split(":")[0]
     jobs = []
     batch = 0
     for model_id in model_ids:  # every checkpoint is opened before the first job: a bad one fails now
@@ -100,7 +103,7 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
             for row in members:
                 pixels = ds.images(row["split"])[row["index"]].tobytes()
                 key = _sha("|".join([cfg, model_hash, _sha(pixels), str(ctx.seed), ctx.attack, row["image_id"],
-                                     names]).encode())
+                                     names, device_kind]).encode())
                 jobs.append(Job(model_id, row["image_id"], row["split"], row["index"], row["label"], key, batch))
             batch += 1
     return jobs

@@ -78,7 +78,11 @@ def score_folders(model: str, originals: str, reconstructions: str, out: str, ba
     writer.writerow(["name", "original", "reconstruction", "semsim"])
     for n, s in zip(names, scores):
         writer.writerow([n, str(o[n]), str(r[n]), f"{s:.6f}"])
-    atomic.write_text(out, buf.getvalue())
+    if out == "-":  # the Unix convention: print the CSV
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+    else:
+        atomic.write_text(out, buf.getvalue())
     return len(names)
 
 
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--model", required=True, help="a SemSim model folder, e.g. models/semsim/dataset-digits")
     s.add_argument("--originals", required=True, help="folder of original images")
     s.add_argument("--reconstructions", required=True, help="folder of reconstructed images")
-    s.add_argument("--out", required=True, help="CSV to write: name,original,reconstruction,semsim")
+    s.add_argument("--out", required=True, help="CSV to write (name,original,reconstruction,semsim); - prints it")
     s.add_argument("--baseline", action="store_true", help="use the cross-entropy baseline's features instead")
     s.add_argument("--original-suffix", default="", help="suffix removed from original names before matching")
     s.add_argument("--reconstruction-suffix", default="", help="suffix removed from reconstruction names")
@@ -105,5 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"scored {n} pair(s) -> {args.out}")
+    print(f"scored {n} pair(s) -> {'standard output' if args.out == '-' else args.out}",
+          file=sys.stderr if args.out == "-" else sys.stdout)
     return 0

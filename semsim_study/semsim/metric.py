@@ -121,6 +121,14 @@ class SemSim(nn.Module):
                              persistent=False)
         self.to(device).eval()
 
+    def train(self, mode: bool = True) -> "SemSim":
+        """A metric stays frozen whatever its parent does: a parent's ``.train()`` must not put the
+        embedding net's BatchNorm layers into training mode, where a forward pass would update
+        their running statistics and change every later score (lpips' nets have no such layers)."""
+        super().train(mode)
+        self.net.eval()
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.mean.device
