@@ -1,8 +1,9 @@
 """The report's table of controls on the annotators and on SemSim, one row per dataset.
 
 Offline the "people" are simulated, so the report shows how far they can be trusted beside
-the correlations that rest on them: the observer's clean test accuracy, how often the crowd
-"recognises" pure noise, and whether it reads the class cues inversion plants
+the correlations that rest on them: the observer's clean test accuracy, how the crowd judges
+clean originals, reconstructions that show nothing and near copies (``crowd_*``, computed on
+the study's own images in the annotate stage), and whether it reads the class cues inversion plants
 (``observer_adversarial_gap``, from the observer-controls stage); and whether SemSim learnt
 more than its untrained network (held-out triplet accuracy). Read from the stages' metrics
 files (reports/annotate, reports/observer, reports/semsim); a missing file leaves "n/a".
@@ -15,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-HEADER = ["dataset", "observer clean accuracy", "crowd on noise", "planted-cue gap [95% CI] (pairs)",
+HEADER = ["dataset", "observer clean accuracy", "crowd: originals / nothing visible / near copies (items)",
+          "planted-cue gap [95% CI] (pairs)",
           "observational gap", "SemSim held-out triplet acc.: trained / untrained (epoch kept)"]
 
 
@@ -44,7 +46,10 @@ def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str
         trained, untrained = sem.get("heldout_triplet_accuracy"), sem.get("heldout_triplet_accuracy_random_init")
         if isinstance(trained, (int, float)) and isinstance(untrained, (int, float)) and trained < untrained:
             worse.append(f"{name} ({trained:.3f} vs {untrained:.3f})")
-        out.append([name, _num(ann.get("observer_test_accuracy")), _num(ann.get("observer_noise_recognised_rate"), "{:.3f}"),
+        crowd = (f"{_num(ann.get('crowd_clean_original_rate'))} / {_num(ann.get('crowd_invisible_rate'))} "
+                 f"({ann.get('crowd_invisible_items', 'n/a')}) / {_num(ann.get('crowd_near_copy_rate'))} "
+                 f"({ann.get('crowd_near_copy_items', 'n/a')})") if ann.get("simulated") else "n/a (people)" if ann else "n/a"
+        out.append([name, _num(ann.get("observer_test_accuracy")), crowd,
                     gap, _num(obs.get("observer_observational_gap"), "{:+.3f}"),
                     f"{_num(trained, '{:.3f}')} / {_num(untrained, '{:.3f}')} ({sem.get('selected_epoch', 'n/a')})"])
     return out, worse
@@ -53,8 +58,10 @@ def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str
 def markdown(root: Path, datasets: Sequence[str]) -> str:
     table, worse = rows(root, datasets)
     lines = ["## Controls: the annotators, and SemSim against its untrained network\n",
-             "Observer clean accuracy: the simulated annotators' network on the clean test split. Crowd on noise: "
-             "the majority-recognised share when every reconstruction is replaced by noise (people: 0). Planted-cue "
+             "Observer clean accuracy: the simulated annotators' network on the clean test split. Crowd: the "
+             "majority-recognised share of the attack-subset originals shown as they are (people: 1), of the "
+             "reconstructions in which nothing of the original is visible (no more like it than the attack's random "
+             "start; people: 0) and of those at 30 dB or more (people: 1). Planted-cue "
              "gap: the crowd's recognised rate on low-PSNR images that an imperceptible perturbation (L-inf 8/255) "
              "makes the attacked classifier read as the true class, minus that on the same images read as another "
              "class, judged by the same simulated people (people: 0). Observational gap: the same difference on the "

@@ -22,7 +22,7 @@ from ..datasets import halves, standard
 from ..datasets.imaging import decode
 from ..errors import ConfigError, DataError
 from ..torch_helpers import state_bytes
-from . import aggregate, agreement, importers, observer, simulated
+from . import aggregate, agreement, crowd_checks, importers, observer, simulated
 from .longformat import COLUMNS
 from .tasks import Task, check_section, read_tasks
 
@@ -33,7 +33,8 @@ INPUT_DIR = Path("annotations")
 OBSERVER_FILE = "observer.pt"
 # what `dvc metrics show` lists of the summary (the full one: reports/annotate/<dataset>.json)
 HEADLINE = ("recognised_rate", "majority_recognised_share", "fleiss_kappa", "krippendorff_alpha",
-            "observer_test_accuracy", "observer_noise_recognised_rate")
+            "observer_test_accuracy", "crowd_clean_original_rate", "crowd_invisible_rate", "crowd_near_copy_rate",
+            "crowd_invariance_rate")
 
 
 @dataclass
@@ -101,7 +102,10 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
         answers = importers.read_csv_answers([raw], tasks)
     people = simulated.make_pool(pool_cfg, ds.class_names, seed, dataset)
     info = simulated.describe(pool_cfg, people)
-    info["noise_control"] = noise_control(net, tasks, p_orig, ids, ds.class_names, pool_cfg, seed, dataset)
+    majority = {k: sum(v) * 2 > len(v) for k, v in simulated.recognised_votes(rows, tasks).items()}
+    mean, std = ds.channel_stats()
+    info["crowd_checks"] = crowd_checks.checks(tasks, ids, originals, recons, majority, net.posterior, ds.class_names,
+                                               pool_cfg, seed, dataset, mean, std)
     info["observer"] = {"network": "three-layer CNN with global pooling on low-passed, standardised pixels, "
                                    "trained in this stage on its own half of the clean training split",
                         "training_images": int(len(own)), "weights": OBSERVER_FILE,
@@ -109,31 +113,6 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
                         "test_accuracy": observer.accuracy(net, ds.test_images, ds.test_labels),
                         "shares_nothing_with": ["attacked classifiers", "LPIPS/FID feature networks", "SemSim"]}
     return answers, info, net
-
-
-def noise_control(net: observer.Observer, tasks: Mapping[str, Task], p_orig: np.ndarray, ids: list[str],
-                  classes, pool_cfg: simulated.PoolConfig, seed: int, dataset: str, n: int = 200) -> dict:
-    """The crowd on pure noise: the study's own tasks (same originals, candidates and people),
-    each reconstruction replaced by uniform colour noise. People recognise none of it; the
-    share the simulated majority "recognises" (chance for protocol A, criterion for B) is the
-    control ``observer_noise_recognised_rate``."""
-    rng = np.random.default_rng([seed, 0x6E6F697365])  # "noise"
-    size = len(ids)
-    pick = [k % size for k in range(n)]
-    shape = (n, *_read_image(tasks[ids[0]].reconstruction, ids[0]).shape)
-    p_noise = net.posterior(rng.integers(0, 256, shape, dtype=np.uint8))
-    fake = {}
-    posteriors = {}
-    for j, k in enumerate(pick):
-        t = tasks[ids[k]]
-        item = f"{t.item_id}#noise{j}"
-        fake[item] = t
-        posteriors[item] = (p_orig[k], p_noise[j])
-    rows = simulated.annotate(fake, posteriors, classes, pool_cfg, seed, f"{dataset}#noise")
-    votes = simulated.recognised_votes(rows, fake)
-    majority = [sum(v) * 2 > len(v) for v in votes.values()]
-    return {"images": n, "majority_recognised_rate": round(float(np.mean(majority)), 6),
-            "answers_recognised_rate": round(float(np.mean([x for v in votes.values() for x in v])), 6)}
 
 
 def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, source: str) -> tuple[pd.DataFrame, dict]:
@@ -182,7 +161,5 @@ def run(params: Mapping, dataset: str) -> Result:
     }
     if kind == "simulated":
         summary["observer_test_accuracy"] = round(info["observer"]["test_accuracy"], 6)
-        noise = info.pop("noise_control")  # a control for the report of this run, not part of the answers
-        summary["observer_noise_recognised_rate"] = noise["majority_recognised_rate"]
-        summary["observer_noise_images"] = noise["images"]
+        summary.update(info.pop("crowd_checks"))  # controls of this run, not part of the answers
     return Result(table, items, sets, info, summary, state_bytes(net) if net is not None else None)

@@ -1,0 +1,163 @@
+"""Does the simulated crowd judge as people would? Checks on the study's own images.
+
+Offline, the crowd decides which metric wins, so it has to fail where people fail and succeed
+where people succeed. These checks are computed in the annotate stage on the images the crowd
+judged and are written to ``reports/annotate/<dataset>.json``:
+
+- ``crowd_clean_original_rate``: the crowd shown the attack-subset originals themselves (the
+  same candidates and people; protocol B compares the original with itself). People recognise
+  a clean original every time, so this should be near 1.
+- ``crowd_invisible_rate``: reconstructions in which nothing of the original is visible.
+  "Nothing visible" is defined from the attack's own starting point, not from the crowd: the
+  visibility of a reconstruction is the largest absolute correlation between its blurred
+  luminance and the original's over shifts of up to a quarter of the image (the coarse view a
+  person compares; inversion often returns the object moved or in negative); the attacks start from
+  Gaussian noise in the classifiers' normalised input space, so the same score of such random
+  starts against each original gives a null distribution, and a reconstruction is invisible
+  when its score is within that null (at most its ``NULL_QUANTILE`` quantile). Early DLG
+  iterates and diverged runs, saturated colour noise with whatever class cues inversion
+  planted, land there. People recognise none of them, so the rate should be near 0.
+- ``crowd_near_copy_rate``: reconstructions at ``NEAR_COPY_DB`` dB or more: near copies,
+  which people recognise.
+- ``crowd_invariance_rate``: the originals under global brightness, contrast and colour changes
+  and 1-2 pixel shifts (the lowest rate over those changes); people do not care.
+
+Each rate is the share of items the crowd's majority recognises. The checks never feed back
+into the verdicts; a crowd that fails them is a crowd to fix, not a number to report quietly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from . import simulated
+from .tasks import Task
+
+NEAR_COPY_DB = 30.0
+NULL_QUANTILE = 0.99
+NULL_DRAWS = 20  # random starts per original
+BLUR = 1.0  # sigma (px) of the coarse view
+
+#: Changes of an original that people do not notice or ignore (uint8 (N, H, W, 3) in and out).
+INVARIANCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "darker": lambda x: x.astype(np.float32) * 0.7,
+    "brighter": lambda x: x.astype(np.float32) * 0.8 + 50,
+    "lower_contrast": lambda x: (x.astype(np.float32) - x.mean(axis=(1, 2, 3), keepdims=True)) * 0.6
+    + x.mean(axis=(1, 2, 3), keepdims=True),
+    "colour_cast": lambda x: x.astype(np.float32) * np.array([1.15, 0.95, 0.75], np.float32),
+    "greyscale": lambda x: np.repeat(x.astype(np.float32).mean(axis=3, keepdims=True), 3, axis=3),
+    "shift_1px": lambda x: np.roll(x, (1, 1), axis=(1, 2)),
+    "shift_2px": lambda x: np.roll(x, (-2, 2), axis=(1, 2)),
+}
+
+
+def _luminance(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) -> (N, H*W) blurred luminance."""
+    lum = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return np.stack([gaussian_filter(im, BLUR, mode="nearest") for im in lum]).reshape(len(lum), -1)
+
+
+def visibility(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
+    """How much of the original's coarse luminance a reconstruction shows: the largest absolute
+    correlation over shifts of up to a quarter of the image. Inversion often returns the
+    object moved or with its contrast inverted, which people still recognise."""
+    h, w = originals.shape[1:3]
+    rec = _luminance(reconstructions).reshape(len(reconstructions), h, w)
+    orig = _luminance(originals).reshape(len(originals), h, w)
+    best = np.zeros(len(rec))
+    reach = max(1, h // 4), max(1, w // 4)
+    for dy in range(-reach[0], reach[0] + 1):
+        for dx in range(-reach[1], reach[1] + 1):
+            a = rec[:, max(0, dy): h + min(0, dy), max(0, dx): w + min(0, dx)].reshape(len(rec), -1)
+            b = orig[:, max(0, -dy): h + min(0, -dy), max(0, -dx): w + min(0, -dx)].reshape(len(rec), -1)
+            a = a - a.mean(1, keepdims=True)
+            b = b - b.mean(1, keepdims=True)
+            r = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+            best = np.maximum(best, np.abs(r))
+    return best
+
+
+def random_starts(originals: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                  rng: np.random.Generator, draws: int = NULL_DRAWS) -> np.ndarray:
+    """What the attacks start from, as a PNG holds it: Gaussian noise in the normalised space,
+    mapped back to pixels and clipped ((N * draws, H, W, 3) uint8, ``draws`` per original)."""
+    shape = (len(originals) * draws, *originals.shape[1:])
+    z = rng.standard_normal(shape)
+    pixels = np.asarray(mean, np.float64) + np.asarray(std, np.float64) * z
+    return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+
+
+def invisible_threshold(originals: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                        rng: np.random.Generator) -> float:
+    """The ``NULL_QUANTILE`` quantile of the visibility of random starts against the originals."""
+    starts = random_starts(originals, mean, std, rng)
+    null = visibility(starts, np.repeat(originals, NULL_DRAWS, axis=0))
+    return float(np.quantile(null, NULL_QUANTILE))
+
+
+def psnr(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
+    diff = reconstructions.astype(np.float64) - originals.astype(np.float64)
+    mse = (diff.reshape(len(diff), -1) ** 2).mean(1)
+    with np.errstate(divide="ignore"):
+        return np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), np.inf)
+
+
+def _majority(votes: Mapping[str, list[bool]]) -> dict[str, bool]:
+    return {k: sum(v) * 2 > len(v) for k, v in votes.items()}
+
+
+def crowd_on(images: np.ndarray, reference: Sequence[Task], p_reference: np.ndarray, posterior,
+             classes: Sequence[str], pool: simulated.PoolConfig, seed: int, label: str) -> float:
+    """The crowd's majority-recognised share on ``images`` shown in place of the reconstructions
+    of ``reference`` tasks (same originals, candidates, protocol and people)."""
+    p_images = posterior(images)
+    fake, posteriors = {}, {}
+    for j, task in enumerate(reference):
+        item = f"{task.item_id}#{label}{j}"
+        fake[item] = replace(task, item_id=item)
+        posteriors[item] = (p_reference[j], p_images[j])
+    rows = simulated.annotate(fake, posteriors, classes, pool, seed, f"{label}")
+    return float(np.mean(list(_majority(simulated.recognised_votes(rows, fake)).values())))
+
+
+def checks(tasks: Mapping[str, Task], ids: Sequence[str], originals: np.ndarray, reconstructions: np.ndarray,
+           recognised: Mapping[str, bool], posterior, classes: Sequence[str], pool: simulated.PoolConfig,
+           seed: int, dataset: str, mean: Sequence[float], std: Sequence[float]) -> dict:
+    """The crowd keys for one dataset; ``recognised`` is the crowd's majority verdict per item id."""
+    first: dict[bytes, int] = {}
+    for k in range(len(ids)):  # one task per original (its candidates are the same in every set)
+        first.setdefault(originals[k].tobytes(), k)
+    picks = sorted(first.values())
+    reference = [tasks[ids[k]] for k in picks]
+    clean = originals[picks]
+    p_clean = posterior(clean)
+    out = {"crowd_originals": len(picks),
+           "crowd_clean_original_rate": round(crowd_on(clean, reference, p_clean, posterior, classes, pool, seed,
+                                                       f"{dataset}#clean"), 6)}
+    invariance = {name: round(crowd_on(np.clip(np.round(change(clean)), 0, 255).astype(np.uint8), reference, p_clean,
+                                       posterior, classes, pool, seed, f"{dataset}#{name}"), 6)
+                  for name, change in INVARIANCES.items()}
+    out["crowd_invariance_rate"] = min(invariance.values())
+    out["crowd_invariance_by_change"] = invariance
+
+    rng = np.random.default_rng([seed, 0x76697369])  # "visi"
+    threshold = invisible_threshold(clean, mean, std, rng)
+    vis = visibility(reconstructions, originals)
+    db = psnr(reconstructions, originals)
+    verdict = np.array([bool(recognised.get(i, False)) for i in ids])
+    invisible = vis <= threshold
+    near = db >= NEAR_COPY_DB
+
+    def rate(mask: np.ndarray) -> float | None:
+        return round(float(verdict[mask].mean()), 6) if mask.any() else None
+
+    out.update({"crowd_invisible_rate": rate(invisible), "crowd_invisible_items": int(invisible.sum()),
+                "crowd_invisible_threshold": round(threshold, 6),
+                "crowd_near_copy_rate": rate(near), "crowd_near_copy_items": int(near.sum()),
+                "crowd_visible_low_psnr_rate": rate((db < 14) & (vis > 0.6)),
+                "crowd_visible_low_psnr_items": int(((db < 14) & (vis > 0.6)).sum())})
+    return out
