@@ -1,4 +1,5 @@
-"""``python -m semsim_study.annotation {serve,tokens,export,validate}``: the annotation app and its files.
+"""``python -m semsim_study.annotation {serve,tokens,export,validate,audit-sheet,audit-score}``: the
+annotation app, its files, and a blind audit of the crowd by eye.
 
 - ``serve``: the web app for the datasets' tasks (data/tasks/<dataset>/tasks.csv), on
   127.0.0.1 unless told otherwise, served by waitress (threads; answers are written to SQLite
@@ -9,7 +10,12 @@
   written atomically; safe while the app runs;
 - ``validate``: check answer files in any supported format exactly as the annotate stage
   would, writing nothing: exit 0 and one line for good files, exit 2 and every problem (file,
-  line, reason) for bad ones.
+  line, reason) for bad ones;
+- ``audit-sheet``: numbered, shuffled contact sheets (PNG and one HTML page) of reconstructions
+  sampled by PSNR band and crowd verdict, verdicts hidden, an answers template and a hidden key
+  (annotation/audit.py);
+- ``audit-score``: the filled answers against the crowd: agreement overall, per dataset, per
+  band, weighted back to the population; writes score.json in the audit folder.
 
 Defaults come from params.yaml (``datasets``, ``seed``, ``annotate.app.*``) when it exists.
 """
@@ -160,6 +166,27 @@ def cmd_export_label_studio(args: argparse.Namespace) -> None:
                  args.out, protocol, args.out, protocol)
 
 
+def cmd_audit_sheet(args: argparse.Namespace) -> None:
+    from . import audit
+
+    datasets = args.datasets or P.get(_params(args.params), "datasets", list, None)
+    if not datasets:
+        raise ConfigError("no datasets: pass --datasets or run where params.yaml lists them")
+    key = audit.make_audit(args.root, datasets, args.per_dataset, args.out, seed=args.seed, edges=args.bands,
+                           per_sheet=args.per_sheet, force=args.force)
+    log.info("%d cells of %s in %s: open %s/%s, fill %s/%s, then run audit-score %s (do not open %s before)",
+             len(key["items"]), ", ".join(datasets), args.out, args.out, audit.PAGE_FILE, args.out,
+             audit.ANSWERS_FILE, args.out, audit.KEY_FILE)
+
+
+def cmd_audit_score(args: argparse.Namespace) -> None:
+    from . import audit
+
+    score = audit.score_audit(args.dir, args.answers)
+    print(audit.summary(score))
+    print(f"written: {Path(args.dir) / audit.SCORE_FILE}")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m semsim_study.annotation", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,6 +243,27 @@ def parser() -> argparse.ArgumentParser:
                                         "default: images embedded as data URIs")
     ls.add_argument("--params", default="params.yaml")
     ls.set_defaults(func=cmd_export_label_studio)
+
+    from .audit import BANDS_DB, PER_SHEET
+
+    sheet = sub.add_parser("audit-sheet", help="blind contact sheets to audit the crowd's verdicts by eye")
+    sheet.add_argument("--datasets", nargs="+", help="datasets to sample (default: params datasets)")
+    sheet.add_argument("--per-dataset", type=int, required=True, metavar="N", help="cells per dataset")
+    sheet.add_argument("--out", required=True, metavar="DIR", help="audit folder to write (replaced whole; "
+                                                                   "one with filled answers only with --force)")
+    sheet.add_argument("--root", default=".", help="project root holding data/tasks, data/metrics, data/annotations")
+    sheet.add_argument("--seed", type=int, default=0, help="seed of the sample and the cell order (default 0)")
+    sheet.add_argument("--bands", type=float, nargs="+", default=list(BANDS_DB), metavar="DB",
+                       help=f"PSNR band edges in dB (default {' '.join(format(b, 'g') for b in BANDS_DB)})")
+    sheet.add_argument("--per-sheet", type=int, default=PER_SHEET, help=f"cells per PNG sheet (default {PER_SHEET})")
+    sheet.add_argument("--force", action="store_true", help="replace an audit folder whose answers are filled in")
+    sheet.add_argument("--params", default="params.yaml")
+    sheet.set_defaults(func=cmd_audit_sheet)
+
+    score = sub.add_parser("audit-score", help="compare an audit's filled answers with the crowd")
+    score.add_argument("dir", help="the audit folder audit-sheet wrote")
+    score.add_argument("--answers", help="filled answers CSV (default: DIR/answers.csv)")
+    score.set_defaults(func=cmd_audit_score)
     return top
 
 
