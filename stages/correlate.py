@@ -4,6 +4,8 @@ Reads data/metrics/<ds>/, data/annotations/<ds>/ and the CE baseline's scores
 (data/ce_baseline/<split>/scores.csv), never the triplet SemSim's. Writes
   data/correlations/correlations.csv   the report's rows for every metric but SemSim's own
                                        scores, each with the fingerprint of its data and settings
+  data/correlations/noise_ceiling.csv  the crowd's split-half noise ceiling of every comparison
+                                       (from data/annotations/<ds>/answers.csv), fingerprinted alike
 The report reuses a row whose fingerprint matches its own data, so an alpha experiment
 bootstraps only the SemSim columns (semsim_study/analysis/precomputed.py says why).
 """
@@ -36,11 +38,12 @@ def main() -> None:
     start = time.perf_counter()
     cfg = config.from_params(P.load(args.params))
     root = Path(args.root)
-    rows = precomputed.compute(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings)
+    rows, ceiling = precomputed.compute(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones,
+                                        cfg.settings)
     out = Path(args.out) if args.out else root / precomputed.DEFAULT_PATH
-    precomputed.write(out, rows)
-    log.info("correlate: %d rows for %s in %.1f s -> %s", len(rows), ", ".join(precomputed.METRICS),
-             time.perf_counter() - start, out)
+    precomputed.write(out, rows, ceiling)
+    log.info("correlate: %d rows for %s and %d noise ceiling rows in %.1f s -> %s", len(rows),
+             ", ".join(precomputed.METRICS), len(ceiling), time.perf_counter() - start, out)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 Reads data/metrics/<ds>/, data/annotations/<ds>/, data/semsim/dataset-<ds>/ (and the held-out
 attack / backbone scores), data/attacks/<ds>/<attack>/ for the image grids, and stage
 correlate's data/correlations/correlations.csv, whose rows it reuses where their data match
-(every metric but SemSim's own; an alpha experiment then bootstraps only SemSim). Writes:
+(every metric but SemSim's own; an alpha experiment then bootstraps only SemSim), and the noise
+ceiling beside it (noise_ceiling.csv, likewise). Writes:
   reports/metrics/report.json      DVC metrics: the headline (oriented model-level rho per dataset
                                    and metric, SemSim family on held-out attacks / backbones)
-  reports/report/summary.json      every oriented rho / tau / r, level -> scope -> metric
+  reports/report/summary.json      every oriented rho / tau / r, level -> scope -> metric; noise_ceiling
   reports/report/correlations.csv  every coefficient: signed, oriented, p, bootstrap CI, n, reason
   reports/report/provenance.json   per dataset: annotation source, feature backbone, notes
   reports/report/report.md         the paper-style tables
@@ -52,14 +53,16 @@ def main() -> None:
     source = (None if args.precomputed == "none" else Path(args.precomputed) if args.precomputed
               else root / precomputed.DEFAULT_PATH if (root / precomputed.DEFAULT_PATH).exists() else None)
     reuse = precomputed.read(source) if source is not None else None
-    result = report.write(root, Path(args.out), cfg, metrics, reuse)
+    ceiling_reuse = precomputed.read_ceiling(source) if source is not None else None
+    result = report.write(root, Path(args.out), cfg, metrics, reuse, ceiling_reuse)
     # a metric result with data has a fingerprint; it was taken when the file offered that key
     results = {(r.level, r.scope, r.metric, r.fingerprint) for r in result.correlations.itertuples() if r.fingerprint}
     taken = len(results & set(reuse or {}))
-    log.info("report: %d correlations (%d metric results taken from %s, %d computed here), %d datasets "
-             "(%d annotated) in %.1f s -> %s", len(result.correlations), taken, source or "nowhere",
-             len(results) - taken, len(result.datasets), sum(d.annotated for d in result.datasets),
-             time.perf_counter() - start, args.out)
+    ceilings = {(r.level, r.scope, r.fingerprint) for r in result.ceiling.itertuples() if r.fingerprint}
+    log.info("report: %d correlations (%d metric results taken from %s, %d computed here; noise ceiling: %d "
+             "of %d comparisons taken), %d datasets (%d annotated) in %.1f s -> %s", len(result.correlations), taken,
+             source or "nowhere", len(results) - taken, len(ceilings & set(ceiling_reuse or {})), len(ceilings),
+             len(result.datasets), sum(d.annotated for d in result.datasets), time.perf_counter() - start, args.out)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
     rng = np.random.default_rng(seed)
     all_scores = []
     for ds in datasets:
-        img_rows, set_rows, item_rows, aset_rows, score_rows = [], [], [], [], []
+        img_rows, set_rows, item_rows, aset_rows, score_rows, answer_rows = [], [], [], [], [], []
         for mi, model in enumerate(models):
             for ai, attack in enumerate(attacks):
                 base = rng.uniform(0.05, 0.95)
@@ -72,6 +72,8 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
                     maj = "recognised" if rec * 2 > n_ann else "unrecognised"
                     item_rows.append([item, ds, model, attack, image_id, "A", "cls", n_ann, rec, rec / n_ann, maj,
                                       source])
+                    answer_rows += [[item, f"a{j}", "A", "cls" if j < rec else "other", "2026-01-01T00:00:00+00:00",
+                                     source, j < rec] for j in range(n_ann)]    # no draw: the rest stays as it was
                     score_rows.append([item, ds, model, attack, image_id, "dataset", ds,
                                        1.5 * (1 - q[k]) + rng.normal(0, 0.2), 1 - q[k] + rng.normal(0, 0.3),
                                        rng.uniform(0, 2)])
@@ -110,6 +112,8 @@ def make_project(root: Path, datasets=("digits", "faces"), *, models=MODELS, att
                        item_rows)
             _write_csv(adir / "sets.csv", ["dataset", "model", "attack", "images", "annotated", "recognised_rate",
                                            "unrecognised_rate", "source"], aset_rows)
+            _write_csv(adir / "answers.csv", ["item_id", "annotator_id", "protocol", "answer", "submitted_at", "source",
+                                              "recognised"], answer_rows)
         _write_scores(root, f"dataset-{ds}", score_rows)
         all_scores += score_rows
     for a in held_out_attacks:

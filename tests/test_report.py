@@ -214,7 +214,16 @@ def test_stage_writes_every_file_deterministically(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     head = json.loads((tmp_path / "reports" / "metrics" / "report.json").read_text())
     assert head["spearman"]["all"]["semsim"] == summary["model_level"]["all"]["semsim"]["spearman"]
-    assert sum(len(v) for part in head.values() for v in part.values()) <= 100
+    leaves = lambda d: sum(leaves(v) for v in d.values()) if isinstance(d, dict) else 1  # noqa: E731
+    assert leaves(head) <= 100
+    ceiling = summary["noise_ceiling"]
+    assert set(ceiling["model_level"]) == set(ceiling["image_level"]) == {"digits", "faces", "shapes", "all"}
+    digits = ceiling["model_level"]["digits"]
+    assert digits["n"] == 16 and digits["half_sizes"] == [1.0, 2.0] and digits["answers_per_item"] == 3.0
+    assert digits["spearman"]["ci_low"] <= digits["spearman"]["value"] <= digits["spearman"]["ci_high"]
+    assert ceiling["model_level"]["shapes"]["spearman"]["value"] is None and "image_level" in ceiling[
+        "generalisation"]["attack-dlg"]
+    assert head["noise_ceiling"] == {s: v["spearman"]["value"] for s, v in ceiling["model_level"].items()}
     assert summary["model_level"]["digits"]["semsim"]["spearman"] > 0
     assert set(summary["model_level"]["digits"]["psnr"]) == {"spearman", "kendall", "pearson"}
     assert summary["model_level"]["shapes"]["mse"]["spearman"] is None
@@ -226,6 +235,10 @@ def test_stage_writes_every_file_deterministically(tmp_path):
     md = (out / "report.md").read_text()
     assert "| metric |  | digits†‡ | faces†‡ | shapes‡ | all |" in md and "no annotations" in md
     assert "| PSNR | ρ | +" in md and "|  | τ | +" in md                # every cell with its interval: "+0.7 [+0.5, +0.8]"
+    assert md.count("| Noise ceiling | ρ | +") == 4                      # model, image and both held-out tables
+    html = (out / "index.html").read_text()
+    assert html.count("<tr class='ceiling'><td>Noise ceiling</td><td>ρ</td>") == 4
+    assert "Noise ceiling" in (out / "tables" / "model_level.tex").read_text()
     for name in ("spearman-model", "scatter-digits", "scatter-faces", "disagreement"):
         assert (out / "figures" / f"{name}.svg").read_text().startswith("<svg")
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")

@@ -72,8 +72,9 @@ def test_report_page_renders_with_images(tmp_path, browser):
     assert "shapes" in banner and "no annotations" in banner
     from semsim_study.analysis.orientation import SET_METRICS
 
-    # 9 metrics and 3 controls, a rho row and a tau row each, every cell with its interval
-    assert page.locator("#model-level + table tbody tr").count() == 2 * len(SET_METRICS)
+    # 9 metrics and 3 controls, then the noise ceiling, a rho row and a tau row each, every cell with its interval
+    assert page.locator("#model-level + table tbody tr").count() == 2 * len(SET_METRICS) + 2
+    assert page.inner_text("#model-level + table tbody tr.ceiling td:first-child") == "Noise ceiling"
     assert "[" in page.inner_text("#model-level + table tbody tr:first-child td:nth-child(3)")
     body = page.inner_text("body")
     assert re.search(r"simulated annotators: \d/3 recognised", body) and not re.search(r"people: \d", body)

@@ -66,6 +66,9 @@ def test_report_with_the_rows_of_correlate_gives_the_same_bytes(project, tmp_pat
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     taken = int(reused.stderr.split(" metric results taken from")[0].rsplit("(", 1)[1])
     assert taken > 0 and "(0 metric results taken from nowhere" in alone.stderr
+    # the noise ceiling too: every comparison with data taken from correlate's noise_ceiling.csv
+    assert precomputed.ceiling_path(out).is_file() and "noise ceiling: 0 of 10 comparisons taken" in alone.stderr
+    assert "noise ceiling: 10 of 10 comparisons taken" in reused.stderr
 
 
 def test_a_row_whose_data_changed_is_computed_again(project, tmp_path):

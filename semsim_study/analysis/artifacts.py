@@ -112,7 +112,8 @@ def correlation_tables(study: Study, datasets: list[str], confidence: float) -> 
     """model_level, image_level (and generalisation_*) as LaTeX: the same cells as the page."""
     out = {}
     scopes = datasets + [POOLED]
-    what = f"oriented coefficient [{confidence:.0%} bootstrap interval]"
+    what = (f"oriented coefficient [{confidence:.0%} bootstrap interval]"
+            + ("; last rows: the noise ceiling, the most any metric could reach" if study.ceiling is not None else ""))
     specs = [("model_level", "model", scopes,
               f"Model level: each (model, attack) set's metric vs its unrecognised rate; {what}."),
              ("image_level", "image", scopes,

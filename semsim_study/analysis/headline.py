@@ -8,6 +8,8 @@ values) made those tables unreadable. This keeps, from that summary:
   kendall.<scope>.semsim               SemSim's Kendall tau beside it (the alpha sweep plots both)
   heldout.<split>.<metric>             image-level oriented Spearman rho on a held-out attack or
                                        backbone, for SemSim, its untrained network and the CE baseline
+  noise_ceiling.<scope>                the most a model-level Spearman rho could reach against the
+                                       crowd (its split-half noise ceiling, analysis/noise_ceiling.py)
 The full tables stay in summary.json and correlations.csv.
 """
 
@@ -22,7 +24,7 @@ HELD_OUT_METRICS = T.names(stage="semsim") + T.names(stage="ce_baseline")
 
 def headline(summary: Mapping) -> dict:
     """summary.json's nested dict -> the headline dict (same oriented values, fewer of them)."""
-    out: dict = {"spearman": {}, "kendall": {}, "heldout": {}}
+    out: dict = {"spearman": {}, "kendall": {}, "heldout": {}, "noise_ceiling": {}}
     for scope, metrics in summary.get("model_level", {}).items():
         out["spearman"][scope] = {m: v.get("spearman") for m, v in metrics.items()}
         if "semsim" in metrics:
@@ -30,4 +32,6 @@ def headline(summary: Mapping) -> dict:
     for split, levels in summary.get("generalisation", {}).items():
         image = levels.get("image_level", {})
         out["heldout"][split] = {m: image[m].get("spearman") for m in HELD_OUT_METRICS if m in image}
+    for scope, entry in summary.get("noise_ceiling", {}).get("model_level", {}).items():
+        out["noise_ceiling"][scope] = (entry.get("spearman") or {}).get("value")
     return out

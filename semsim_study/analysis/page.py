@@ -39,6 +39,7 @@ thead th{background:#f3f3f3}td.na{color:#999}td.pos{background:#eef7ee}td.neg{ba
 .cell dl{display:grid;grid-template-columns:auto auto;margin:0;gap:0 .4rem}.cell dd{margin:0;text-align:right}
 .missing{width:80px;height:80px;background:#eee;color:#888;display:flex;align-items:center;justify-content:center}
 tr.tau td{color:#555;border-top-style:dotted}
+tr.ceiling td{border-top:2px solid #999;font-style:italic}
 .disagree{display:flex;gap:1rem;flex-wrap:wrap;margin:.4rem 0 1rem;align-items:flex-start}
 .disagree h4{width:100%;margin:.2rem 0}
 .disagree figure{margin:0;width:215px;font-size:.72rem}.disagree figcaption{white-space:pre-line}
@@ -73,9 +74,11 @@ def _classes(rows) -> list[list[str]]:
 
 def _corr_table(study: Study, level: str, scopes: list[str]) -> str:
     header, rows, reasons = render.table_rows(study, level, scopes)
-    # the tau row under each metric is lighter, so a metric's two rows read as one
-    return _table(header, rows, reasons, _classes(rows)).replace("<tr><td></td><td>τ</td>",
-                                                                 "<tr class='tau'><td></td><td>τ</td>")
+    # the tau row under each metric is lighter, so a metric's two rows read as one; the noise
+    # ceiling's rows stand apart from the metrics'
+    return (_table(header, rows, reasons, _classes(rows))
+            .replace("<tr><td></td><td>τ</td>", "<tr class='tau'><td></td><td>τ</td>")
+            .replace(f"<tr><td>{render.CEILING_LABEL}</td>", f"<tr class='ceiling'><td>{render.CEILING_LABEL}</td>"))
 
 
 def sample_items(images: pd.DataFrame, k: int, seed: int, dataset: str) -> pd.DataFrame:
@@ -212,7 +215,7 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
             "classification are expected to fall as the unrecognised rate rises, MSE, LPIPS, FID, SemSim and the "
             "CE baseline to rise). Signed values and p-values are in correlations.csv; every figure is also in "
             "figures/ (SVG, PDF) and every table in tables/ (LaTeX). Column “all” pools within datasets "
-            "(percentile ranks within each dataset first).</p>",
+            f"(percentile ranks within each dataset first). {_esc(render.CEILING_NOTE)}</p>",
             "<h2 id='model-level'>Model level: each (model, attack) set vs its unrecognised rate</h2>",
             _corr_table(study, "model", scopes), _figure(art, "spearman-model"),
             "<h2 id='image-level'>Image level: each reconstruction vs its recognised rate</h2>",

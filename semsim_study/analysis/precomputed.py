@@ -6,7 +6,8 @@ to the same numbers. Stage ``correlate`` computes those metrics' rows before Sem
 (it reads no SemSim output) and writes each with the fingerprint of the data and settings it
 came from (``correlate.fingerprint``). The report takes a row only when its own fingerprint
 for that metric and scope is the same, and computes it otherwise: a stale or foreign file can
-cost time, never change a number.
+cost time, never change a number. The noise ceiling (``noise_ceiling``: the crowd's split-half
+agreement, which reads the answers and no score) goes the same way, in ``noise_ceiling.csv`` beside.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from .. import metric_table as T
 from ..atomic import write_text
 from ..errors import DataError
-from . import study as S
+from . import noise_ceiling, study as S
 from .correlate import COEFFICIENTS
 from .inputs import read_table
 from .orientation import SET_METRICS
@@ -31,43 +32,74 @@ METRICS = tuple(m for m in SET_METRICS if m not in T.names(stage="semsim"))
 COLUMNS = (*S.CORR_COLUMNS, S.FINGERPRINT)
 DEFAULT_PATH = Path("data/correlations/correlations.csv")  # relative to the project root
 _TEXT = ("level", "scope", "metric", "coefficient", "reason", S.FINGERPRINT)
+CEILING_COLUMNS = (*noise_ceiling.COLUMNS, S.FINGERPRINT)
+_CEILING_TEXT = ("level", "scope", "coefficient", "reason", S.FINGERPRINT)
+
+
+def ceiling_path(path: Path) -> Path:
+    """Where the noise ceiling's rows sit: beside the correlations file."""
+    return Path(path).with_name("noise_ceiling.csv")
 
 
 def compute(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
-            settings: S.Settings) -> pd.DataFrame:
-    """The rows of every metric in ``METRICS``, with fingerprints, as the report would compute them."""
+            settings: S.Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of every metric in ``METRICS``, and the noise ceiling of every comparison, with
+    fingerprints, as the report would compute them."""
     study = S.build(root, datasets, held_out_attacks, held_out_backbones, settings, metrics=METRICS,
                     score_stages=SCORE_STAGES)
-    return study.correlations[list(COLUMNS)]
+    return study.correlations[list(COLUMNS)], noise_ceiling.compute(root, study, settings)
 
 
-def write(path: Path, rows: pd.DataFrame) -> None:
+def _write(path: Path, rows: pd.DataFrame, columns) -> None:
     """Floats as Python writes them (shortest exact form): read back, they are the same numbers."""
     buf = io.StringIO()
-    rows[list(COLUMNS)].to_csv(buf, index=False, lineterminator="\n")
+    rows[list(columns)].to_csv(buf, index=False, lineterminator="\n")
     write_text(path, buf.getvalue())
 
 
-def read(path: Path) -> S.Reuse:
-    """(level, scope, metric, fingerprint) -> that metric's rows; rows without data are not offered."""
-    path = Path(path)
+def write(path: Path, rows: pd.DataFrame, ceiling: pd.DataFrame | None = None) -> None:
+    """The correlations to ``path``, the noise ceiling (when given) to ``ceiling_path(path)``."""
+    _write(path, rows, COLUMNS)
+    if ceiling is not None:
+        _write(ceiling_path(path), ceiling, CEILING_COLUMNS)
+
+
+def _read(path: Path, columns, text, ints, key, what: str) -> dict:
+    """``key(row)`` -> the rows with a fingerprint, read back exactly; one row per coefficient each."""
     # pandas' default float parser reads back what it wrote exactly (a test checks the bytes)
-    df = read_table(path, COLUMNS, "precomputed correlations (stage correlate)", text=_TEXT, keep_default_na=False,
-                    na_values={c: ["", "NaN", "nan"] for c in COLUMNS if c not in _TEXT})
+    df = read_table(path, columns, what, text=text, keep_default_na=False,
+                    na_values={c: ["", "NaN", "nan"] for c in columns if c not in text})
     try:
-        for c in ("n", "expected_sign"):
+        for c in ints:
             df[c] = df[c].astype(int)
-        for c in COLUMNS:
-            if c not in _TEXT and c not in ("n", "expected_sign"):
+        for c in columns:
+            if c not in text and c not in ints:
                 df[c] = df[c].astype(float)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{path}: a number column holds something else ({exc}); rerun stage correlate") from None
     out: dict = {}
-    for row in df[list(COLUMNS)].to_dict("records"):
+    for row in df[list(columns)].to_dict("records"):
         if row[S.FINGERPRINT]:
-            out.setdefault((row["level"], row["scope"], row["metric"], row[S.FINGERPRINT]), []).append(row)
+            out.setdefault(key(row), []).append(row)
     incomplete = [k for k, rows in out.items() if len(rows) != len(COEFFICIENTS)]
     if incomplete:
-        raise DataError(f"{path}: {len(incomplete)} metric(s) without one row per coefficient, "
-                        f"e.g. {'/'.join(incomplete[0][:3])}; rerun stage correlate")
+        raise DataError(f"{path}: {len(incomplete)} result(s) without one row per coefficient, "
+                        f"e.g. {'/'.join(incomplete[0][:-1])}; rerun stage correlate")
     return out
+
+
+def read(path: Path) -> S.Reuse:
+    """(level, scope, metric, fingerprint) -> that metric's rows; rows without data are not offered."""
+    return _read(Path(path), COLUMNS, _TEXT, ("n", "expected_sign"),
+                 lambda r: (r["level"], r["scope"], r["metric"], r[S.FINGERPRINT]),
+                 "precomputed correlations (stage correlate)")
+
+
+def read_ceiling(path: Path) -> noise_ceiling.Reuse | None:
+    """(level, scope, fingerprint) -> that comparison's noise ceiling rows, from beside the
+    correlations file ``path``; None when there is no such file."""
+    path = ceiling_path(path)
+    if not path.exists():
+        return None
+    return _read(path, CEILING_COLUMNS, _CEILING_TEXT, ("n",),
+                 lambda r: (r["level"], r["scope"], r[S.FINGERPRINT]), "precomputed noise ceiling (stage correlate)")

@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 
+from . import noise_ceiling
 from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
 from .study import POOLED, Study, get
 
@@ -75,20 +76,29 @@ def interval_text(value: float, low: float, high: float) -> str:
     return f"{_signed(value)}{interval}"
 
 
-def _cell(study: Study, level: str, scope: str, metric: str, coefficient: str, reasons: list[str]) -> str:
-    r = get(study, level, scope, metric, coefficient)
-    if not r or not math.isfinite(r["oriented"]):
+def _cell(r: dict, reasons: list[str], keys=("oriented", "oriented_ci_low", "oriented_ci_high")) -> str:
+    """A row's value [interval] (``keys``: value, low, high), or 'n/a [k]' with its reason numbered."""
+    value, low, high = keys
+    if not r or not math.isfinite(r[value]):
         reason = (r or {}).get("reason") or "not computed"
         if reason not in reasons:
             reasons.append(reason)
         return f"n/a [{reasons.index(reason) + 1}]"
-    return interval_text(r["oriented"], r.get("oriented_ci_low", math.nan), r.get("oriented_ci_high", math.nan))
+    return interval_text(r[value], r.get(low, math.nan), r.get(high, math.nan))
+
+
+CEILING_LABEL = "Noise ceiling"
+CEILING_NOTE = ("Rows “Noise ceiling”: the most any metric could reach against these annotators, from how well "
+                f"one half of the crowd's answers predicts the other (split-half, {noise_ceiling.SPLITS} random splits, "
+                "Spearman-Brown corrected to the whole crowd, square root; see docs/report.md).")
 
 
 def table_rows(study: Study, level: str, scopes: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """(header, rows, reasons): rows = metric x (rho, tau), columns = scopes, cells = oriented value [interval].
 
-    The metric's name stands on its rho row only; the tau row under it leaves it blank.
+    The metric's name stands on its rho row only; the tau row under it leaves it blank. When the
+    study has its noise ceiling, its two rows come last (``noise_ceiling``: the most any metric
+    could reach against these annotators).
     """
     metrics = SET_METRICS if level == "model" else IMAGE_METRICS
     reasons: list[str] = []
@@ -97,7 +107,12 @@ def table_rows(study: Study, level: str, scopes: list[str]) -> tuple[list[str], 
     for m in metrics:
         for i, (coef, symbol) in enumerate(COEFFICIENT_SYMBOLS.items()):
             rows.append([LABELS[m] if i == 0 else "", symbol]
-                        + [_cell(study, level, s, m, coef, reasons) for s in scopes])
+                        + [_cell(get(study, level, s, m, coef), reasons) for s in scopes])
+    if study.ceiling is not None:
+        for i, (coef, symbol) in enumerate(COEFFICIENT_SYMBOLS.items()):
+            rows.append([CEILING_LABEL if i == 0 else "", symbol]
+                        + [_cell(noise_ceiling.get(study, level, s, coef), reasons, ("value", "ci_low", "ci_high"))
+                           for s in scopes])
     return header, rows, reasons
 
 
@@ -171,7 +186,7 @@ def markdown(study: Study, datasets: list[str], settings) -> str:
              f"{settings.reps} bootstrap resamples. "
              "Column \"all\" pools within datasets: each value is first replaced by its percentile rank within "
              "its dataset, so no dataset's offset (nor each dataset's own leave-one-out SemSim) ranks against "
-             "another's.\n"]
+             "another's. " + CEILING_NOTE + "\n"]
     lines = banner(study)
     if lines:
         parts.append("\n".join(f"> {line}  " for line in lines) + "\n")

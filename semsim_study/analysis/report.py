@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomic
-from . import artifacts, crowd_controls, page, render, study as S
+from . import artifacts, crowd_controls, noise_ceiling, page, render, study as S
 from .config import ReportConfig
 from .headline import headline
 
@@ -20,10 +20,11 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
-          reuse: S.Reuse | None = None) -> S.Study:
-    """Compute everything (taking matching rows from ``reuse``, see ``precomputed``), then write
-    each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
+          reuse: S.Reuse | None = None, ceiling_reuse: noise_ceiling.Reuse | None = None) -> S.Study:
+    """Compute everything (taking matching rows from ``reuse`` and ``ceiling_reuse``, see
+    ``precomputed``), then write each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
     study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings, reuse=reuse)
+    study.ceiling = noise_ceiling.compute(Path(root), study, cfg.settings, ceiling_reuse)
     out = Path(out)
     art = artifacts.build(Path(root), study, cfg.datasets, cfg.attacks, cfg.settings.confidence)
     html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
@@ -49,6 +50,7 @@ def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
     atomic.write_text(out / "report.md", md)
     atomic.write_text(out / "index.html", html)
     summary = S.summary(study)
+    summary["noise_ceiling"] = noise_ceiling.summary(study)
     atomic.write_json(out / "summary.json", summary)
     if metrics is not None:
         atomic.write_json(metrics, headline(summary))

@@ -15,7 +15,7 @@ each dataset with a SemSim trained on the other datasets only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -48,6 +48,9 @@ class Study:
     correlations: pd.DataFrame
     held_out: list[str]                      # generalisation scopes, e.g. attack-dlg
     notes: dict[str, str]                    # scope -> why it has no data
+    #: (level, scope) -> the units its metric rows compare: dataset, model, attack (and item_id at image level)
+    units: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    ceiling: pd.DataFrame | None = None      # the noise ceiling's rows (noise_ceiling.compute), when computed
 
     def __post_init__(self) -> None:
         cols = list(self.correlations.columns)
@@ -148,10 +151,14 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
     for d in loaded:
         d.sets = with_controls[d.name]
     rows: list[dict] = []
+    units: dict[tuple[str, str], pd.DataFrame] = {}
 
     def add(level: str, scope: str, table: pd.DataFrame, reason: str = "") -> None:
         names, target = (set_metrics, "unrecognised_rate") if level == "model" else (image_metrics, "recognised_rate")
         rows.extend(_rows(level, scope, table, names, target, s, reason, reuse))
+        if not reason and not table.empty:
+            ids = ["dataset", "model", "attack"] + (["item_id"] if level == "image" else [])
+            units[(level, scope)] = table[ids].reset_index(drop=True)
 
     for d in loaded:
         add("model", d.name, model_table(d), d.annotation_note)
@@ -188,7 +195,7 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
             add("model", scope, sets)
             add("image", scope, images)
     table = pd.DataFrame(rows, columns=[*CORR_COLUMNS, FINGERPRINT])
-    return Study(loaded, table, scopes, notes)
+    return Study(loaded, table, scopes, notes, units)
 
 
 def _num(v) -> float | None:
