@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from semsim_study.annotation import agreement, collect, observer, simulated
+from semsim_study.annotation import agreement, collect, crowd_checks, observer, simulated
 from semsim_study.annotation.tasks import Task, read_tasks, tasks_csv
 from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError
@@ -135,6 +135,25 @@ def test_observer_reads_clean_images_and_shrugs_at_noise(shapes):
     assert net.posterior(noise).max(1).mean() < 2.5 / ds.num_classes
 
 
+def test_observer_with_a_nothing_answer_reads_copies_and_sees_nothing_in_noise(shapes):
+    ds, _, _ = shapes
+    cfg = observer.ObserverConfig(epochs=10, nothing_class=True, junk_signal=0.12, colour_jitter=0.3, blur=1.0)
+    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, cfg, 0)
+    assert net.head.out_features == ds.num_classes + 1
+    assert observer.accuracy(net, ds.test_images, ds.test_labels) > 0.7
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (50, *ds.train_images.shape[1:]), dtype=np.uint8)
+    saturated = np.where(rng.random(noise.shape) < 0.5, 0, 255).astype(np.uint8)  # an early inversion iterate
+    for junk in (noise, saturated):
+        assert net.seen(junk).mean() < 0.3 and net.posterior(junk).max(1).mean() < 2.5 / ds.num_classes
+    assert net.seen(ds.test_images).mean() > 0.7
+    p = net.posterior(ds.test_images[:5])
+    assert p.shape == (5, ds.num_classes) and np.allclose(p.sum(1), 1, atol=1e-5)  # a person's reading: classes only
+    default = observer.train_observer(ds.train_images[:64], ds.train_labels[:64], ds.num_classes,
+                                      observer.ObserverConfig(epochs=1), 0)
+    assert default.head.out_features == ds.num_classes and np.all(default.seen(noise) == 1)
+
+
 def test_observer_low_pass_keeps_shapes_and_drops_pixel_noise():
     import torch
 
@@ -209,9 +228,8 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     assert "crowd_checks" not in result.info and "observer_noise_recognised_rate" not in result.summary
     assert result.summary["crowd_clean_original_rate"] >= 0.8 and result.summary["crowd_originals"] > 0
     assert result.summary["crowd_near_copy_items"] > 0 and result.summary["crowd_near_copy_rate"] >= 0.8
-    assert result.summary["crowd_invisible_items"] >= 6 and result.summary["crowd_invisible_rate"] <= 0.2  # the noise
-    # people ignore global brightness, contrast and colour changes and 1-2 pixel shifts; so does the crowd
-    assert len(result.summary["crowd_invariance_by_change"]) == 7 and result.summary["crowd_invariance_rate"] >= 0.9
+    assert result.summary["crowd_invisible_items"] >= 3 and result.summary["crowd_invisible_rate"] <= 0.25  # the noise
+    assert set(result.summary["crowd_invariance_by_change"]) == set(crowd_checks.INVARIANCES)
     out = tmp_path / "out"
     out.mkdir()
     result.write(out)
@@ -249,3 +267,21 @@ def test_annotation_source_per_dataset(tiny_params):
     params["annotate"]["source"] = {"digits": "excel", **others}
     with pytest.raises(ConfigError, match="'annotate.source.digits' is 'excel'; valid values"):
         collect.source_of(params, "digits")
+
+
+def test_the_shipped_crowd_ignores_changes_people_ignore(shapes, embedded_params):
+    """Global brightness, contrast and colour changes and 1-2 pixel shifts of clean originals are
+    still recognised (>= 0.9), as people do: the shipped crowd on digits (fewer epochs)."""
+    ds, _, _ = shapes
+    cfg = collect.from_params(embedded_params)
+    obs = observer.ObserverConfig(**{**cfg[0].__dict__, "epochs": 40})
+    net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, obs, 0)
+    originals = ds.test_images[:40]
+    tasks = [Task(f"digits/m/a/{k}", "digits", "m", "a", str(k), "A", ds.class_names[int(ds.test_labels[k])],
+                  tuple(ds.class_names), "o.png", "r.png", "ok") for k in range(len(originals))]
+    p = net.posterior(originals)
+    clean = crowd_checks.crowd_on(originals, tasks, p, net.posterior, ds.class_names, cfg[1], 0, "clean")
+    assert clean >= 0.9
+    for name, change in crowd_checks.INVARIANCES.items():
+        changed = np.clip(np.round(change(originals)), 0, 255).astype(np.uint8)
+        assert crowd_checks.crowd_on(changed, tasks, p, net.posterior, ds.class_names, cfg[1], 0, name) >= 0.9, name

@@ -9,9 +9,10 @@ judged and are written to ``reports/annotate/<dataset>.json``:
   a clean original every time, so this should be near 1.
 - ``crowd_invisible_rate``: reconstructions in which nothing of the original is visible.
   "Nothing visible" is defined from the attack's own starting point, not from the crowd: the
-  visibility of a reconstruction is the largest absolute correlation between its blurred
-  luminance and the original's over shifts of up to a quarter of the image (the coarse view a
-  person compares; inversion often returns the object moved or in negative); the attacks start from
+  visibility of a reconstruction is the largest absolute correlation between a blurred channel
+  of it (luminance or colour-opponent) and the original's, over shifts of up to a quarter of the
+  image (the coarse view a person compares; inversion often returns the object moved, in
+  negative or in colour only); the attacks start from
   Gaussian noise in the classifiers' normalised input space, so the same score of such random
   starts against each original gives a null distribution, and a reconstruction is invisible
   when its score is within that null (at most its ``NULL_QUANTILE`` quantile). Early DLG
@@ -55,29 +56,37 @@ INVARIANCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _luminance(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) -> (N, H*W) blurred luminance."""
-    lum = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return np.stack([gaussian_filter(im, BLUR, mode="nearest") for im in lum]).reshape(len(lum), -1)
+#: Luminance and two colour-opponent channels: a yellow ring on purple shows in colour, not in grey.
+OPPONENT = np.array([[0.299, 0.587, 0.114], [0.5, -0.5, 0.0], [-0.25, -0.25, 0.5]]).T
+
+
+def _channels(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) -> (3, N, H, W): blurred luminance, red-green and blue-yellow."""
+    opp = images.astype(np.float64) @ OPPONENT
+    return np.stack([np.stack([gaussian_filter(im[..., c], BLUR, mode="nearest") for im in opp]) for c in range(3)])
 
 
 def visibility(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
-    """How much of the original's coarse luminance a reconstruction shows: the largest absolute
-    correlation over shifts of up to a quarter of the image. Inversion often returns the
-    object moved or with its contrast inverted, which people still recognise."""
+    """How much of the original's coarse layout a reconstruction shows: the largest absolute
+    correlation of a blurred channel (luminance or colour-opponent) with the original's, over
+    shifts of up to a quarter of the image. Inversion often returns the object moved, in
+    negative or in colour only, which people still recognise. A channel the original does
+    not vary in (a grey face's colour) says nothing and is skipped."""
     h, w = originals.shape[1:3]
-    rec = _luminance(reconstructions).reshape(len(reconstructions), h, w)
-    orig = _luminance(originals).reshape(len(originals), h, w)
-    best = np.zeros(len(rec))
+    rec, orig = _channels(reconstructions), _channels(originals)
+    best = np.zeros(len(reconstructions))
     reach = max(1, h // 4), max(1, w // 4)
-    for dy in range(-reach[0], reach[0] + 1):
-        for dx in range(-reach[1], reach[1] + 1):
-            a = rec[:, max(0, dy): h + min(0, dy), max(0, dx): w + min(0, dx)].reshape(len(rec), -1)
-            b = orig[:, max(0, -dy): h + min(0, -dy), max(0, -dx): w + min(0, -dx)].reshape(len(rec), -1)
-            a = a - a.mean(1, keepdims=True)
-            b = b - b.mean(1, keepdims=True)
-            r = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
-            best = np.maximum(best, np.abs(r))
+    for c in range(3):
+        flat = orig[c].reshape(len(originals), -1)
+        varies = flat.std(1) > 2.0  # grey levels: the channel shows something of the original
+        for dy in range(-reach[0], reach[0] + 1):
+            for dx in range(-reach[1], reach[1] + 1):
+                a = rec[c][:, max(0, dy): h + min(0, dy), max(0, dx): w + min(0, dx)].reshape(len(best), -1)
+                b = orig[c][:, max(0, -dy): h + min(0, -dy), max(0, -dx): w + min(0, -dx)].reshape(len(best), -1)
+                a = a - a.mean(1, keepdims=True)
+                b = b - b.mean(1, keepdims=True)
+                r = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+                best = np.where(varies, np.maximum(best, np.abs(r)), best)
     return best
 
 

@@ -53,6 +53,9 @@ class ObserverConfig:
     blur: float = 0.0  # Gaussian blur (sigma, pixels) before the network: the coarse view people judge by
     cue_steps: int = 0  # >0: half the junk carries class cues planted against the observer itself, this many steps
     cue_epsilon: float = 16 / 255  # ... within this L-inf distance of the noise (inversion plants cues like these)
+    nothing_class: bool = False  # True: junk is its own answer ("nothing to see"), not a uniform posterior
+    junk_signal: float = 0.25  # junk keeps at most this share of a clean image (invisible to people)
+    colour_jitter: float = 0.0  # clean images get global colour changes people ignore: channel gains in 1 +- this
 
 
 def standardise(images: torch.Tensor) -> torch.Tensor:
@@ -73,8 +76,10 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class Observer(nn.Module):
-    def __init__(self, classes: int, width: int, blur: float = 0.0):
+    def __init__(self, classes: int, width: int, blur: float = 0.0, nothing_class: bool = False):
         super().__init__()
+        self.classes = int(classes)
+        self.nothing_class = bool(nothing_class)
         self.blur = float(blur)
         if self.blur > 0:
             self.register_buffer("kernel", _gaussian_kernel(self.blur), persistent=False)
@@ -84,7 +89,7 @@ class Observer(nn.Module):
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(),
         )
-        self.head = nn.Linear(8 * w, classes)
+        self.head = nn.Linear(8 * w, classes + int(self.nothing_class))
 
     def low_pass(self, x: torch.Tensor) -> torch.Tensor:
         if self.blur <= 0:
@@ -99,18 +104,56 @@ class Observer(nn.Module):
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], 1))
 
     @torch.no_grad()
-    def posterior(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for (N, H, W, 3) uint8 images."""
+    def _softmax(self, images: np.ndarray) -> np.ndarray:
         self.eval()
         return torch.softmax(self(standardise(torch.from_numpy(np.ascontiguousarray(images)))), 1).numpy()
 
+    def posterior(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for (N, H, W, 3) uint8 images, as a person reads them: where the
+        observer sees nothing, that share is a guess spread evenly over the classes."""
+        p = self._softmax(images)
+        if not self.nothing_class:
+            return p
+        return p[:, : self.classes] + p[:, self.classes :] / self.classes
 
-def _junk(n: int, shape: tuple[int, ...], gen: torch.Generator, clean: torch.Tensor) -> torch.Tensor:
-    """Images that show nothing recognisable: coloured noise, and clean images drowned in it."""
-    noise = torch.rand((n, *shape), generator=gen)
-    mix = torch.rand((n, 1, 1, 1), generator=gen) * 0.25  # at most a quarter of the signal survives
+    def seen(self, images: np.ndarray) -> np.ndarray:
+        """The probability that the image shows anything at all (1 without a nothing class)."""
+        p = self._softmax(images)
+        return 1.0 - p[:, self.classes] if self.nothing_class else np.ones(len(p), np.float32)
+
+
+def _noise(n: int, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Four kinds of colour noise, a quarter each: uniform; saturated Gaussian (an inversion's
+    random start and its early, clipped iterates); coarse colour blobs; blobs under fine noise."""
+    h, w, c = shape
+    uniform = torch.rand((n, h, w, c), generator=gen)
+    spread = 0.2 + 1.3 * torch.rand((n, 1, 1, 1), generator=gen)
+    saturated = (0.5 + spread * torch.randn((n, h, w, c), generator=gen)).clamp(0, 1)
+    cells = torch.randn((n, c, max(2, h // 4), max(2, w // 4)), generator=gen)
+    blobs = torch.sigmoid(2 * F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False)).permute(0, 2, 3, 1)
+    fine = (blobs + 0.3 * torch.randn((n, h, w, c), generator=gen)).clamp(0, 1)
+    kind = torch.randint(0, 4, (n, 1, 1, 1), generator=gen)
+    return torch.where(kind == 0, uniform, torch.where(kind == 1, saturated, torch.where(kind == 2, blobs, fine)))
+
+
+def _junk(n: int, shape: tuple[int, ...], gen: torch.Generator, clean: torch.Tensor, cfg: ObserverConfig) -> torch.Tensor:
+    """Images that show nothing recognisable: colour noise, and clean images drowned in it."""
+    noise = _noise(n, shape, gen) if cfg.nothing_class else torch.rand((n, *shape), generator=gen)
+    mix = torch.rand((n, 1, 1, 1), generator=gen) * cfg.junk_signal  # at most this share of the signal survives
     pick = torch.randint(0, len(clean), (n,), generator=gen)
     return mix * clean[pick] + (1 - mix) * noise
+
+
+def _colour_change(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Global colour changes people ignore: per-channel gains about the image mean, a fifth greyscale."""
+    if amount <= 0:
+        return x
+    gain = 1 + amount * (2 * torch.rand((len(x), 1, 1, x.shape[-1]), generator=gen) - 1)
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    out = (mean + (x - mean) * gain).clamp(0, 1)
+    grey = out.mean(dim=-1, keepdim=True).expand_as(out)
+    pick = torch.rand((len(x), 1, 1, 1), generator=gen) < 0.2
+    return torch.where(pick, grey, out)
 
 
 def _plant_cues(model: Observer, junk: torch.Tensor, classes: int, cfg: ObserverConfig,
@@ -137,28 +180,29 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
     torch.manual_seed(seed)
     clean = torch.from_numpy(images).float() / 255.0
     y = torch.from_numpy(labels.astype(np.int64))
-    model = Observer(classes, cfg.width, cfg.blur)
+    model = Observer(classes, cfg.width, cfg.blur, cfg.nothing_class)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n_junk = max(1, int(round(cfg.batch_size * cfg.junk_fraction)))
-    uniform = torch.full((n_junk, classes), 1.0 / classes)
+    junk_target = (torch.full((n_junk,), classes, dtype=torch.int64) if cfg.nothing_class
+                   else torch.full((n_junk, classes), 1.0 / classes))
     for _ in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(clean), generator=gen)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             shift = torch.randint(-2, 3, (2,), generator=gen).tolist()  # people find a shape wherever it is
-            x = torch.roll(clean[idx], shifts=shift, dims=(1, 2))
+            x = _colour_change(torch.roll(clean[idx], shifts=shift, dims=(1, 2)), cfg.colour_jitter, gen)
             sigma = (torch.rand((len(idx), 1, 1, 1), generator=gen) * cfg.noise if cfg.noise_spread
                      else torch.full((len(idx), 1, 1, 1), cfg.noise))
             x = (x + sigma * torch.randn(x.shape, generator=gen)).clamp(0, 1)
-            junk = _junk(n_junk, tuple(clean.shape[1:]), gen, clean)
+            junk = _junk(n_junk, tuple(clean.shape[1:]), gen, clean, cfg)
             if cfg.cue_steps > 0:
                 half = n_junk // 2
                 cued = _plant_cues(model, junk[:half], classes, cfg, gen)  # (N, H, W, 3) in [0, 1]
                 junk = torch.cat([cued, junk[half:]])
             logits = model(standardise(torch.cat([x, junk])))
             loss = F.cross_entropy(logits[: len(idx)], y[idx])
-            loss = loss + F.cross_entropy(logits[len(idx):], uniform) * n_junk / len(idx)
+            loss = loss + F.cross_entropy(logits[len(idx):], junk_target) * n_junk / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -168,7 +212,7 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
 def load(path, classes: int, cfg: ObserverConfig) -> Observer:
     """An observer saved by the annotate stage (weights only; ``state_bytes`` wrote it)."""
     state = load_state(path, str(path), "observer weights missing; rerun the annotate stage")
-    return fill(Observer(classes, cfg.width, cfg.blur), state, str(path),
+    return fill(Observer(classes, cfg.width, cfg.blur, cfg.nothing_class), state, str(path),
                 "the observer these params describe; rerun the annotate stage").eval()
 
 
