@@ -34,11 +34,12 @@ def fx(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(fx, tmp_path_factory):
+def trained(tmp_path_factory):
     """Both stages run in a copy of the fixture (SemSim and the CE baseline): leave-one-dataset-out,
     gamma held out."""
     work = tmp_path_factory.mktemp("stage")
-    shutil.copytree(fx / "data", work / "data")
+    # reconstructions whose PSNRs overlap, so the held-out set has PSNR-matched pairs
+    F.make_study(work, noise=(5.0, 60.0), spread=(0.0, 1.0))
     (work / "params.yaml").write_text(yaml.safe_dump(F.params(epochs=2)))
     from stages import semsim as stage
 
@@ -150,12 +151,17 @@ def test_held_out_data_cannot_change_the_trained_model(fx, tmp_path):
         shutil.rmtree(other / "data" / "attacks" / ds)
         shutil.copytree(fx / "data" / "attacks" / ds, other / "data" / "attacks" / ds)
         shutil.copy(fx / "data" / "annotations" / ds / "items.csv", other / "data" / "annotations" / ds / "items.csv")
+        shutil.copy(fx / "data" / "metrics" / ds / "images.csv", other / "data" / "metrics" / ds / "images.csv")
     b = study.run_split(p, "dataset", "gamma", other)
+
+    def without_results(card):  # the card less its held-out results, which do change
+        return {k: v for k, v in card.items() if k != "heldout_results"}
+
     assert state_bytes(a.net.net) == state_bytes(b.net.net)
-    assert a.card == b.card
+    assert without_results(a.card) == without_results(b.card) and a.card["heldout_results"] != b.card["heldout_results"]
     ce_a = study.run_split(p, "dataset", "gamma", fx, model="ce_baseline")
     ce_b = study.run_split(p, "dataset", "gamma", other, model="ce_baseline")
-    assert state_bytes(ce_a.net.net) == state_bytes(ce_b.net.net) and ce_a.card == ce_b.card
+    assert state_bytes(ce_a.net.net) == state_bytes(ce_b.net.net) and without_results(ce_a.card) == without_results(ce_b.card)
     assert [r["semsim"] for r in a.rows] != [r["semsim"] for r in b.rows]  # the held-out images did change
 
 
@@ -334,9 +340,23 @@ def test_stage_outputs(trained):
     assert m["trained_matches_random_init"] == (m["heldout_triplet_accuracy"] >= m["heldout_triplet_accuracy_random_init"])
     # dvc metrics: a few numbers; the full record stays in reports/<model>/
     assert json.loads((trained / "reports" / "metrics" / f"semsim-{name}.json").read_text()) == {
-        k: m[k] for k in ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init", "selected_epoch")}
+        k: m[k] for k in ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init",
+                          "heldout_triplet_accuracy_matched", "heldout_triplet_accuracy_random_init_matched",
+                          "selected_epoch")}
+    # PSNR-matched pairs: the model, its untrained network and the pixel metrics as scorers
+    assert 0 < m["heldout_matched_pairs"] < m["heldout_pairs"] and m["matched_db"] == 2.0
+    for key in ("", "_random_init", "_psnr", "_ssim", "_lpips"):
+        for tag in ("", "_matched"):
+            value, (lo, hi) = m[f"heldout_triplet_accuracy{key}{tag}"], m[f"heldout_triplet_accuracy{key}{tag}_ci"]
+            assert 0 <= lo <= value <= hi <= 1
+    assert m["trained_matches_random_init_matched"] == (
+        m["heldout_triplet_accuracy_matched"] >= m["heldout_triplet_accuracy_random_init_matched"])
+    assert card["heldout_results"]["heldout_triplet_accuracy_matched"] == m["heldout_triplet_accuracy_matched"]
+    assert card["augmentation"]["geometry"] == "per_triplet"
     ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
     assert 0 <= ce["heldout_triplet_accuracy_ce"] <= 1 and ce["final_ce_loss"] >= 0 and ce["model"] == "ce_baseline"
+    assert 0 <= ce["heldout_triplet_accuracy_ce_matched"] <= 1 and len(ce["heldout_triplet_accuracy_ce_matched_ci"]) == 2
+    assert ce["heldout_matched_pairs"] == m["heldout_matched_pairs"] and "heldout_triplet_accuracy_psnr" not in ce
     assert set(json.loads((trained / "reports" / "metrics" / f"ce_baseline-{name}.json").read_text())) == {
         "heldout_triplet_accuracy_ce", "selected_epoch_ce"}
     curve = (trained / "reports" / "semsim_curves" / name / "curves.csv").read_text().splitlines()
@@ -608,6 +628,11 @@ def test_stage_writes_a_model_card_from_its_own_numbers(trained):
     assert "held out: **gamma**" in text and "alpha, beta" in text
     assert "simulated annotators" in text and "32x32 px" in text and 'SemSim.load("models/semsim/dataset-gamma")' in text
     assert "models/ce_baseline/dataset-gamma/" in text  # the baseline: its own stage, named
+    for key in ("heldout_triplet_accuracy_matched", "heldout_triplet_accuracy_random_init_matched",
+                "heldout_triplet_accuracy_psnr_matched", "heldout_triplet_accuracy_lpips"):
+        lo, hi = m[f"{key}_ci"]
+        assert f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" in text
+    assert f"the {m['heldout_matched_pairs']} pairs whose two" in text and "PSNR-matched" in text
     ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
     for rec, key in ((ce, "heldout_triplet_accuracy_ce_ci"), (m, "heldout_triplet_accuracy_random_init_ci")):
         assert len(rec[key]) == 2 and rec[key][0] <= rec[key][1]

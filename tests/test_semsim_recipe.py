@@ -1,7 +1,12 @@
-"""SemSim recipe additions: colour jitter on every training image, model selection on held-back
-originals of the training domains (epoch 0 = the untrained network included)."""
+"""SemSim recipe additions: one crop/flip per triplet, colour jitter on every training image, model
+selection on PSNR-matched pairs of held-back originals of the training domains (epoch 0 = the
+untrained network included), held-out accuracy on PSNR-matched pairs; and the recipe learns: with
+a synthetic crowd that follows one rule in every domain, trained SemSim beats its untrained
+network on every held-out domain."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +16,8 @@ import yaml
 from tests import semsim_fixture as F
 from tests.conftest import ROOT, shrink
 from semsim_study.torch_helpers import state_bytes
-from semsim_study.errors import ConfigError
-from semsim_study.semsim import colour, items as I, selection, study, train
+from semsim_study.errors import ConfigError, DataError
+from semsim_study.semsim import colour, items as I, matched, selection, study, train, triplets
 
 COLOUR = {"greyscale": 0.3, "hue": 0.2, "saturation": 0.5}
 
@@ -74,7 +79,7 @@ def test_zero_colour_params_leave_images_and_draws_alone():
 
 
 def test_colour_jitter_reaches_every_training_batch():
-    cfg = train.from_params(F.params(colour={"greyscale": 1.0}, crop_flip=False))
+    cfg = train.from_params(F.params(colour={"greyscale": 1.0}, geometry="none"))
     trainer = train._Trainer(cfg, 0, np.random.default_rng(0))
     images = (np.random.default_rng(1).random((4, 32, 32, 3)) * 255).astype(np.uint8)
     x = trainer.batch(images)
@@ -113,6 +118,8 @@ def test_profiles_carry_the_recipe():
         cfg = train.from_params(p)
         assert cfg.colour.enabled == (name == "embedded")
         assert (cfg.selection_fraction > 0) == (name == "embedded")
+        assert cfg.geometry == ("per_triplet" if name == "embedded" else "per_image")  # paper: the official code
+        assert cfg.matched_db == 2.0
         if name == "embedded":
             assert train.from_params(shrink(p)).colour == cfg.colour
 
@@ -140,7 +147,7 @@ def _selector_with(accuracies):
     sel = selection.Selector([], np.zeros((0, 2, 2, 3), np.uint8), np.zeros((0, 2, 2, 3), np.uint8), [0] * 3, [1] * 3)
     sel.pairs = 1
     it = iter(accuracies)
-    sel.accuracy = lambda net: next(it)
+    sel.accuracies = lambda net: (next(it),) * 2
     return sel
 
 
@@ -169,8 +176,12 @@ def test_run_split_reports_selection_and_keeps_the_chosen_weights(fx):
     p = F.params(epochs=2, colour=COLOUR, selection_fraction=0.25)
     r = study.run_split(p, "dataset", "gamma", fx)
     m = r.metrics
-    acc = m["selection_triplet_accuracy_by_epoch"]
+    acc = m["selection_triplet_accuracy_by_epoch"]  # all pairs
     assert len(acc) == 3 and m["selection_pairs"] > 0 and m["selection_items"] > 0
+    # the default fixture's reconstructions are far apart in PSNR: selection falls back to all pairs
+    assert m["selection_matched_pairs"] == 0 and m["selection_criterion"] == "all_pairs"
+    assert m["selection_triplet_accuracy_matched_by_epoch"] == [None] * 3
+    assert "all pairs" in r.card["selection"]["rule"] and r.card["selection"]["criterion"] == "all_pairs"
     assert m["selected_epoch"] == int(np.argmax(acc))  # argmax: the earliest of ties
     for key in ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init", "trained_matches_random_init"):
         assert key in m
@@ -197,15 +208,193 @@ def test_run_split_reports_selection_and_keeps_the_chosen_weights(fx):
 
 def test_a_forced_epoch_zero_returns_the_untrained_weights(fx, monkeypatch):
     """When the untrained network scores best on the selection set, the stage returns it."""
-    real = selection.Selector.accuracy
+    real = selection.Selector.accuracies
     calls = {"n": 0}
 
     def fake(self, net):
         calls["n"] += 1
-        return 1.0 if calls["n"] == 1 else real(self, net) * 0.5  # epoch 0 wins
-    monkeypatch.setattr(selection.Selector, "accuracy", fake)
+        acc, every = real(self, net)
+        return (1.0, every) if calls["n"] == 1 else (acc * 0.5, every)  # epoch 0 wins
+    monkeypatch.setattr(selection.Selector, "accuracies", fake)
     p = F.params(epochs=1, selection_fraction=0.25)
     r = study.run_split(p, "dataset", "gamma", fx)
     assert r.metrics["selected_epoch"] == 0
     assert r.metrics["heldout_triplet_accuracy"] == r.metrics["heldout_triplet_accuracy_random_init"]
     assert r.metrics["trained_matches_random_init"] is True
+
+
+# -- geometry: one crop and flip per triplet ---------------------------------------------------
+
+def test_per_triplet_geometry_gives_a_triplet_one_crop_and_flip():
+    x = (np.random.default_rng(0).random((5, 12, 12, 3)) * 255).astype(np.uint8)
+    batch = np.concatenate([x, x, x])  # anchors, positives, negatives of 5 triplets, alike here
+    out = train.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
+    assert np.array_equal(out[:5], out[5:10]) and np.array_equal(out[:5], out[10:])
+    assert not np.array_equal(out[:5], x)  # but they were moved
+    again = train.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
+    assert out.tobytes() == again.tobytes()
+    per_image = train.crop_flip_batch(batch, np.random.default_rng(1))
+    assert not (np.array_equal(per_image[:5], per_image[5:10]) and np.array_equal(per_image[:5], per_image[10:]))
+    with pytest.raises(ValueError, match="groups"):
+        train.crop_flip_batch(batch, np.random.default_rng(1), groups=4)
+
+
+@pytest.mark.parametrize("geometry, expected", [("per_triplet", "n"), ("per_image", None), ("none", "never")])
+def test_triplet_batches_follow_the_geometry_param(fx, monkeypatch, geometry, expected):
+    seen = []
+    real = train.crop_flip_batch
+
+    def spy(images, rng, padding=4, groups=None):
+        seen.append((len(images), groups))
+        return real(images, rng, padding, groups)
+
+    monkeypatch.setattr(train, "crop_flip_batch", spy)
+    study.run_split(F.params(epochs=1, geometry=geometry), "dataset", "gamma", fx)
+    if expected == "never":
+        assert not seen
+    else:
+        assert seen and all(g == (n // 3 if expected == "n" else None) for n, g in seen)
+    seen.clear()
+    study.run_split(F.params(epochs=1, geometry=geometry), "dataset", "gamma", fx, model="ce_baseline")
+    assert (not seen) if expected == "never" else (seen and all(g is None for _, g in seen))  # CE: per image
+
+
+@pytest.mark.parametrize("training, match", [
+    ({"crop_flip": True}, r"'semsim\.training\.crop_flip' was replaced by 'semsim\.training\.geometry'.*"
+                          r"geometry: per_image"),
+    ({"crop_flip": False}, r"'semsim\.training\.crop_flip' was replaced.*geometry: none"),
+    ({"geometry": "per_batch"}, r"'semsim\.training\.geometry' is 'per_batch'; valid values: none, per_image, "
+                                r"per_triplet"),
+    ({"geometry": True}, r"'semsim\.training\.geometry' must be str"),
+])
+def test_geometry_params_name_the_key(training, match):
+    with pytest.raises(ConfigError, match=match):
+        train.from_params(F.params(**training))
+
+
+def test_geometry_is_required():
+    p = F.params()
+    del p["semsim"]["training"]["geometry"]
+    with pytest.raises(ConfigError, match=r"missing key 'semsim\.training\.geometry'"):
+        train.from_params(p)
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), "2 dB", True])
+def test_bad_matched_db_names_the_key(value):
+    p = F.params()
+    p["semsim"]["matched_db"] = value
+    with pytest.raises(ConfigError, match=r"'semsim\.matched_db'"):
+        train.from_params(p)
+
+
+# -- PSNR-matched pairs and the pixel metrics as scorers -------------------------------------
+
+def _one_original(fx):
+    items = [i for i in I.collect(fx, ["alpha"], list(F.ATTACKS)) if i.image_id == "test-000000"]
+    rec = [i for i in items if i.label.majority == "recognised"]
+    unrec = [i for i in items if i.label.majority == "unrecognised"]
+    assert len(rec) == 2 and len(unrec) == 2
+    return rec + unrec
+
+
+def test_matched_accuracy_counts_only_pairs_within_the_window(fx):
+    items = _one_original(fx)  # recognised r0, r1; unrecognised u0, u1
+    psnr = [20.0, 10.0, 21.5, 30.0]  # within 2 dB: (r0, u0) only
+    ranking_accuracy = triplets.ranking_accuracy
+    assert ranking_accuracy(items, [0.0] * 4) == (0.5, 4)
+    assert ranking_accuracy(items, [0.1, 0.9, 0.5, 0.0], psnr, 2.0) == (1.0, 1)  # r0 closer than u0
+    assert ranking_accuracy(items, [0.1, 0.9, 0.5, 0.0])[0] == 0.25  # over all four pairs
+    assert ranking_accuracy(items, [0.5, 0.9, 0.5, 0.0], psnr, 2.0) == (0.5, 1)  # a tie counts one half
+    assert ranking_accuracy(items, [0.1, 0.9, 0.5, 0.0], psnr, 1.5) == (1.0, 1)  # the window is inclusive
+    assert ranking_accuracy(items, [0.1, 0.9, 0.5, 0.0], psnr, 1.0)[1] == 0  # no pair: nan, 0
+    assert ranking_accuracy(items, [0.1, 0.9, 0.5, 0.0], psnr, 12.0) == (pytest.approx(1 / 3), 3)  # all but (r1,u1)
+    ci = triplets.ranking_accuracy_interval(items, [0.1, 0.9, 0.5, 0.0], np.random.default_rng(0), 50, psnr=psnr,
+                                            within_db=2.0)
+    assert ci == [1.0, 1.0]
+
+
+def test_pixel_metrics_score_with_their_direction(fx):
+    items = _one_original(fx)
+    psnr, ssim, lpips = [30.0, 25.0, 12.0, 11.0], [0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.6, 0.7]
+    for name, values in (("psnr", psnr), ("ssim", ssim), ("lpips", lpips)):
+        assert triplets.ranking_accuracy(items, matched.as_scores(name, values))[0] == 1.0, name
+    assert matched.as_scores("psnr", [30.0]) == [-30.0] and matched.as_scores("lpips", [0.1]) == [0.1]
+
+
+def test_the_metrics_table_is_read_and_checked(fx, tmp_path):
+    shutil.copytree(fx / "data", tmp_path / "data")
+    table = matched.read_pixel_metrics(tmp_path, ["alpha", "beta"])
+    items = I.collect(tmp_path, ["alpha", "beta"], list(F.ATTACKS))
+    values = matched.pixel_values(items, table)
+    assert set(values) == {"psnr", "ssim", "lpips"} and len(values["psnr"]) == len(items)
+    assert all(v > 0 for v in values["psnr"])
+    path = tmp_path / "data" / "metrics" / "beta" / "images.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[lines[0].split(",").index("psnr")] = ""
+    path.write_text("\n".join(lines[:2] + [",".join(cells)] + lines[3:]) + "\n")
+    with pytest.raises(DataError, match=r"beta/images\.csv:3: psnr '' is not a number"):
+        matched.read_pixel_metrics(tmp_path, ["alpha", "beta"])
+    path.write_text("\n".join(lines[:2]) + "\n")  # one row left
+    with pytest.raises(DataError, match=r"no metrics row for 15 reconstruction\(s\), e\.g\. 'beta/"):
+        matched.pixel_values(items, matched.read_pixel_metrics(tmp_path, ["alpha", "beta"]))
+    path.unlink()
+    with pytest.raises(DataError, match=r"beta/images\.csv: file not found \(run the metrics stage\)"):
+        study.run_split(F.params(epochs=1), "dataset", "gamma", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory):
+    """The default rule, with reconstructions whose PSNRs overlap (PSNR-matched pairs exist)."""
+    return F.make_study(tmp_path_factory.mktemp("overlap"), images=8, noise=(5.0, 60.0), spread=(0.0, 1.0))
+
+
+def test_selection_uses_the_matched_pairs_of_held_back_training_originals(overlapping):
+    p = F.params(epochs=3, selection_fraction=0.5)
+    r = study.run_split(p, "dataset", "gamma", overlapping)
+    m = r.metrics
+    assert m["selection_criterion"] == "matched" and 0 < m["selection_matched_pairs"] < m["selection_pairs"]
+    curve = m["selection_triplet_accuracy_matched_by_epoch"]
+    assert len(curve) == 4 and m["selected_epoch"] == int(np.argmax(curve))  # the earliest of ties
+    assert r.card["selection"]["criterion"] == "matched" and "PSNR-matched" in r.card["selection"]["rule"]
+    assert [h["selection_triplet_accuracy_matched"] for h in r.history] == pytest.approx(curve[1:], abs=1e-6)
+    # recompute: the returned net on the matched pairs of the held-back (training) originals
+    all_items = I.collect(overlapping, ["alpha", "beta", "gamma"], list(F.ATTACKS))
+    _, sel_items = selection.hold_back(I.split(all_items, "dataset", "gamma")[0], 0.5, seed=0)
+    assert sel_items and all(it.dataset != "gamma" for it in sel_items)
+    psnr = matched.pixel_values(sel_items, matched.read_pixel_metrics(overlapping, ["alpha", "beta"]))["psnr"]
+    mean, std = train.from_params(p).mean_std
+    tables = [train.image_table([getattr(it, k) for it in sel_items], 32) for k in ("original", "reconstruction")]
+    check = selection.Selector(sel_items, *tables, mean, std, psnr=psnr, within_db=2.0)
+    assert check.criterion == "matched" and check.matched_pairs == m["selection_matched_pairs"]
+    assert check.accuracy(r.net.net) == pytest.approx(curve[m["selected_epoch"]], abs=1e-6)
+    # the held-out pairs within 2 dB: every scorer on the same pairs
+    assert m["heldout_matched_pairs"] > 0
+    for key in ("", "_random_init", "_psnr", "_ssim", "_lpips"):
+        assert m[f"heldout_triplet_accuracy{key}_matched"] is not None
+    assert study.run_split(p, "dataset", "gamma", overlapping).metrics == m  # deterministic
+
+
+# -- the recipe learns: a crowd with one rule for every domain ---------------------------------
+
+@pytest.fixture(scope="module")
+def one_rule(tmp_path_factory):
+    """Four synthetic domains (blocks, stripes, discs, checks), 16 originals of 16 px each; in every
+    one a recognised reconstruction keeps the layout under a colour gain/offset and noise, an
+    unrecognised one keeps only the colour statistics. Their PSNRs overlap."""
+    return F.make_study(tmp_path_factory.mktemp("one_rule"), datasets=tuple(F.DOMAINS), images=16, size=16,
+                        domains=True, noise=(5.0, 60.0), spread=(0.0, 1.0))
+
+
+def test_trained_semsim_beats_its_untrained_network_on_every_held_out_domain(one_rule):
+    """Leave one domain out, per-triplet geometry, selection on the training domains' matched pairs
+    (nothing here looks at the held-out domain before scoring it)."""
+    p = F.params(datasets=tuple(F.DOMAINS), epochs=6, selection_fraction=0.25)
+    p["semsim"]["model"]["input_size"] = 16
+    assert train.from_params(p).geometry == "per_triplet"
+    for ds in F.DOMAINS:
+        m = study.run_split(p, "dataset", ds, one_rule).metrics
+        assert m["selection_criterion"] == "matched" and m["heldout_matched_pairs"] >= 10, ds
+        assert m["heldout_triplet_accuracy"] > m["heldout_triplet_accuracy_random_init"], (ds, m)
+        assert m["heldout_triplet_accuracy_matched"] > m["heldout_triplet_accuracy_random_init_matched"], (ds, m)
+        assert m["trained_matches_random_init"] and m["trained_matches_random_init_matched"]

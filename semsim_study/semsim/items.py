@@ -76,7 +76,8 @@ class Item:
         raise ConfigError(f"unknown SemSim split {split!r}; valid: {', '.join(SPLITS)}")
 
 
-def _rows(path: Path, required: Sequence[str], missing: str) -> Iterable[tuple[int, dict]]:
+def csv_rows(path: Path, required: Sequence[str], missing: str) -> Iterable[tuple[int, dict]]:
+    """(line number, row) of a CSV file with the ``required`` columns; a DataError names file and line."""
     try:
         fh = open(path, encoding="utf-8", newline="")
     except FileNotFoundError:
@@ -97,7 +98,7 @@ def read_labels(path: str | Path, dataset: str) -> dict[str, Label]:
     """items.csv of one dataset -> {item_id: Label}, every value checked."""
     path = Path(path)
     labels: dict[str, Label] = {}
-    for n, row in _rows(path, ITEMS_COLUMNS, "run the annotate stage"):
+    for n, row in csv_rows(path, ITEMS_COLUMNS, "run the annotate stage"):
         where = f"{path}:{n}"
         item_id = row["item_id"]
         if row["dataset"] != dataset:
@@ -132,7 +133,7 @@ def read_index(path: str | Path) -> list[dict]:
     """An attack's index.csv -> rows with absolute ``original`` and ``reconstruction`` paths."""
     path = Path(path)
     rows = []
-    for n, row in _rows(path, INDEX_COLUMNS, "run the attack stage"):
+    for n, row in csv_rows(path, INDEX_COLUMNS, "run the attack stage"):
         for col in ("original", "reconstruction"):
             if not row[col]:
                 raise DataError(f"{path}:{n}: empty {col} path")

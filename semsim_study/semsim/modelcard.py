@@ -27,6 +27,7 @@ def render(card: Mapping, metrics: Mapping) -> str:
     datasets = card.get("datasets") or {}
     stand_ins = {d: v.get("stand_in_for") for d, v in datasets.items() if v.get("offline_stand_in")}
     sources = ", ".join(card.get("annotation_sources") or []) or "unknown"
+    sel = card["selection"]
     lines = [
         f"# SemSim model `{name}`",
         "",
@@ -48,29 +49,44 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"- {card.get('training_items', '?')} labelled reconstructions; annotation source: **{sources}**"
         + (" (simulated annotators, not people)" if card.get("simulated_annotations") else "") + ".",
         f"- Recipe: {card['epochs']} epochs, batch {card['batch_size']}, {card['optimizer'].get('name', 'SGD')} "
-        f"lr {card['optimizer'].get('lr')}; augmentation: {card['augmentation']['crop_flip']}"
-        f"; colour: {card['augmentation'].get('colour_description') or 'none'}; kept epoch "
-        f"{card['selection']['selected_epoch']} (0 = untrained) by {card['selection']['rule']}.",
+        f"lr {card['optimizer'].get('lr')}; geometric augmentation: "
+        f"{card['augmentation'].get('geometry_description', 'none')}"
+        f"; colour: {card['augmentation'].get('colour_description') or 'none'}.",
+        f"- Model selection: kept epoch {sel['selected_epoch']} (0 = untrained) by {sel['rule']}"
+        + (f" ({sel.get('matched_pairs', 0)} matched pairs within {sel.get('matched_db')} dB among "
+           f"{sel.get('pairs', 0)} pairs of {sel.get('originals', 0)} held-back originals)" if sel.get("pairs") else "")
+        + ".",
         "",
         "## Held-out results",
         "",
-        f"Triplet accuracy on the held-out {SPLIT_WORDS.get(split, split)} (over every pair of a recognised and an",
-        "unrecognised reconstruction of the same original: how often SemSim ranks the recognised one",
-        f"closer; 0.5 is chance), with 95% bootstrap intervals over held-out originals; "
-        f"{metrics.get('heldout_pairs', 0)} pairs from {metrics.get('heldout_annotated', 0)} annotated reconstructions.",
+        f"Triplet accuracy on the held-out {SPLIT_WORDS.get(split, split)}: over pairs of a recognised and an",
+        "unrecognised reconstruction of the same original, how often a score ranks the recognised one",
+        "closer (equal scores count one half; 0.5 is chance), with 95% bootstrap intervals over held-out",
+        f"originals. *All pairs*: {metrics.get('heldout_pairs', 0)} pairs from {metrics.get('heldout_annotated', 0)} "
+        f"annotated reconstructions. *PSNR-matched*: the {metrics.get('heldout_matched_pairs', 0)} pairs whose two",
+        f"PSNRs (vs the original) differ by at most {metrics.get('matched_db', '?')} dB, where pixel distance cannot",
+        "decide and a metric must see more than it; PSNR, SSIM and LPIPS come from the metrics stage.",
         "",
-        "| model | held-out triplet accuracy [95% CI] |",
-        "|---|---|",
-        f"| this SemSim | {_acc(metrics, 'heldout_triplet_accuracy')} |",
-        f"| the same network untrained (control) | {_acc(metrics, 'heldout_triplet_accuracy_random_init')} |",
+        "| score | all pairs [95% CI] | PSNR-matched pairs [95% CI] |",
+        "|---|---|---|",
+        *(f"| {label} | {_acc(metrics, key)} | {_acc(metrics, key + '_matched')} |" for label, key in (
+            ("this SemSim", "heldout_triplet_accuracy"),
+            ("the same network untrained (control)", "heldout_triplet_accuracy_random_init"),
+            ("PSNR (higher = closer)", "heldout_triplet_accuracy_psnr"),
+            ("SSIM (higher = closer)", "heldout_triplet_accuracy_ssim"),
+            ("LPIPS (lower = closer)", "heldout_triplet_accuracy_lpips"))),
         "",
         "The paper's cross-entropy baseline, trained on the same items by the `ce-baseline` stage, is in",
-        f"models/ce_baseline/{name}/ (its held-out accuracy: reports/ce_baseline/{name}.json and the report).",
+        f"models/ce_baseline/{name}/ (its held-out accuracy, `heldout_triplet_accuracy_ce` and",
+        f"`heldout_triplet_accuracy_ce_matched`: reports/ce_baseline/{name}.json and the report).",
         "",
     ]
-    if not metrics.get("trained_matches_random_init", True):
-        lines += ["**Training did not beat the untrained network on this split**: prefer the control, or",
-                  "treat this model's scores with care.", ""]
+    beaten = [what for what, key in (("on all pairs", "trained_matches_random_init"),
+                                     ("on PSNR-matched pairs", "trained_matches_random_init_matched"))
+              if metrics.get(key) is False]
+    if beaten:
+        lines += [f"**Training did not beat the untrained network on this split ({' or '.join(beaten)})**: prefer",
+                  "the control, or treat this model's scores with care.", ""]
     lines += [
         "## Intended use",
         "",

@@ -3,10 +3,15 @@
 A seeded share of the training split's *originals* is held back, per training dataset, with
 every annotated reconstruction of them: neither SemSim nor the CE baseline trains on them.
 After each epoch (and once before the first, epoch 0 = the untrained network) the triplet
-accuracy on that selection set is measured: over every (recognised, unrecognised) pair of
-reconstructions of one held-back original, the share where the recognised one is closer to
-the original. The weights of the best epoch are kept (ties: the earliest), so training never
-returns a network worse than its initialisation on the training domains' held-back originals.
+accuracy on that selection set is measured on its *PSNR-matched* pairs: (recognised,
+unrecognised) pairs of reconstructions of one held-back original whose PSNRs differ by at most
+``semsim.matched_db`` dB (``matched.py``), the share where the recognised one is closer to the
+original. Matched pairs are where a metric must see more than pixel distance, which is what
+SemSim is for; on all pairs an epoch that merely follows PSNR would win. A selection set
+without a matched pair falls back to all its pairs (the card and the record say which). The
+weights of the best epoch are kept (ties: the earliest), so training never returns a network
+worse than its initialisation on the training domains' held-back originals. The all-pairs
+accuracy is recorded next to it.
 
 Only training items are ever held back: the held-out dataset / attack / backbone is split off
 before (``items.split``) and never takes part in any choice. Which originals are held back
@@ -75,20 +80,31 @@ class Selector:
     std: Sequence[float]
     device: str = "cpu"
     chunk: int = 256
+    psnr: Sequence[float] | None = None  # one per selection item (vs its original); None: no matching
+    within_db: float = 2.0
 
     def __post_init__(self):
-        self.by_epoch: list[float | None] = []
+        self.by_epoch: list[float | None] = []  # the criterion's accuracy (matched pairs, or all pairs)
+        self.all_pairs_by_epoch: list[float | None] = []
         self.best_epoch: int | None = None
         self.best_accuracy = -np.inf
         self.best_state: dict | None = None
-        _, self.pairs = ranking_accuracy(self.items, [0.0] * len(self.items))
+        zeros = [0.0] * len(self.items)
+        _, self.pairs = ranking_accuracy(self.items, zeros)
+        self.matched_pairs = (ranking_accuracy(self.items, zeros, self.psnr, self.within_db)[1]
+                              if self.psnr is not None else 0)
 
     @property
     def active(self) -> bool:
         return self.pairs > 0
 
+    @property
+    def criterion(self) -> str:
+        """``matched`` (PSNR-matched pairs), ``all_pairs`` (the fallback) or ``none`` (no pair: last epoch)."""
+        return "matched" if self.matched_pairs else ("all_pairs" if self.active else "none")
+
     @torch.no_grad()
-    def accuracy(self, net: torch.nn.Module) -> float:
+    def distances(self, net: torch.nn.Module) -> list[float]:
         was_training = net.training
         net.eval()
         scores = []
@@ -97,7 +113,19 @@ class Selector:
             y = self._input(self.reconstructions[i : i + self.chunk])
             scores += distance(net(x), net(y)).tolist()
         net.train(was_training)
-        return ranking_accuracy(self.items, scores)[0]
+        return scores
+
+    def accuracies(self, net: torch.nn.Module) -> tuple[float, float]:
+        """(criterion accuracy, all-pairs accuracy) of ``net`` on the selection set."""
+        scores = self.distances(net)
+        every = ranking_accuracy(self.items, scores)[0]
+        if self.criterion == "matched":
+            return ranking_accuracy(self.items, scores, self.psnr, self.within_db)[0], every
+        return every, every
+
+    def accuracy(self, net: torch.nn.Module) -> float:
+        """The selection criterion's accuracy of ``net``."""
+        return self.accuracies(net)[0]
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
         return preprocess.normalize_input(preprocess.uint8_to_float(images), self.mean, self.std).to(self.device)
@@ -106,9 +134,11 @@ class Selector:
         """Score ``net`` after ``epoch`` epochs (0 = untrained); remember its weights if strictly best."""
         if not self.active:
             self.by_epoch.append(None)
+            self.all_pairs_by_epoch.append(None)
             return None
-        acc = self.accuracy(net)
+        acc, every = self.accuracies(net)
         self.by_epoch.append(acc)
+        self.all_pairs_by_epoch.append(every)
         if acc > self.best_accuracy:
             self.best_accuracy, self.best_epoch = acc, epoch
             self.best_state = copy.deepcopy(net.state_dict())

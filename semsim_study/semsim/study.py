@@ -9,7 +9,13 @@ writes them atomically).
 
 With ``semsim.training.selection_fraction`` > 0 a share of the training split's originals is
 held back (``selection.hold_back``), the net trains on the rest, and keeps the weights of its
-best epoch on the held-back originals (epoch 0, the untrained network, included).
+best epoch on the held-back originals' PSNR-matched pairs (epoch 0, the untrained network,
+included).
+
+Held-out triplet accuracy is reported on all (recognised, unrecognised) pairs and on the
+PSNR-matched ones (``matched.py``: PSNRs within ``semsim.matched_db`` dB), for the model, for
+SemSim's untrained network, and (in SemSim's record) for PSNR, SSIM and LPIPS used as scorers,
+read from the metrics stage's tables.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import torch
 from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
-from . import items as I, metric, preprocess, selection
-from .train import CETrainer, SemSimTrainConfig, TripletTrainer, ce_data, from_params, image_table, seeds
+from . import items as I, matched, metric, preprocess, selection
+from .train import GEOMETRIES, CETrainer, SemSimTrainConfig, TripletTrainer, ce_data, from_params, image_table, seeds
 from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
@@ -103,6 +109,10 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     name = split_name(split, held_out)
     # the selection set: held-back originals of the training split only (never the held-out value)
     fit_items, selection_items = selection.hold_back(train_items, cfg.selection_fraction, seed)
+    # PSNR (for matched pairs), SSIM and LPIPS of the selection and held-out reconstructions
+    pixel_table = matched.read_pixel_metrics(root, datasets)
+    selection_pixel = matched.pixel_values(selection_items, pixel_table)
+    test_pixel = matched.pixel_values(test_items, pixel_table)
     sampler = TripletSampler(fit_items)
     stats = sampler.stats
     log.info("%s (%s): %d training reconstructions (%d recognised, %d unrecognised, %d ties) of %d originals, "
@@ -134,28 +144,32 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     # the control: the very same network before any training (what the triplets add over it)
     untrained_net = copy.deepcopy(trainer.net) if model == "semsim" else None
     selector = selection.Selector(selection_items, selection_originals, selection_reconstructions, mean, std,
-                                  cfg.device)
+                                  cfg.device, psnr=selection_pixel[matched.MATCH_ON], within_db=cfg.matched_db)
     selector.observe(0, trainer.net)  # epoch 0: the untrained network may be the best
+    if selector.criterion == "all_pairs":
+        log.warning("%s: the held-back originals give no pair within %g dB PSNR; selecting on all %d pairs", name,
+                    cfg.matched_db, selector.pairs)
     history = []
     for epoch in range(cfg.epochs):
         m = trainer.run_epoch(epoch)
-        acc = selector.observe(epoch + 1, trainer.net)
-        if acc is not None:
-            m["selection_triplet_accuracy"] = acc
+        if selector.observe(epoch + 1, trainer.net) is not None:
+            m["selection_triplet_accuracy"] = selector.all_pairs_by_epoch[-1]
+            if selector.criterion == "matched":
+                m["selection_triplet_accuracy_matched"] = selector.by_epoch[-1]
         history.append(m)
         log.info("%s epoch %d/%d: %s", name, epoch + 1, cfg.epochs, ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
         if on_epoch:
             on_epoch(epoch, m)
     selected = selector.restore(trainer.net, cfg.epochs)
     if selector.active:
-        log.info("%s: selection triplet accuracy by epoch (0 = untrained) %s; kept epoch %d", name,
-                 ", ".join(f"{a:.4f}" for a in selector.by_epoch), selected)
+        log.info("%s: selection triplet accuracy (%s) by epoch (0 = untrained) %s; kept epoch %d", name,
+                 selector.criterion, ", ".join(f"{a:.4f}" for a in selector.by_epoch), selected)
     elif selection_items:
         log.warning("%s: the %d held-back reconstructions give no (recognised, unrecognised) pair; keeping the "
                     "last epoch", name, len(selection_items))
 
     card = _card(cfg, model, split, held_out, seed, root, datasets, train_items, fit_items, selection_items,
-                 selector.pairs, selected, stats, ce, trainer.net, history)
+                 selector, selected, stats, ce, trainer.net, history)
     net = metric.SemSim(trainer.net, card, device=cfg.device)
     nets = {SCORES_OF[model][0]: net}
     if untrained_net is not None:
@@ -165,13 +179,28 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
                 "image_id": it.image_id, "split": split, "held_out": held_out},
              **{col: f"{values[n]:.6f}" for col, values in scores.items()}} for n, it in enumerate(test_items)]
     metrics = {"split": split, "held_out": held_out, "model": model, **_metrics(model, history, fit_items,
-               selection_items, selector, selected, test_items, scores, split, held_out, seed),
+               selection_items, selector, selected, test_items, scores, split, held_out, seed, test_pixel,
+               cfg.matched_db),
                "simulated_annotations": card["simulated_annotations"], "offline_stand_in": card["offline_stand_in"]}
+    # the card carries the held-out results too (the weights do not depend on them)
+    card["heldout_results"] = {k: v for k, v in metrics.items()
+                               if k.startswith(("heldout_triplet_accuracy", "heldout_pairs", "heldout_matched_pairs"))
+                               or k in ("matched_db", "heldout_annotated")}
     return SplitResult(name, model, net, card, rows, metrics, history, time.perf_counter() - start)
 
 
+SELECTION_RULES = {
+    "matched": "best triplet accuracy on the PSNR-matched pairs of held-back originals of the training domains, "
+               "epoch 0 = untrained, ties -> earliest",
+    "all_pairs": "best triplet accuracy on all pairs of held-back originals of the training domains (they had no "
+                 "PSNR-matched pair), epoch 0 = untrained, ties -> earliest",
+    "none": "the last epoch (no model selection, or no (recognised, unrecognised) pair held back)",
+}
+
+
 def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: int, root: Path, datasets: Sequence[str],
-          train_items, fit_items, selection_items, pairs: int, selected: int, stats, ce, net, history) -> dict:
+          train_items, fit_items, selection_items, selector: selection.Selector, selected: int, stats, ce, net,
+          history) -> dict:
     """The machine-readable card (semsim.json): what scoring needs and what the model was trained on."""
     upstream = _upstream_flags(root, sorted(set(datasets)))
     train_ds = sorted({it.dataset for it in train_items})
@@ -199,9 +228,9 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
         "training_items": len(fit_items),
         "selection": {"fraction": cfg.selection_fraction, "items": len(selection_items),
                       "originals": len({it.original_key for it in selection_items}),
-                      "pairs": pairs, "selected_epoch": selected,
-                      "rule": "best triplet accuracy on held-back originals of the training domains, "
-                              "epoch 0 = untrained, ties -> earliest; the last epoch without selection"},
+                      "pairs": selector.pairs, "matched_pairs": selector.matched_pairs, "matched_db": cfg.matched_db,
+                      "criterion": selector.criterion, "selected_epoch": selected,
+                      "rule": SELECTION_RULES[selector.criterion]},
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
                      "negatives": stats.negatives, "ties_left_out": stats.ties,
                      "fallback_negative_anchors": stats.fallback_anchors, "per_epoch": stats.triplets_per_epoch},
@@ -211,7 +240,7 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "optimizer": cfg.optimizer_card(),
-        "augmentation": {"crop_flip": "random crop (padding 4) + horizontal flip" if cfg.crop_flip else "none",
+        "augmentation": {"geometry": cfg.geometry, "geometry_description": GEOMETRIES[cfg.geometry],
                          "colour": cfg.colour.card(), "colour_description": cfg.colour.describe()},
         "seed": seed,
         "device": cfg.device,
@@ -226,34 +255,47 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
     return card
 
 
-def _metrics(model: str, history: list[dict], fit_items, selection_items, selector, selected: int,
-             test_items: Sequence[I.Item], scores: Mapping[str, list[float]], split: str, held_out: str,
-             seed: int) -> dict:
-    """The stage's record: training, selection and held-out triplet accuracy with 95% intervals.
+def _metrics(model: str, history: list[dict], fit_items, selection_items, selector: selection.Selector,
+             selected: int, test_items: Sequence[I.Item], scores: Mapping[str, list[float]], split: str,
+             held_out: str, seed: int, pixel: Mapping[str, list[float]], matched_db: float) -> dict:
+    """The stage's record: training, selection and held-out triplet accuracy with 95% intervals,
+    on all pairs and on the PSNR-matched pairs (``_matched``).
 
     SemSim's keys are plain (``heldout_triplet_accuracy``, ``..._random_init`` for its untrained
-    network); the CE baseline's carry ``_ce``, so the two records never collide in a table."""
+    network); the CE baseline's carry ``_ce``, so the two records never collide in a table.
+    SemSim's record also scores the held-out pairs with PSNR, SSIM and LPIPS (``_psnr``, ...)."""
     suffix = "" if model == "semsim" else "_ce"
     loss = "triplet_loss" if model == "semsim" else "ce_loss"
+    matched_by_epoch = selector.by_epoch if selector.criterion == "matched" else [None] * len(selector.by_epoch)
     out = {f"final_{loss}": _round(history[-1][loss]),
            ("final_triplet_accuracy" if model == "semsim" else "final_ce_accuracy"):
                _round(history[-1]["triplet_accuracy" if model == "semsim" else "ce_accuracy"]),
            "train_items": len(fit_items), "selection_items": len(selection_items), "selection_pairs": selector.pairs,
-           f"selection_triplet_accuracy{suffix}_by_epoch": [_round(a) for a in selector.by_epoch],
-           f"selected_epoch{suffix}": selected, "heldout_items": len(test_items),
+           "selection_matched_pairs": selector.matched_pairs, "selection_criterion": selector.criterion,
+           f"selection_triplet_accuracy{suffix}_by_epoch": [_round(a) for a in selector.all_pairs_by_epoch],
+           f"selection_triplet_accuracy{suffix}_matched_by_epoch": [_round(a) for a in matched_by_epoch],
+           f"selected_epoch{suffix}": selected, "matched_db": matched_db, "heldout_items": len(test_items),
            "heldout_annotated": sum(1 for it in test_items if it.annotated)}
-    keys = {"semsim": "", "semsim_untrained": "_random_init", "ce_distance": "_ce"}
-    for col, values in scores.items():
-        acc, pairs = ranking_accuracy(test_items, values)
-        out["heldout_pairs"] = pairs
-        out[f"heldout_triplet_accuracy{keys[col]}"] = _round(acc)
-        # 95% bootstrap over held-out originals, each score from the same seeded draws
-        ci = ranking_accuracy_interval(test_items, values, seeds(seed, split, held_out, "interval")[1],
-                                       INTERVAL_RESAMPLES)
-        out[f"heldout_triplet_accuracy{keys[col]}_ci"] = [_round(v) for v in ci] if ci else None
+    psnr = pixel[matched.MATCH_ON]
+    scorers = {f"heldout_triplet_accuracy{KEYS[col]}": values for col, values in scores.items()}
+    if model == "semsim":
+        scorers |= {f"heldout_triplet_accuracy_{m}": matched.as_scores(m, pixel[m]) for m in matched.SCORERS}
+    out["heldout_pairs"] = ranking_accuracy(test_items, [0.0] * len(test_items))[1]
+    out["heldout_matched_pairs"] = ranking_accuracy(test_items, [0.0] * len(test_items), psnr, matched_db)[1]
+    for key, values in scorers.items():
+        for tag, within in (("", {}), ("_matched", {"psnr": psnr, "within_db": matched_db})):
+            acc, _ = ranking_accuracy(test_items, values, **within)
+            out[f"{key}{tag}"] = _round(acc)
+            # 95% bootstrap over held-out originals, each score from the same seeded draws
+            ci = ranking_accuracy_interval(test_items, values, seeds(seed, split, held_out, "interval")[1],
+                                           INTERVAL_RESAMPLES, **within)
+            out[f"{key}{tag}_ci"] = [_round(v) for v in ci] if ci else None
     if model == "semsim":
         acc, acc_raw = out["heldout_triplet_accuracy"], out["heldout_triplet_accuracy_random_init"]
         out["trained_matches_random_init"] = bool(acc is not None and acc_raw is not None and acc >= acc_raw)
+        acc, acc_raw = out["heldout_triplet_accuracy_matched"], out["heldout_triplet_accuracy_random_init_matched"]
+        # None: no matched pair to compare on
+        out["trained_matches_random_init_matched"] = None if acc is None or acc_raw is None else bool(acc >= acc_raw)
         majority = {v: [s for it, s in zip(test_items, scores["semsim"]) if it.annotated and it.label.majority == v]
                     for v in ("recognised", "unrecognised")}
         for v, found in majority.items():
@@ -261,8 +303,13 @@ def _metrics(model: str, history: list[dict], fit_items, selection_items, select
     return out
 
 
+KEYS = {"semsim": "", "semsim_untrained": "_random_init", "ce_distance": "_ce"}  # score column -> key suffix
+
+
 # the few numbers of a split's record that `dvc metrics show` lists (the rest: reports/<model>/<name>.json)
-HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init", "selected_epoch"),
+HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init",
+                       "heldout_triplet_accuracy_matched", "heldout_triplet_accuracy_random_init_matched",
+                       "selected_epoch"),
             "ce_baseline": ("heldout_triplet_accuracy_ce", "selected_epoch_ce")}
 
 

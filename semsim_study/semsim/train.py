@@ -1,9 +1,20 @@
 """Training SemSim (triplet loss) and its cross-entropy baseline on the same images.
 
 Optimisation as the official code's "bi-conservative" strategy: SGD lr 0.05, momentum 0.9,
-Nesterov, weight decay 5e-4, batch 64, learning rate x0.1 at epochs 37, 62 and 87 of 100;
-every image randomly cropped (padding 4) and flipped each time it is drawn. The embedded
-profile keeps the recipe with fewer epochs and its own milestones (params ``semsim.training``).
+Nesterov, weight decay 5e-4, batch 64, learning rate x0.1 at epochs 37, 62 and 87 of 100.
+The embedded profile keeps the recipe with fewer epochs and its own milestones (params
+``semsim.training``).
+
+Geometry (``semsim.training.geometry``): a random crop (padding 4) and a horizontal flip.
+``per_image`` is the official code: every image gets its own, so the anchor, the positive and
+the negative of one triplet are shifted against each other by up to 8 px and flipped
+independently; the net is then taught that a misaligned copy is "the same", and loses the
+pixel-aligned similarity that tells a recognisable reconstruction from one that is not.
+``per_triplet`` (the embedded profile) draws one crop offset and one flip per triplet and
+applies it to all three images, so they stay aligned; ``none`` turns it off. The CE baseline
+sees each image on its own (its loss compares no two images), so it keeps a crop and flip per
+image under both ``per_image`` and ``per_triplet``.
+
 Our additions, off when their params are 0 or absent: colour jitter on every image drawn
 (``colour``: saturation, hue, greyscale; see ``colour.py``) and model selection on held-back
 originals of the training domains (``selection_fraction``; see ``selection.py``).
@@ -35,7 +46,7 @@ from torch import nn
 from .. import params as P
 from ..errors import ConfigError, DataError
 from ..torch_helpers import resolve_device
-from . import colour, embedding_nets, preprocess, selection
+from . import colour, embedding_nets, matched, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
 
@@ -56,10 +67,11 @@ class SemSimTrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (37, 62, 87)
     gamma: float = 0.1
-    crop_flip: bool = True
+    geometry: str = "per_image"
     device: str = "cpu"
     colour: colour.ColourJitter = colour.ColourJitter()
     selection_fraction: float = 0.0
+    matched_db: float = 2.0
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -76,11 +88,12 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     alpha = float(P.get(params, "alpha", (int, float)))
     if not alpha > 0:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
-    P.known(params, "semsim", ("device", "threads", "held_out_attacks", "held_out_backbones", "model", "training"))
+    P.known(params, "semsim", ("device", "threads", "held_out_attacks", "held_out_backbones", "model", "training",
+                               matched.KEY.rsplit(".", 1)[1]))
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
-                                        "crop_flip"))
+                                        "geometry", "crop_flip"))
     backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
@@ -100,12 +113,32 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         weight_decay=P.number(params, "semsim.training.weight_decay", at_least=0),
         milestones=tuple(milestones),
         gamma=P.number(params, "semsim.training.gamma", above=0, at_most=1, default=0.1),
-        crop_flip=bool(P.get(params, "semsim.training.crop_flip", bool, True)),
+        geometry=_geometry(params),
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         colour=colour.from_params(params),
         selection_fraction=selection.from_params(params),
+        matched_db=matched.from_params(params),
     )
     return cfg
+
+
+GEOMETRIES = {
+    "per_triplet": "random crop (padding 4) + horizontal flip, one draw per triplet applied to its anchor, positive "
+                   "and negative alike (they stay pixel-aligned); the CE baseline: one per image",
+    "per_image": "random crop (padding 4) + horizontal flip, drawn for every image on its own (the official code)",
+    "none": "none",
+}
+
+
+def _geometry(params: Mapping) -> str:
+    """``semsim.training.geometry``; the old boolean ``crop_flip`` is refused with what replaces it."""
+    if "crop_flip" in (P.get(params, "semsim.training", None, None) or {}):
+        old = P.get(params, "semsim.training.crop_flip", None)
+        hint = {True: "geometry: per_image (the official code's per-image draw)", False: "geometry: none"}.get(old)
+        raise ConfigError("params: 'semsim.training.crop_flip' was replaced by 'semsim.training.geometry' "
+                          f"(per_triplet | per_image | none); write {hint or 'one of those'} instead of "
+                          f"crop_flip: {old!r}, or per_triplet to keep each triplet's images aligned")
+    return P.choice(params, "semsim.training.geometry", GEOMETRIES)
 
 
 def seeds(seed: int, split: str, held_out: str, kind: str) -> tuple[int, np.random.Generator]:
@@ -114,21 +147,29 @@ def seeds(seed: int, split: str, held_out: str, kind: str) -> tuple[int, np.rand
     return int(np.random.SeedSequence(key).generate_state(1)[0]), np.random.default_rng(key)
 
 
-def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
-    """RandomCrop(size, padding) with zero padding, then a horizontal flip with p = 0.5, per image.
+def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int = 4,
+                    groups: int | None = None) -> np.ndarray:
+    """RandomCrop(size, padding) with zero padding, then a horizontal flip with p = 0.5.
 
     The same transform as ``augment.random_crop_flip`` (torchvision's, as the official code),
     with the padding done once per batch: padding image by image cost a quarter of the time.
+    ``groups=None`` draws one crop and flip per image; ``groups=n`` draws n of them and gives
+    image i draw ``i % n``: a batch laid out as [anchors, positives, negatives] of n triplets
+    then shares one transform per triplet.
     """
     n, h, w = images.shape[:3]
+    k = n if groups is None else groups
+    if n % k:
+        raise ValueError(f"{n} images do not split into {k} groups of equal size")
     padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ys = rng.integers(0, 2 * padding + 1, size=n)
-    xs = rng.integers(0, 2 * padding + 1, size=n)
-    flips = rng.random(n) < 0.5
+    ys = rng.integers(0, 2 * padding + 1, size=k)
+    xs = rng.integers(0, 2 * padding + 1, size=k)
+    flips = rng.random(k) < 0.5
     out = np.empty_like(images)
     for i in range(n):
-        crop = padded[i, ys[i] : ys[i] + h, xs[i] : xs[i] + w]
-        out[i] = crop[:, ::-1] if flips[i] else crop
+        j = i % k
+        crop = padded[i, ys[j] : ys[j] + h, xs[j] : xs[j] + w]
+        out[i] = crop[:, ::-1] if flips[j] else crop
     return out
 
 
@@ -192,9 +233,10 @@ class _Trainer:
             self.head.train()
         return self.opt.lr
 
-    def batch(self, images: np.ndarray) -> torch.Tensor:
-        if self.cfg.crop_flip:
-            images = crop_flip_batch(images, self.rng, padding=4)
+    def batch(self, images: np.ndarray, groups: int | None = None) -> torch.Tensor:
+        """Augmented, normalised input; ``groups``: images sharing one crop/flip (``crop_flip_batch``)."""
+        if self.cfg.geometry != "none":
+            images = crop_flip_batch(images, self.rng, padding=4, groups=groups)
         x = self.cfg.colour(preprocess.uint8_to_float(images), self.rng)
         return preprocess.normalize_input(x, self.mean, self.std).to(self.cfg.device)
 
@@ -223,7 +265,8 @@ class TripletTrainer(_Trainer):
             t = triplets[i : i + self.cfg.batch_size]
             n = len(t)
             x = self.batch(np.concatenate([self.originals[t[:, 0]], self.reconstructions[t[:, 1]],
-                                           self.reconstructions[t[:, 2]]]))
+                                           self.reconstructions[t[:, 2]]]),
+                           groups=n if self.cfg.geometry == "per_triplet" else None)
             emb = self.net(x)
             a, p, q = emb[:n], emb[n : 2 * n], emb[2 * n :]
             loss = triplet_loss(a, p, q, self.cfg.alpha)

@@ -118,36 +118,52 @@ class TripletSampler:
         return triplets[rng.permutation(len(triplets))]
 
 
-def ranking_accuracy(items: Sequence[Item], scores: Sequence[float]) -> tuple[float, int]:
+def ranking_accuracy(items: Sequence[Item], scores: Sequence[float], psnr: Sequence[float] | None = None,
+                     within_db: float | None = None) -> tuple[float, int]:
     """Held-out triplet accuracy: over every (recognised, unrecognised) pair of reconstructions
     of the same original, the fraction where the recognised one has the smaller score (equal
-    scores count one half). Deterministic: all pairs, no sampling. (nan, 0) without pairs."""
-    wins, pairs = _per_original(items, scores)
+    scores count one half). Deterministic: all pairs, no sampling. (nan, 0) without pairs.
+
+    With ``psnr`` (one value per item, vs its original) and ``within_db``: only the *matched*
+    pairs, whose two PSNRs differ by at most ``within_db`` dB (``matched.py``)."""
+    wins, pairs = _per_original(items, scores, psnr, within_db)
     total = int(pairs.sum())
     return (float(wins.sum()) / total if total else float("nan")), total
 
 
-def _per_original(items: Sequence[Item], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Wins and pairs of each original that has both a recognised and an unrecognised reconstruction."""
-    groups: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for item, score in zip(items, scores, strict=True):
+def _per_original(items: Sequence[Item], scores: Sequence[float], psnr: Sequence[float] | None = None,
+                  within_db: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Wins and pairs of each original that has both a recognised and an unrecognised reconstruction
+    (and, with ``psnr`` and ``within_db``, at least one matched pair of them)."""
+    if (psnr is None) != (within_db is None):
+        raise ValueError("matched pairs need both psnr and within_db")
+    psnr = [0.0] * len(items) if psnr is None else psnr
+    groups: dict[tuple[str, str], tuple[list[tuple[float, float]], list[tuple[float, float]]]] = \
+        defaultdict(lambda: ([], []))
+    for item, score, db in zip(items, scores, psnr, strict=True):
         if item.annotated and item.label.majority in ("recognised", "unrecognised"):
-            groups[item.original_key][item.label.majority == "unrecognised"].append(float(score))
+            groups[item.original_key][item.label.majority == "unrecognised"].append((float(score), float(db)))
     wins, pairs = [], []
     for pos, neg in groups.values():
         if pos and neg:
-            p = np.asarray(pos)[:, None]
-            q = np.asarray(neg)[None, :]
-            wins.append(float((p < q).sum() + 0.5 * (p == q).sum()))
-            pairs.append(p.size * q.size)
+            p, q = np.asarray(pos), np.asarray(neg)
+            keep = np.ones((len(p), len(q)), dtype=bool)
+            if within_db is not None:
+                keep = np.abs(p[:, 1][:, None] - q[:, 1][None, :]) <= within_db
+            if not keep.any():
+                continue
+            ps, qs = p[:, 0][:, None], q[:, 0][None, :]
+            wins.append(float(((ps < qs) & keep).sum() + 0.5 * ((ps == qs) & keep).sum()))
+            pairs.append(int(keep.sum()))
     return np.asarray(wins, dtype=float), np.asarray(pairs, dtype=np.int64)
 
 
 def ranking_accuracy_interval(items: Sequence[Item], scores: Sequence[float], rng: np.random.Generator,
-                              resamples: int = 1000, confidence: float = 0.95) -> list[float] | None:
+                              resamples: int = 1000, confidence: float = 0.95, psnr: Sequence[float] | None = None,
+                              within_db: float | None = None) -> list[float] | None:
     """Percentile bootstrap interval of ``ranking_accuracy``, resampling originals (the pairs of
     one original share its reconstructions, so they are not independent). None without pairs."""
-    wins, pairs = _per_original(items, scores)
+    wins, pairs = _per_original(items, scores, psnr, within_db)
     if not len(pairs):
         return None
     idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
