@@ -6,7 +6,7 @@ import runpy
 import sys
 
 BENCHMARKS = ["benchmarks.train_throughput", "benchmarks.attack_throughput", "benchmarks.metrics_throughput",
-              "benchmarks.threads", "benchmarks.semsim_optimiser"]
+              "benchmarks.threads", "benchmarks.semsim_optimiser", "benchmarks.cpu_kernels"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:
