@@ -137,14 +137,18 @@ def test_observer_reads_clean_images_and_shrugs_at_noise(shapes):
 
 def test_observer_with_a_nothing_answer_reads_copies_and_sees_nothing_in_noise(shapes):
     ds, _, _ = shapes
-    cfg = observer.ObserverConfig(epochs=10, nothing_class=True, junk_signal=0.12, colour_jitter=0.3, blur=1.0)
+    cfg = observer.ObserverConfig(epochs=10, nothing_class=True, junk_signal=0.12, colour_jitter=0.3, blur=1.0,
+                                  tinted_noise=True)
     net = observer.train_observer(ds.train_images, ds.train_labels, ds.num_classes, cfg, 0)
     assert net.head.out_features == ds.num_classes + 1
     assert observer.accuracy(net, ds.test_images, ds.test_labels) > 0.7
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (50, *ds.train_images.shape[1:]), dtype=np.uint8)
     saturated = np.where(rng.random(noise.shape) < 0.5, 0, 255).astype(np.uint8)  # an early inversion iterate
-    for junk in (noise, saturated):
+    # a later iterate: the originals' colours without their shapes (noise about each test image's mean colour)
+    tint = ds.test_images[:50].reshape(50, -1, 3).mean(1)[:, None, None, :]
+    tinted = np.clip(tint + rng.normal(0, 60, noise.shape), 0, 255).astype(np.uint8)
+    for junk in (noise, saturated, tinted):
         assert net.seen(junk).mean() < 0.3 and net.posterior(junk).max(1).mean() < 2.5 / ds.num_classes
     assert net.seen(ds.test_images).mean() > 0.7
     p = net.posterior(ds.test_images[:5])

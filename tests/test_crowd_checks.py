@@ -23,18 +23,37 @@ def test_visibility_sees_moved_and_negative_copies_but_not_noise():
     moved = np.roll(o, (2, -1), axis=(1, 2))
     assert (cc.visibility(moved, o) > 0.9).all()  # inversion often returns the object moved
     assert np.allclose(cc.visibility(255 - o, o), 1.0)  # ... or in negative
-    threshold = cc.invisible_threshold(o, [0.3] * 3, [0.3] * 3, np.random.default_rng(1))
-    assert 0 < threshold < 0.9
+    threshold, _ = cc.invisible_threshold(o, [0.3] * 3, [0.3] * 3, np.random.default_rng(1))
+    assert 0 < threshold < 0.5  # unblurred, 16 px of noise rarely lines up with a shape by chance
     noise = cc.random_starts(o, [0.3] * 3, [0.3] * 3, np.random.default_rng(2), draws=1)
     assert (cc.visibility(noise, o) <= threshold).mean() > 0.8
     faint = np.clip(o.astype(float) * 0.5 + noise.astype(float) * 0.5, 0, 255).astype(np.uint8)
     assert (cc.visibility(faint, o) > threshold).all()  # half the signal shows
+    far = np.zeros_like(o)
+    far[:, 9:15, 10:15] = 220  # the block moved 7 px (half out of reach of a quarter-image search)
+    assert (cc.visibility(far, np.roll(far, (-6, -6), axis=(1, 2))) > 0.9).all()
+
+
+def test_colour_counts_as_something_visible():
+    """Noise in the original's palette shows the palette; noise about the data's mean does not."""
+    o = np.zeros((4, 16, 16, 3), np.uint8)
+    o[..., 0] = 200  # a red field with a darker disc: a retina at 16 px
+    o[:, 5:11, 5:11, 0] = 120
+    rng = np.random.default_rng(3)
+    _, floor = cc.invisible_threshold(o, [0.5] * 3, [0.25] * 3, np.random.default_rng(1))
+    starts = cc.random_starts(o, [0.5] * 3, [0.25] * 3, rng, draws=1)
+    assert (cc.colour_distance(starts, o) >= floor).mean() > 0.8
+    red_noise = np.clip(o.astype(float) + rng.normal(0, 25, o.shape)[..., :1] * [1, 0, 0], 0, 255).astype(np.uint8)
+    red_noise = np.take(red_noise.reshape(4, -1, 3), rng.permutation(256), axis=1).reshape(o.shape)  # no layout left
+    assert (cc.colour_distance(red_noise, o) < floor).all()
+    assert np.allclose(cc.colour_distance(o, o), 0)
 
 
 def test_threshold_is_seeded():
     o = _originals()
-    a = cc.invisible_threshold(o, [0.5] * 3, [0.25] * 3, np.random.default_rng(5))
-    assert a == cc.invisible_threshold(o, [0.5] * 3, [0.25] * 3, np.random.default_rng(5))
+    a, fa = cc.invisible_threshold(o, [0.5] * 3, [0.25] * 3, np.random.default_rng(5))
+    b, fb = cc.invisible_threshold(o, [0.5] * 3, [0.25] * 3, np.random.default_rng(5))
+    assert a == b and (fa == fb).all() and fa.shape == (len(o),)
 
 
 def test_psnr_and_the_changes_people_ignore():

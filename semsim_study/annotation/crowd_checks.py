@@ -9,15 +9,20 @@ judged and are written to ``reports/annotate/<dataset>.json``:
   a clean original every time, so this should be near 1.
 - ``crowd_invisible_rate``: reconstructions in which nothing of the original is visible.
   "Nothing visible" is defined from the attack's own starting point, not from the crowd: the
-  visibility of a reconstruction is the largest absolute correlation between a blurred channel
-  of it (luminance or colour-opponent) and the original's, over shifts of up to a quarter of the
-  image (the coarse view a person compares; inversion often returns the object moved, in
-  negative or in colour only); the attacks start from
-  Gaussian noise in the classifiers' normalised input space, so the same score of such random
-  starts against each original gives a null distribution, and a reconstruction is invisible
-  when its score is within that null (at most its ``NULL_QUANTILE`` quantile). Early DLG
-  iterates and diverged runs, saturated colour noise with whatever class cues inversion
-  planted, land there. People recognise none of them, so the rate should be near 0.
+  visibility of a reconstruction is the largest absolute correlation between a channel of it
+  (luminance or colour-opponent) and the original's, over shifts of up to ``REACH`` of the
+  image (inversion often returns the object moved, half out of the frame, in negative or in
+  colour only, and people still see it); the attacks start from Gaussian noise in the
+  classifiers' normalised input space, so the same score of such random starts against each
+  original gives a null distribution, and a reconstruction is invisible when its score is
+  within that null (at most its ``NULL_QUANTILE`` quantile). A reconstruction whose colours
+  are closer to the original's than random starts get (``colour_distance``: each channel's
+  pixel values as a distribution, below the 1 - ``NULL_QUANTILE`` quantile of the starts'
+  distances to that original) shows something too, the original's palette: at 16 px a dark,
+  speckled field or a red disc is half of what a deep-field or retina photo shows. Invisible
+  is neither. Early DLG iterates and diverged runs, saturated colour noise with whatever class
+  cues inversion planted, land there. People recognise none of them, so the rate should be
+  near 0.
 - ``crowd_near_copy_rate``: reconstructions at ``NEAR_COPY_DB`` dB or more: near copies,
   which people recognise.
 - ``crowd_invariance_rate``: the originals under global brightness, contrast and colour changes
@@ -33,15 +38,14 @@ from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from . import simulated
 from .tasks import Task
 
 NEAR_COPY_DB = 30.0
 NULL_QUANTILE = 0.99
-NULL_DRAWS = 20  # random starts per original
-BLUR = 1.0  # sigma (px) of the coarse view
+NULL_DRAWS = 60  # random starts per original (1,200 for 20 originals: a stable 99th percentile)
+REACH = 0.45  # shifts up to this share of the image (7 px of 16)
 
 #: Changes of an original that people do not notice or ignore (uint8 (N, H, W, 3) in and out).
 INVARIANCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -61,21 +65,25 @@ OPPONENT = np.array([[0.299, 0.587, 0.114], [0.5, -0.5, 0.0], [-0.25, -0.25, 0.5
 
 
 def _channels(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) -> (3, N, H, W): blurred luminance, red-green and blue-yellow."""
-    opp = images.astype(np.float64) @ OPPONENT
-    return np.stack([np.stack([gaussian_filter(im[..., c], BLUR, mode="nearest") for im in opp]) for c in range(3)])
+    """(N, H, W, 3) -> (3, N, H, W): luminance, red-green and blue-yellow.
+
+    Not blurred: the originals are smooth, so correlating with one is already a matched
+    filter; blurring the noise as well leaves it a few degrees of freedom, and at 16 px chance
+    correlations of random starts then reach 0.65, so a faint but plain shape was called
+    invisible (the first version blurred by 1 px)."""
+    return np.moveaxis(images.astype(np.float64) @ OPPONENT, -1, 0)
 
 
 def visibility(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
     """How much of the original's coarse layout a reconstruction shows: the largest absolute
-    correlation of a blurred channel (luminance or colour-opponent) with the original's, over
-    shifts of up to a quarter of the image. Inversion often returns the object moved, in
+    correlation of a channel (luminance or colour-opponent) with the original's, over
+    shifts of up to ``REACH`` of the image. Inversion often returns the object moved, in
     negative or in colour only, which people still recognise. A channel the original does
     not vary in (a grey face's colour) says nothing and is skipped."""
     h, w = originals.shape[1:3]
     rec, orig = _channels(reconstructions), _channels(originals)
     best = np.zeros(len(reconstructions))
-    reach = max(1, h // 4), max(1, w // 4)
+    reach = max(1, int(h * REACH)), max(1, int(w * REACH))  # the overlap keeps at least 55% of each side
     for c in range(3):
         flat = orig[c].reshape(len(originals), -1)
         varies = flat.std(1) > 2.0  # grey levels: the channel shows something of the original
@@ -100,12 +108,25 @@ def random_starts(originals: np.ndarray, mean: Sequence[float], std: Sequence[fl
     return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
 
 
+def colour_distance(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
+    """How far a reconstruction's colours are from the original's, wherever they lie: the
+    Wasserstein-1 distance between the two images' values of each RGB channel (grey levels),
+    averaged over channels."""
+    n = len(reconstructions)
+    a = np.sort(reconstructions.reshape(n, -1, 3).astype(np.float64), axis=1)
+    b = np.sort(originals.reshape(n, -1, 3).astype(np.float64), axis=1)
+    return np.abs(a - b).mean(axis=(1, 2))
+
+
 def invisible_threshold(originals: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                        rng: np.random.Generator) -> float:
-    """The ``NULL_QUANTILE`` quantile of the visibility of random starts against the originals."""
+                        rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """The null of random starts: the ``NULL_QUANTILE`` quantile of their visibility against
+    the originals, and per original the 1 - ``NULL_QUANTILE`` quantile of their colour distance."""
     starts = random_starts(originals, mean, std, rng)
-    null = visibility(starts, np.repeat(originals, NULL_DRAWS, axis=0))
-    return float(np.quantile(null, NULL_QUANTILE))
+    repeated = np.repeat(originals, NULL_DRAWS, axis=0)
+    null = visibility(starts, repeated)
+    colours = colour_distance(starts, repeated).reshape(len(originals), NULL_DRAWS)
+    return float(np.quantile(null, NULL_QUANTILE)), np.quantile(colours, 1 - NULL_QUANTILE, axis=1)
 
 
 def psnr(reconstructions: np.ndarray, originals: np.ndarray) -> np.ndarray:
@@ -154,11 +175,13 @@ def checks(tasks: Mapping[str, Task], ids: Sequence[str], originals: np.ndarray,
     out["crowd_invariance_by_change"] = invariance
 
     rng = np.random.default_rng([seed, 0x76697369])  # "visi"
-    threshold = invisible_threshold(clean, mean, std, rng)
+    threshold, colour_floor = invisible_threshold(clean, mean, std, rng)
+    which = {clean[j].tobytes(): j for j in range(len(clean))}
+    floor = colour_floor[[which[o.tobytes()] for o in originals]]
     vis = visibility(reconstructions, originals)
     db = psnr(reconstructions, originals)
     verdict = np.array([bool(recognised.get(i, False)) for i in ids])
-    invisible = vis <= threshold
+    invisible = (vis <= threshold) & (colour_distance(reconstructions, originals) >= floor)
     near = db >= NEAR_COPY_DB
 
     def rate(mask: np.ndarray) -> float | None:

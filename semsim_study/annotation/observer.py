@@ -56,6 +56,7 @@ class ObserverConfig:
     nothing_class: bool = False  # True: junk is its own answer ("nothing to see"), not a uniform posterior
     junk_signal: float = 0.25  # junk keeps at most this share of a clean image (invisible to people)
     colour_jitter: float = 0.0  # clean images get global colour changes people ignore: channel gains in 1 +- this
+    tinted_noise: bool = False  # the saturated noise is centred on a clean image's mean colour, not on grey
 
 
 def standardise(images: torch.Tensor) -> torch.Tensor:
@@ -122,13 +123,14 @@ class Observer(nn.Module):
         return 1.0 - p[:, self.classes] if self.nothing_class else np.ones(len(p), np.float32)
 
 
-def _noise(n: int, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """Four kinds of colour noise, a quarter each: uniform; saturated Gaussian (an inversion's
-    random start and its early, clipped iterates); coarse colour blobs; blobs under fine noise."""
+def _noise(n: int, shape: tuple[int, ...], gen: torch.Generator, centre: torch.Tensor | float = 0.5) -> torch.Tensor:
+    """Four kinds of colour noise, a quarter each: uniform; saturated Gaussian about ``centre``
+    (an inversion's random start and its early, clipped iterates); coarse colour blobs; blobs
+    under fine noise."""
     h, w, c = shape
     uniform = torch.rand((n, h, w, c), generator=gen)
     spread = 0.2 + 1.3 * torch.rand((n, 1, 1, 1), generator=gen)
-    saturated = (0.5 + spread * torch.randn((n, h, w, c), generator=gen)).clamp(0, 1)
+    saturated = (centre + spread * torch.randn((n, h, w, c), generator=gen)).clamp(0, 1)
     cells = torch.randn((n, c, max(2, h // 4), max(2, w // 4)), generator=gen)
     blobs = torch.sigmoid(2 * F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False)).permute(0, 2, 3, 1)
     fine = (blobs + 0.3 * torch.randn((n, h, w, c), generator=gen)).clamp(0, 1)
@@ -137,20 +139,28 @@ def _noise(n: int, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor
 
 
 def _junk(n: int, shape: tuple[int, ...], gen: torch.Generator, clean: torch.Tensor, cfg: ObserverConfig) -> torch.Tensor:
-    """Images that show nothing recognisable: colour noise, and clean images drowned in it."""
-    noise = _noise(n, shape, gen) if cfg.nothing_class else torch.rand((n, *shape), generator=gen)
+    """Images that show nothing recognisable: colour noise, and clean images drowned in it.
+
+    ``tinted_noise``: an inversion gets an image's mean colour right long before its shape (the
+    gradient of the first layer's bias gives it away), so its early iterates are noise tinted
+    like the original: a cat's brown, a retina's red. People see no cat in brown noise; an
+    observer that never saw tinted noise names the class whose colour it has."""
+    tint = torch.randint(0, len(clean), (n,), generator=gen) if cfg.tinted_noise else None
+    centre = clean[tint].mean(dim=(1, 2), keepdim=True) if tint is not None else 0.5
+    noise = _noise(n, shape, gen, centre) if cfg.nothing_class else torch.rand((n, *shape), generator=gen)
     mix = torch.rand((n, 1, 1, 1), generator=gen) * cfg.junk_signal  # at most this share of the signal survives
     pick = torch.randint(0, len(clean), (n,), generator=gen)
     return mix * clean[pick] + (1 - mix) * noise
 
 
 def _colour_change(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
-    """Global colour changes people ignore: per-channel gains about the image mean, a fifth greyscale."""
+    """Global colour changes people ignore: a colour cast (per-channel gains, which move the
+    image's mean colour as white balance does), a fifth greyscale. An observer taught that noise
+    in an image's own tint shows nothing must not take a cast for that tint."""
     if amount <= 0:
         return x
     gain = 1 + amount * (2 * torch.rand((len(x), 1, 1, x.shape[-1]), generator=gen) - 1)
-    mean = x.mean(dim=(1, 2), keepdim=True)
-    out = (mean + (x - mean) * gain).clamp(0, 1)
+    out = (x * gain).clamp(0, 1)
     grey = out.mean(dim=-1, keepdim=True).expand_as(out)
     pick = torch.rand((len(x), 1, 1, 1), generator=gen) < 0.2
     return torch.where(pick, grey, out)
