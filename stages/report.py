@@ -5,8 +5,11 @@ attack / backbone scores), data/attacks/<ds>/<attack>/ for the image grids, and 
 correlate's data/correlations/correlations.csv, whose rows it reuses where their data match
 (every metric but SemSim's own; an alpha experiment then bootstraps only SemSim), and the noise
 ceiling beside it (noise_ceiling.csv, likewise). Writes:
-  reports/metrics/report.json      DVC metrics: the headline (oriented model-level rho per dataset
-                                   and metric, SemSim family on held-out attacks / backbones)
+  reports/headline/<scope>.json    DVC metrics (the project's only ones): per dataset and pooled, the
+                                   model-level rho of SemSim, its controls and the pixel metrics, and
+                                   the noise ceiling: what `dvc metrics show` prints
+  reports/metrics/report.json      the longer headline (oriented model-level rho per dataset and
+                                   metric, SemSim family on held-out attacks / backbones)
   reports/report/summary.json      every oriented rho / tau / r, level -> scope -> metric; noise_ceiling
   reports/report/correlations.csv  every coefficient: signed, oriented, p, bootstrap CI, n, reason
   reports/report/provenance.json   per dataset: annotation source, feature backbone, notes
@@ -41,7 +44,8 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
     parser.add_argument("--out", default="reports/report")
-    parser.add_argument("--metrics", help="the headline DVC metrics file (default: ROOT/reports/metrics/report.json)")
+    parser.add_argument("--metrics", help="the longer headline file (default: ROOT/reports/metrics/report.json)")
+    parser.add_argument("--headline", help="the DVC metrics folder (default: ROOT/reports/headline)")
     parser.add_argument("--precomputed", help="stage correlate's rows to reuse where their data match (default: "
                         f"ROOT/{precomputed.DEFAULT_PATH} when it exists; 'none' computes every row here)")
     args = parser.parse_args()
@@ -54,7 +58,8 @@ def main() -> None:
               else root / precomputed.DEFAULT_PATH if (root / precomputed.DEFAULT_PATH).exists() else None)
     reuse = precomputed.read(source) if source is not None else None
     ceiling_reuse = precomputed.read_ceiling(source) if source is not None else None
-    result = report.write(root, Path(args.out), cfg, metrics, reuse, ceiling_reuse)
+    headline = Path(args.headline) if args.headline else root / "reports" / "headline"
+    result = report.write(root, Path(args.out), cfg, metrics, reuse, ceiling_reuse, headline)
     # a metric result with data has a fingerprint; it was taken when the file offered that key
     results = {(r.level, r.scope, r.metric, r.fingerprint) for r in result.correlations.itertuples() if r.fingerprint}
     taken = len(results & set(reuse or {}))

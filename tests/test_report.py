@@ -299,7 +299,10 @@ def test_dvc_yaml_declares_report():
     assert "report" in stage["params"] and "data/metrics" in stage["deps"]
     imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")}
     assert imported <= set(stage["deps"])
-    assert [next(iter(m)) for m in stage["metrics"]] == ["reports/metrics/report.json"]
+    assert [next(iter(m)) for m in stage["metrics"]] == ["reports/headline"]  # the project's only DVC metrics
+    assert any("reports/metrics/report.json" in m for m in stage["outs"] if isinstance(m, dict))
+    others = [name for name, s in dvc["stages"].items() if name != "report" and "metrics" in (s.get("do") or s)]
+    assert others == [], others
     assert any("reports/report/summary.json" in m for m in stage["outs"] if isinstance(m, dict))
 
 
@@ -365,3 +368,32 @@ def test_pooled_scope_ranks_within_each_dataset():
     assert raw < 0 and stats.spearmanr(ranked["semsim"], ranked["unrecognised_rate"]).statistic == pytest.approx(1.0)
     assert ranked.loc[t["dataset"] == "b", "semsim"].tolist() == [0.25, 0.5, 0.75, 1.0]
     assert within_dataset_ranks(t.assign(semsim=[np.nan] + [1.0] * 7), ("semsim",))["semsim"].isna().sum() == 1
+
+
+# --------------------------------------------------------------------------- the DVC metrics
+def test_headline_by_scope_is_a_few_rounded_columns_per_scope():
+    """What `dvc metrics show` prints: per scope SemSim, its controls, the pixel metrics and the
+    noise ceiling, rounded; metrics without a value (too few sets) are left out, not written as null."""
+    from semsim_study.analysis.headline import SHOWN, by_scope
+
+    rho = {m: {"spearman": 0.1234567 * (k + 1), "kendall": 0.1} for k, m in enumerate([*SHOWN.values(), "fid"])}
+    summary = {"model_level": {"all": rho, "digits": {**rho, "lpips": {"spearman": None}}},
+               "noise_ceiling": {"model_level": {"all": {"spearman": {"value": 0.97654, "ci_low": 0.9}}}}}
+    rows = by_scope(summary)
+    assert set(rows) == {"all", "digits"}
+    assert list(rows["all"]) == [*SHOWN, "semsim_kendall", "ceiling"]
+    assert rows["all"]["semsim"] == 0.123 and rows["all"]["untrained"] == 0.247 and rows["all"]["ceiling"] == 0.977
+    assert rows["all"]["semsim_kendall"] == 0.1
+    assert "lpips" not in rows["digits"] and "ceiling" not in rows["digits"] and "fid" not in rows["all"]
+
+
+def test_alpha_sweep_reads_the_headline_files():
+    """`dvc exp show --json` lists the headline folder's files; the sweep takes SemSim's rho and tau from them."""
+    record = {"rev": "abc", "name": "exp-1", "data": {
+        "params": {"params.yaml": {"data": {"alpha": 0.5}}},
+        "metrics": {"reports/headline/all.json": {"data": {"semsim": 0.61, "semsim_kendall": 0.44}},
+                    "reports/headline/digits.json": {"data": {"semsim": 0.9, "semsim_kendall": 0.8}}}}}
+    (row,) = alpha_sweep.parse([record])
+    assert (row["alpha"], row["semsim_spearman"], row["semsim_kendall"]) == (0.5, 0.61, 0.44)
+    (row,) = alpha_sweep.parse([record], scope="digits")
+    assert row["semsim_spearman"] == 0.9

@@ -7,7 +7,8 @@ Run the experiments first (each reruns only SemSim and the report):
     python -m semsim_study.analysis.alpha_sweep
 It reads `dvc exp show --json` (or a saved copy: --json-file), takes each experiment's (and the
 workspace's) params.yaml `alpha` and the oriented model-level SemSim rho / tau pooled over
-datasets from the report's DVC metrics (reports/metrics/report.json), and writes
+datasets from the report's DVC metrics (reports/headline/<scope>.json; records made before
+the headline folder existed carry it in reports/metrics/report.json), and writes
 reports/alpha_sweep/alpha_sweep.csv and .svg, with a dvc.yaml there that declares the plot: the
 sweep exists for `dvc plots show` only once it has been made.
 The JSON layout differs between DVC versions, so it is walked generically: any record with a
@@ -29,7 +30,8 @@ from typing import Any, Iterator
 from .. import atomic
 from ..errors import DataError, StudyError
 
-SUMMARY = "reports/metrics/report.json"  # the headline: spearman.<scope>.semsim, kendall.<scope>.semsim
+HEADLINE = "reports/headline/{scope}.json"  # the DVC metrics: semsim, semsim_kendall per scope
+SUMMARY = "reports/metrics/report.json"  # older records: spearman.<scope>.semsim, kendall.<scope>.semsim
 OUT = Path("reports") / "alpha_sweep"
 CSV_NAME = "alpha_sweep.csv"
 PLOT_DECLARATION = """# Written by python -m semsim_study.analysis.alpha_sweep: the sweep's plot for `dvc plots show`.
@@ -96,10 +98,14 @@ def parse(exp_show: Any, scope: str = "all", summary: str = SUMMARY) -> list[dic
         if not math.isfinite(alpha) or (name, rev) in seen:
             continue
         seen.add((name, rev))
-        metrics = _file_data(data.get("metrics"), summary) or {}
-        rows.append({"experiment": name, "rev": rev, "alpha": alpha,
-                     "semsim_spearman": _float(_dig(metrics, "spearman", scope, "semsim")),
-                     "semsim_kendall": _float(_dig(metrics, "kendall", scope, "semsim")), "scope": scope})
+        row = _file_data(data.get("metrics"), HEADLINE.format(scope=scope))
+        if row is not None:
+            rho, tau = row.get("semsim"), row.get("semsim_kendall")
+        else:
+            metrics = _file_data(data.get("metrics"), summary) or {}
+            rho, tau = _dig(metrics, "spearman", scope, "semsim"), _dig(metrics, "kendall", scope, "semsim")
+        rows.append({"experiment": name, "rev": rev, "alpha": alpha, "semsim_spearman": _float(rho),
+                     "semsim_kendall": _float(tau), "scope": scope})
     rows.sort(key=lambda r: (r["alpha"], r["experiment"]))
     return rows
 

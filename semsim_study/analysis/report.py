@@ -10,7 +10,7 @@ import pandas as pd
 from .. import atomic
 from . import artifacts, crowd_controls, noise_ceiling, page, render, study as S
 from .config import ReportConfig
-from .headline import headline
+from .headline import by_scope, headline
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -20,9 +20,11 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
-          reuse: S.Reuse | None = None, ceiling_reuse: noise_ceiling.Reuse | None = None) -> S.Study:
+          reuse: S.Reuse | None = None, ceiling_reuse: noise_ceiling.Reuse | None = None,
+          headline_dir: Path | None = None) -> S.Study:
     """Compute everything (taking matching rows from ``reuse`` and ``ceiling_reuse``, see
-    ``precomputed``), then write each file atomically (plots/, figures/, tables/ as swapped-in folders)."""
+    ``precomputed``), then write each file atomically (plots/, figures/, tables/ and the
+    headline folder as swapped-in folders)."""
     study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings, reuse=reuse)
     study.ceiling = noise_ceiling.compute(Path(root), study, cfg.settings, ceiling_reuse)
     out = Path(out)
@@ -54,4 +56,8 @@ def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
     atomic.write_json(out / "summary.json", summary)
     if metrics is not None:
         atomic.write_json(metrics, headline(summary))
+    if headline_dir is not None:
+        with atomic.build_dir(Path(headline_dir)) as tmp:
+            for scope, row in by_scope(summary).items():
+                atomic.write_json(tmp / f"{scope}.json", row)
     return study
