@@ -100,7 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--reconstruction-suffix", default="", help="suffix removed from reconstruction names")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu", help="cpu or cuda")
+    p = sub.add_parser("pull", help="fetch a trained model of the study (md5-checked) from its git repository "
+                                    "and DVC remote; prints the model folder")
+    p.add_argument("name", help="model name under models/semsim/, e.g. dataset-digits")
+    p.add_argument("--repo", default=None, help="git URL or local clone of the study (default: $SEMSIM_REPO)")
+    p.add_argument("--rev", default=None, help="git revision (branch, tag, commit); default: the default branch "
+                                               "(a local clone: its working tree)")
+    p.add_argument("--remote", default=None, help="DVC remote: a name in the repository's .dvc/config, or a URL "
+                                                  "or folder (default: the repository's default remote)")
+    p.add_argument("--out", default=None, help="put the model folder exactly here (default: the per-user cache, "
+                                               "$SEMSIM_CACHE or ~/.cache/semsim-study/models)")
+    p.add_argument("--baseline", action="store_true", help="the cross-entropy baseline (models/ce_baseline/NAME)")
     args = parser.parse_args(argv)
+    if args.command == "pull":
+        return pull_model(args)
     if args.batch_size <= 0:
         parser.error("--batch-size must be positive")
     try:
@@ -111,4 +124,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"scored {n} pair(s) -> {'standard output' if args.out == '-' else args.out}",
           file=sys.stderr if args.out == "-" else sys.stdout)
+    return 0
+
+
+def pull_model(args: argparse.Namespace) -> int:
+    """``semsim pull``: the folder's path alone on standard output (for ``--model "$(semsim pull ...)"``),
+    what was fetched on standard error."""
+    from . import pretrained
+    from .metric import SemSim
+
+    try:
+        folder = pretrained.pull(args.name, repo=args.repo, rev=args.rev, remote=args.remote, dest=args.out,
+                                 baseline=args.baseline)
+        SemSim.load(folder, baseline=args.baseline)  # the card and weights load, and any warning is shown
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    card = folder / "MODEL_CARD.md"
+    print(f"pulled {args.name} (md5-checked against dvc.lock) -> {folder}"
+          + (f"; model card: {card}" if card.is_file() else ""), file=sys.stderr)
+    print(folder)
     return 0

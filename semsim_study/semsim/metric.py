@@ -102,6 +102,23 @@ def provenance_warning(card: dict) -> str | None:
     return f"this SemSim model was trained on {' and on '.join(issues)}; see its {card_file} before relying on it"
 
 
+def heldout_warning(card: dict) -> str | None:
+    """One line when the card's held-out results say training made the model worse than its own
+    untrained network (all pairs or PSNR-matched pairs), naming both accuracies; else None."""
+    results = card.get("heldout_results") or {}
+    lost = []
+    for suffix, pairs in (("", "all pairs"), ("_matched", "PSNR-matched pairs")):
+        trained = results.get(f"heldout_triplet_accuracy{suffix}")
+        untrained = results.get(f"heldout_triplet_accuracy_random_init{suffix}")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in (trained, untrained)) \
+                and trained < untrained:
+            lost.append(f"{trained:.3f} trained vs {untrained:.3f} untrained on {pairs}")
+    if not lost:
+        return None
+    return (f"on its held-out data it does worse than its own untrained network (triplet accuracy "
+            f"{'; '.join(lost)}): prefer the untrained control or treat its scores with care")
+
+
 _WARNED: set[str] = set()
 
 
@@ -148,11 +165,25 @@ class SemSim(nn.Module):
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
         net.requires_grad_(False)  # a metric, not a model to train: gradients reach the inputs only (as lpips)
-        message = provenance_warning(card)
+        message = "; ".join(m for m in (provenance_warning(card), heldout_warning(card)) if m)
         if message and str(card_path.resolve()) not in _WARNED:
             _WARNED.add(str(card_path.resolve()))
             warnings.warn(f"{card_path}: {message}", UserWarning, stacklevel=2)
         return cls(net, card, device=device, batch_size=batch_size)
+
+    @classmethod
+    def from_pretrained(cls, name: str, repo: str | Path | None = None, rev: str | None = None,
+                        remote: str | Path | None = None, cache_dir: str | Path | None = None,
+                        baseline: bool = False, device: str = "cpu", batch_size: int = 256) -> "SemSim":
+        """A trained model of the study by name (``dataset-digits``): fetched from the project's git
+        repository and DVC remote at ``rev``, md5-checked against dvc.lock, cached per user, then
+        loaded; ``.folder`` is where it (and its MODEL_CARD.md) lies. See ``pretrained.pull``."""
+        from . import pretrained  # needs DVC (the study extra); the metric alone does not
+
+        folder = pretrained.pull(name, repo=repo, rev=rev, remote=remote, cache_dir=cache_dir, baseline=baseline)
+        model = cls.load(folder, baseline=baseline, device=device, batch_size=batch_size)
+        model.folder = folder
+        return model
 
     # -- the module -----------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor, what: str, normalize: bool) -> torch.Tensor:
