@@ -19,3 +19,8 @@ class DataError(StudyError):
 
 class DownloadError(StudyError):
     """A file could not be fetched, or its checksum does not match."""
+
+
+class InputError(DataError, ValueError):
+    """A tensor or argument handed to the SemSim metric has the wrong shape, dtype or value
+    range. Also a ValueError, because code written for lpips or torchmetrics catches that."""

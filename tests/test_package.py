@@ -88,7 +88,7 @@ import semsim_study
 assert semsim_study.__file__.startswith({str(target)!r}), semsim_study.__file__
 m = SemSim.load({str(model)!r})
 x = torch.rand(2, 3, 24, 24, requires_grad=True)
-d = m(x, torch.rand(2, 3, 24, 24))
+d = m(x, torch.rand(2, 3, 24, 24), normalize=True)  # [0, 1] inputs
 d.sum().backward()
 print("ok", tuple(d.shape), bool(x.grad.abs().sum() > 0))
 """

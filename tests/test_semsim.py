@@ -426,7 +426,7 @@ def test_python_scoring_rejects_bad_tensors(trained):
     with pytest.raises(DataError, match="2 original"):
         m.score(ok, torch.rand(3, 3, 32, 32))
     with pytest.raises(DataError, match=r"shape \(N, 3, H, W\)"):
-        m.score(ok, torch.rand(2, 1, 32, 32))
+        m.score(ok, torch.rand(2, 2, 32, 32))
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         m.score(ok, ok * 255)
     with pytest.raises(DataError, match="NaN"):
@@ -484,7 +484,7 @@ def test_a_parent_in_training_mode_does_not_change_the_metric(trained):
     m = SemSim.load(trained / "models" / "semsim" / "dataset-gamma")
     g = torch.Generator().manual_seed(3)
     x, y = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
-    before = m(x, y)
+    before = m(x, y, normalize=True)
     buffers = {k: v.clone() for k, v in m.named_buffers()}
     assert any(isinstance(layer, nn.modules.batchnorm._BatchNorm) for layer in m.modules())
 
@@ -497,10 +497,10 @@ def test_a_parent_in_training_mode_does_not_change_the_metric(trained):
     parent = Parent()
     parent.train()
     assert parent.metric.training and not m.net.training  # the flag follows, the layers do not
-    m(torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g))
+    m(torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g), normalize=True)
     assert all(torch.equal(v, buffers[k]) for k, v in m.named_buffers())
     parent.eval()
-    assert torch.equal(m(x, y), before)
+    assert torch.equal(m(x, y, normalize=True), before)
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -606,15 +606,15 @@ def test_semsim_is_a_differentiable_module_like_lpips(trained, monkeypatch):
                             for p in paths])
 
     a, b = to_t(o).requires_grad_(), to_t(x).requires_grad_()
-    d = m(a, b)
+    d = m(a, b, normalize=True)  # [0, 1] inputs, as lpips' and torchmetrics' flag
     assert d.shape == (4,) and d.requires_grad
     assert d.detach().numpy() == pytest.approx([float(r["semsim"]) for r in rows], abs=2e-6)
     d.sum().backward()
     assert a.grad is not None and b.grad is not None and a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
-    signed = m(a.detach() * 2 - 1, b.detach() * 2 - 1, normalize=True)  # [-1, 1] inputs, as lpips' flag
+    signed = m(a.detach() * 2 - 1, b.detach() * 2 - 1)  # [-1, 1] inputs: lpips' default
     assert torch.allclose(signed, d.detach(), atol=1e-5)
-    with pytest.raises(DataError, match="values must lie in"):
-        m(a.detach() * 2 - 1, b.detach())
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 1\] \(normalize=True"):
+        m(a.detach() * 2 - 1, b.detach(), normalize=True)
     assert m.to("cpu").device.type == "cpu" and m.mean.device.type == "cpu"
 
 

@@ -2,13 +2,21 @@
 
     from semsim_study import SemSim
     metric = SemSim.load("models/semsim/dataset-digits")      # folder, semsim.pt or semsim.json
-    d = metric(x, y)                  # (N,3,H,W) tensors in [0,1] (normalize=True: [-1,1]) -> (N,)
-    d = metric.score(originals, reconstructions)              # file lists (or tensors), batched, no grad
+    d = metric(x, y)                   # (N,3,H,W) in [-1, 1], as lpips.LPIPS -> (N,)
+    d = metric(x, y, normalize=True)   # (N,3,H,W) in [0, 1], as lpips' and torchmetrics' flag
+    d = metric.score(originals, reconstructions)              # files or [0, 1] tensors, batched, no grad
     # d[i] = || e(x_i) - e(x^_i) ||_2 of L2-normalised embeddings, in [0, 2]; larger = less leakage
 
 ``metric(x, y)`` is differentiable with respect to both inputs (use it as a loss or in an
-attack); ``.to(device)`` moves it like any module. Loading a model that was trained on
-simulated annotators or on offline stand-in data warns once, naming which.
+attack); ``.to(device)`` moves it like any module. Its inputs follow lpips and torchmetrics:
+``normalize=False`` (the default) reads float images in [-1, 1], ``normalize=True`` in [0, 1];
+uint8 tensors are pixel values 0..255 either way (torchvision's scaling); one channel is grey;
+a batch of one broadcasts against the other side; values a little out of range (up to
+``preprocess.TOLERANCE`` of it) are clamped. ``score`` and ``embed`` take files, so their
+tensors are read like decoded files: [0, 1] (or uint8), with no flag. A malformed tensor is an
+``InputError``, which is a ``ValueError`` too. ``SemSimMetric`` (torchmetric.py) accumulates
+scores over batches, the torchmetrics way. Loading a model that was trained on simulated
+annotators or on offline stand-in data warns once, naming which.
 
 A model folder holds ``semsim.pt`` (the embedding net's state dict) and ``semsim.json`` (the
 card: backbone, input size, normalisation, alpha, what it was trained on). The paper's
@@ -27,7 +35,7 @@ import torch
 from torch import nn
 
 from .. import atomic
-from ..errors import DataError
+from ..errors import DataError, InputError
 from ..torch_helpers import fill, load_state
 from . import embedding_nets, preprocess
 from .loss import distance
@@ -98,8 +106,8 @@ def provenance_warning(card: dict) -> str | None:
         issues.append("offline stand-in data" + (f" ({', '.join(stand_ins)})" if stand_ins else ""))
     if not issues:
         return None
-    card_file = "MODEL_CARD.md" if card.get("model", "semsim") == "semsim" else CARD_NAME
-    return f"this SemSim model was trained on {' and on '.join(issues)}; see its {card_file} before relying on it"
+    what = "SemSim model" if card.get("model", "semsim") == "semsim" else "CE-baseline model"
+    return f"this {what} was trained on {' and on '.join(issues)}; see its MODEL_CARD.md before relying on it"
 
 
 def heldout_warning(card: dict) -> str | None:
@@ -186,30 +194,39 @@ class SemSim(nn.Module):
         return model
 
     # -- the module -----------------------------------------------------------------------------
-    def _prepare(self, x: torch.Tensor, what: str, normalize: bool) -> torch.Tensor:
-        if normalize:  # [-1, 1] in, as lpips' normalize flag reads it the other way round
-            x = (x + 1) / 2
-        preprocess.check_tensor(x.detach(), what)
-        x = preprocess.resize(x.to(self.device, torch.float32), self.input_size)
-        return (x - self.mean) / self.std
+    def _prepare(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Checked images -> the net's input: [0, 1] RGB on the module's device, resized, normalised."""
+        x = preprocess.to_unit(x.to(self.device), signed=not normalize, dtype=self.mean.dtype)
+        return (preprocess.resize(x, self.input_size) - self.mean) / self.std
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """SemSim(x_i, y_i) for each pair: (N,) on the module's device, differentiable in x and y.
-        Inputs are (N, 3, H, W) in [0, 1], or in [-1, 1] with ``normalize=True``."""
-        if x.shape[0] != y.shape[0]:
-            raise DataError(f"{x.shape[0]} original(s) but {y.shape[0]} reconstruction(s): SemSim scores pairs")
-        return distance(self.net(self._prepare(x, "x", normalize)), self.net(self._prepare(y, "y", normalize)))
+
+        Read as ``lpips.LPIPS`` and torchmetrics read their inputs: float (N, 3, H, W) in [-1, 1],
+        or in [0, 1] with ``normalize=True``; uint8 tensors are pixel values 0..255 either way.
+        (N, 1, H, W) is grey, repeated to RGB; a batch of one on either side is compared with every
+        image on the other. Values up to ``preprocess.TOLERANCE`` of the range outside it are
+        clamped; anything else is an ``InputError`` (a ``ValueError``)."""
+        for images, what in ((x, "x"), (y, "y")):
+            preprocess.check_images(images, what, signed=not normalize, flag=True)
+        n, m = x.shape[0], y.shape[0]
+        if n != m and 1 not in (n, m):
+            raise InputError(f"x holds {n} image(s) but y holds {m}: SemSim scores pairs (give equal batches, "
+                             "or a batch of one to compare with every image of the other)")
+        # a batch of one is embedded once; distance() broadcasts its embedding against the other side
+        return distance(self.net(self._prepare(x, normalize)), self.net(self._prepare(y, normalize)))
 
     # -- inputs -------------------------------------------------------------------------------
     def _batches(self, images: Images, what: str):
-        """Yield float [0,1] NCHW chunks of at most batch_size images, resized to the input size."""
+        """Yield float [0,1] NCHW chunks of at most batch_size images, resized to the input size.
+        Tensors are read as [0, 1] (uint8: 0..255), like the decoded files beside them."""
         if isinstance(images, torch.Tensor):
-            preprocess.check_tensor(images, what)
+            preprocess.check_images(images, what)
             for i in range(0, len(images), self.batch_size):
-                yield preprocess.resize(images[i : i + self.batch_size].float(), self.input_size)
+                yield preprocess.resize(preprocess.to_unit(images[i : i + self.batch_size]), self.input_size)
             return
         if isinstance(images, (str, Path)):
-            raise DataError(f"{what}: expected a list of image files or a tensor, got a single path {str(images)!r}")
+            raise InputError(f"{what}: expected a list of image files or a tensor, got a single path {str(images)!r}")
         paths = list(images)
         for i in range(0, len(paths), self.batch_size):
             chunk = [preprocess.resize(preprocess.uint8_to_float(preprocess.load_rgb(p)[None]), self.input_size)
@@ -219,16 +236,17 @@ class SemSim(nn.Module):
     # -- outputs ------------------------------------------------------------------------------
     @torch.no_grad()
     def embed(self, images: Images) -> torch.Tensor:
-        """L2-normalised embeddings (N, embedding_dim), on the CPU."""
+        """L2-normalised embeddings (N, embedding_dim) of files or [0, 1] tensors, on the CPU."""
         out = [self.net.embed((x.to(self.device) - self.mean) / self.std).cpu() for x in self._batches(images, "images")]
         return torch.cat(out) if out else torch.zeros(0, self.card["embedding_dim"])
 
     @torch.no_grad()
     def score(self, originals: Images, reconstructions: Images) -> torch.Tensor:
-        """SemSim(x, x^) for each pair of files (or [0, 1] tensors), in batches: (N,) on the CPU."""
+        """SemSim(x, x^) for each pair of files (or tensors in [0, 1], or uint8), in batches, without
+        grad: (N,) on the CPU. No ``normalize`` flag: tensors are read as the files are decoded."""
         n, m = len(originals), len(reconstructions)
         if n != m:
-            raise DataError(f"{n} original(s) but {m} reconstruction(s): SemSim scores pairs")
+            raise InputError(f"{n} original(s) but {m} reconstruction(s): SemSim scores pairs")
         out = []
         for x, y in zip(self._batches(originals, "originals"), self._batches(reconstructions, "reconstructions")):
             ex = self.net((x.to(self.device) - self.mean) / self.std)
