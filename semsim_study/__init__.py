@@ -10,13 +10,18 @@ cpu_kernels.pin()  # before torch or numpy loads: the same kernels, so the same 
 
 __version__ = "0.1.0"
 
-__all__ = ["SemSim"]
+__all__ = ["SemSim", "SemSimMetric"]
 
 
 def __getattr__(name: str):
-    """``from semsim_study import SemSim`` without importing torch for every other module."""
+    """``from semsim_study import SemSim`` (or ``SemSimMetric``) without importing torch for every
+    other module."""
     if name == "SemSim":
         from .semsim.metric import SemSim
 
         return SemSim
+    if name == "SemSimMetric":
+        from .semsim.torchmetric import SemSimMetric
+
+        return SemSimMetric
     raise AttributeError(f"module 'semsim_study' has no attribute {name!r}")

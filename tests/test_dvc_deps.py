@@ -31,12 +31,15 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-LAZY = {ROOT / "semsim_study" / "__init__.py": "SemSim"}  # package -> the name its __getattr__ exports
+# package __init__ -> the names its module-level __getattr__ exports (imported on first use)
+LAZY = {ROOT / "semsim_study" / "__init__.py": ("SemSim", "SemSimMetric"),
+        ROOT / "semsim_study" / "semsim" / "__init__.py": ("SemSimMetric",)}
 
 
 def _lazy_exports(tree: ast.Module) -> set[ast.AST]:
     """The nodes inside a package's module-level ``__getattr__`` (PEP 562): its imports run only
-    when that attribute is read (``semsim_study.SemSim``), which no stage does (checked below)."""
+    when that attribute is read (``semsim_study.SemSim``, ``semsim_study.semsim.SemSimMetric``),
+    which no stage does (checked below)."""
     return {node for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "__getattr__"
             for node in ast.walk(fn)}
 
@@ -116,20 +119,22 @@ def test_the_closure_sees_function_level_and_package_imports():
 
 
 def test_no_stage_reads_the_lazy_package_export():
-    """The closure skips ``semsim_study.__getattr__`` (the lazy ``SemSim`` export); that is sound only
-    while no stage's code reads ``SemSim`` from the package root."""
+    """The closure skips the packages' ``__getattr__`` (the lazy ``SemSim`` and ``SemSimMetric``
+    exports, LAZY); that is sound only while no stage's code reads those names from those packages."""
+    lazy = {".".join(p.relative_to(ROOT).parent.parts): set(names) for p, names in LAZY.items()}
     for name, stage in _stages().items():
         module = stage["cmd"].split("python -m ", 1)[1].split()[0]
         for path in import_closure(module):
             package = ".".join(path.relative_to(ROOT).parent.parts)
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.ImportFrom) and "SemSim" in {a.name for a in node.names}:
+                if isinstance(node, ast.ImportFrom):
                     base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
                     target = ".".join(base + ([node.module] if node.module else []))
-                    assert target != "semsim_study", f"{path}: stage {name!r} imports SemSim from the package root"
-                if isinstance(node, ast.Attribute) and node.attr == "SemSim":
-                    assert not (isinstance(node.value, ast.Name) and node.value.id == "semsim_study"), path
-                if isinstance(node, ast.ImportFrom) and node.module == "semsim_study" and not node.level:
-                    assert "*" not in {a.name for a in node.names}, f"{path}: a star import reads the lazy export"
+                    read = lazy.get(target, set()) & {a.name for a in node.names}
+                    assert not read, f"{path}: stage {name!r} imports {', '.join(sorted(read))} from {target}"
+                    assert not (target in lazy and "*" in {a.name for a in node.names}), \
+                        f"{path}: a star import reads the lazy export of {target}"
+                if isinstance(node, ast.Attribute) and any(node.attr in names for names in lazy.values()):
+                    assert ast.unparse(node.value) not in lazy, f"{path}: stage {name!r} reads {ast.unparse(node)}"
             text = path.read_text(encoding="utf-8")
             assert "importlib" not in text, f"{path}: dynamic imports escape the walker"
