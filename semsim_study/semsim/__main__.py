@@ -1,4 +1,4 @@
-"""``python -m semsim_study.semsim score ...`` (see semsim_study/semsim/cli.py)."""
+"""``python -m semsim_study.semsim score ...``: the ``semsim`` command without installing (cli.py)."""
 
 import sys
 

@@ -1,13 +1,17 @@
-"""Command line: score a folder of originals against a folder of reconstructions.
+"""Command line (``semsim``, or ``python -m semsim_study.semsim`` uninstalled): score a folder
+of originals against a folder of reconstructions.
 
-    python -m semsim_study.semsim score --model models/semsim/dataset-digits \\
+    semsim score --model models/semsim/dataset-digits \\
         --originals DIR --reconstructions DIR --out scores.csv
 
 Files are matched by name without extension (``cat.png`` with ``cat.jpg``); with
-``--original-suffix``/``--reconstruction-suffix`` a suffix is removed first, so one folder
-of ``<id>_original.png`` and ``<id>_reconstruction.png`` (the attack stage's layout) works.
-Every name must have a partner: otherwise the error lists the unmatched names. The output CSV
-has columns name,original,reconstruction,semsim (one row per pair, sorted by name).
+``--original-suffix``/``--reconstruction-suffix`` a suffix is removed first, so one attack
+stage folder (``<id>_original.png``, ``<id>_attacked.png``, ``<id>_reconstruction_<budget>.png``)
+is scored one budget at a time: ``--original-suffix _original --reconstruction-suffix
+_reconstruction_8``. Every name must have a partner: otherwise the error lists the unmatched
+names. The output CSV has columns name,original,reconstruction and the score, ``semsim`` or,
+with ``--baseline``, ``ce_distance`` (the column the CE baseline's stage writes); one row per
+pair, sorted by name. A model's provenance warning is one ``warning: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import csv
 import io
 import sys
+import warnings
 from pathlib import Path
 
 from .. import atomic
@@ -43,8 +48,21 @@ def image_files(folder: str | Path, suffix: str = "") -> dict[str, Path]:
         found[stem] = path
     if not found:
         raise DataError(f"{folder}: no image files{f' ending in {suffix!r}' if suffix else ''} "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))}){_longer_suffixes(folder, suffix)}")
     return found
+
+
+def _longer_suffixes(folder: Path, suffix: str) -> str:
+    """A hint when names carry ``suffix`` followed by more, as the attack stage's
+    ``<id>_reconstruction_<budget>`` do: the full suffixes found, to pick one from."""
+    if not suffix:
+        return ""
+    tails = sorted({p.stem[p.stem.rindex(suffix):] for p in folder.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and suffix in p.stem})
+    if not tails:
+        return ""
+    shown = ", ".join(tails[:6]) + (f" and {len(tails) - 6} more" if len(tails) > 6 else "")
+    return f"; names there end in {shown}: give one of those as the suffix"
 
 
 def match(originals: dict[str, Path], reconstructions: dict[str, Path], where: tuple[str, str]) -> list[str]:
@@ -63,19 +81,35 @@ def match(originals: dict[str, Path], reconstructions: dict[str, Path], where: t
     return sorted(originals)
 
 
+def score_column(baseline: bool) -> str:
+    """The score's CSV column: the CE baseline's distance is not SemSim, and its stage calls it
+    ``ce_distance`` (data/ce_baseline/<name>/scores.csv)."""
+    return "ce_distance" if baseline else "semsim"
+
+
+def _load(model: str, **kwargs):
+    """``SemSim.load``, its warnings (the model's provenance) printed as one ``warning: ...`` line
+    each on stderr: Python's own format adds the file, line and source text that raised it."""
+    from .metric import SemSim
+
+    with warnings.catch_warnings(record=True) as caught:
+        metric = SemSim.load(model, **kwargs)
+    for w in caught:
+        print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+    return metric
+
+
 def score_folders(model: str, originals: str, reconstructions: str, out: str, baseline: bool = False,
                   original_suffix: str = "", reconstruction_suffix: str = "", batch_size: int = 256,
                   device: str = "cpu") -> int:
-    from .metric import SemSim
-
     o = image_files(originals, original_suffix)
     r = image_files(reconstructions, reconstruction_suffix)
     names = match(o, r, (originals, reconstructions))
-    metric = SemSim.load(model, baseline=baseline, device=device, batch_size=batch_size)
+    metric = _load(model, baseline=baseline, device=device, batch_size=batch_size)
     scores = metric.score([o[n] for n in names], [r[n] for n in names]).tolist()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", "original", "reconstruction", "semsim"])
+    writer.writerow(["name", "original", "reconstruction", score_column(baseline)])
     for n, s in zip(names, scores):
         writer.writerow([n, str(o[n]), str(r[n]), f"{s:.6f}"])
     if out == "-":  # the Unix convention: print the CSV
@@ -87,17 +121,19 @@ def score_folders(model: str, originals: str, reconstructions: str, out: str, ba
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semsim_study.semsim",
+    parser = argparse.ArgumentParser(prog="semsim",
                                      description="SemSim: privacy leakage of reconstructed images")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("score", help="score originals against reconstructions matched by file name")
     s.add_argument("--model", required=True, help="a SemSim model folder, e.g. models/semsim/dataset-digits")
     s.add_argument("--originals", required=True, help="folder of original images")
     s.add_argument("--reconstructions", required=True, help="folder of reconstructed images")
-    s.add_argument("--out", required=True, help="CSV to write (name,original,reconstruction,semsim); - prints it")
-    s.add_argument("--baseline", action="store_true", help="use the cross-entropy baseline's features instead")
-    s.add_argument("--original-suffix", default="", help="suffix removed from original names before matching")
-    s.add_argument("--reconstruction-suffix", default="", help="suffix removed from reconstruction names")
+    s.add_argument("--out", required=True, help="CSV to write (name,original,reconstruction,semsim; with --baseline the last "
+                   "column is ce_distance); - prints it")
+    s.add_argument("--baseline", action="store_true", help="use the cross-entropy baseline's features instead (a models/ce_baseline/<name> folder)")
+    s.add_argument("--original-suffix", default="", help="suffix removed from original names before matching, e.g. _original")
+    s.add_argument("--reconstruction-suffix", default="", help="suffix removed from reconstruction names, e.g. _reconstruction_8 (the attack "
+                   "stage's <id>_reconstruction_<budget>)")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     p = sub.add_parser("pull", help="fetch a trained model of the study (md5-checked) from its git repository "
