@@ -4,7 +4,7 @@ semsim) and `ce-baseline@...` (--model ce_baseline, the paper's cross-entropy va
 Trains one model on every annotated reconstruction outside the held-out dataset / attack /
 attacked backbone, then scores every held-out reconstruction. Writes, for <name> =
 <split>-<held_out> and <model> = semsim or ce_baseline:
-  models/<model>/<name>/           <model>.pt and semsim.json (the card); SemSim also MODEL_CARD.md
+  models/<model>/<name>/           <model>.pt, semsim.json (the card) and MODEL_CARD.md (the card in prose)
   data/<model>/<name>/scores.csv   item_id,dataset,model,attack,image_id,split,held_out + its scores
                                    (semsim, semsim_untrained | ce_distance)
   reports/<model>/<name>.json      the full record: losses, selection, held-out triplet accuracy
@@ -45,8 +45,7 @@ def main() -> None:
         result = study.run_split(params, args.split, args.held_out, ".", model=model)
         (model_dir / metric.WEIGHTS[model]).write_bytes(state_bytes(result.net.net))
         (model_dir / metric.CARD_NAME).write_text(atomic.dumps_json(result.card), encoding="utf-8")
-        if model == "semsim":
-            (model_dir / "MODEL_CARD.md").write_text(modelcard.render(result.card, result.metrics), encoding="utf-8")
+        (model_dir / "MODEL_CARD.md").write_text(modelcard.render(result.card, result.metrics), encoding="utf-8")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=result.columns, lineterminator="\n")
         writer.writeheader()

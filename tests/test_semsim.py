@@ -636,3 +636,11 @@ def test_stage_writes_a_model_card_from_its_own_numbers(trained):
     ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
     for rec, key in ((ce, "heldout_triplet_accuracy_ce_ci"), (m, "heldout_triplet_accuracy_random_init_ci")):
         assert len(rec[key]) == 2 and rec[key][0] <= rec[key][1]
+    # the CE baseline's folder has its own card, with its own numbers and how to load it
+    ce_text = (trained / "models" / "ce_baseline" / name / "MODEL_CARD.md").read_text()
+    lo, hi = ce["heldout_triplet_accuracy_ce_ci"]
+    assert ce_text.startswith(f"# CE-baseline model `{name}`") and "cross-entropy" in ce_text
+    assert f"| this CE baseline | {ce['heldout_triplet_accuracy_ce']:.3f} [{lo:.3f}, {hi:.3f}] |" in ce_text
+    assert 'SemSim.load("models/ce_baseline/dataset-gamma", baseline=True)' in ce_text and "--baseline" in ce_text
+    assert "models/semsim/dataset-gamma/MODEL_CARD.md" in ce_text and "margin alpha" not in ce_text
+    assert "this SemSim" not in ce_text and "simulated annotators" in ce_text

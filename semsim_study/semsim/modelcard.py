@@ -1,8 +1,10 @@
-"""MODEL_CARD.md: the trained SemSim model described for a person deciding whether to trust it.
+"""MODEL_CARD.md: a trained model described for a person deciding whether to trust it.
 
 ``semsim.json`` is the machine-readable card that loading validates; this is its companion in
 prose, written by the SemSim stage from the same run's numbers (nothing here is typed by hand),
-so it cannot drift from the weights beside it.
+so it cannot drift from the weights beside it. Both models the stage trains get one: SemSim
+(models/semsim/<name>/) and the paper's cross-entropy baseline (models/ce_baseline/<name>/),
+whose folders load and score the same way, so a reader of either needs the same facts.
 """
 
 from __future__ import annotations
@@ -19,24 +21,49 @@ def _acc(metrics: Mapping, key: str) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _description(card: Mapping) -> list[str]:
+    """What the model is and how its distance reads, per model kind."""
+    net = f"`{card['backbone']}` ({card.get('parameters', '?')} parameters)"
+    if card.get("model") == "ce_baseline":
+        ce = card.get("ce_baseline") or {}
+        return ["The cross-entropy baseline of SemSim (Sun et al., NeurIPS 2023; the official code's",
+                f"`--semsim False`): the embedding network {net} trained as a classifier",
+                f"with cross-entropy over the annotation tree's {ce.get('classes', '?')} classes (`<id>` = an original",
+                "and the reconstructions annotators recognised, `-<id>` = the ones they did not), its classifier",
+                "head then dropped. It is scored exactly like SemSim, as the control for what the triplet loss",
+                f"adds: the L2 distance of L2-normalised {card['embedding_dim']}-d embeddings of the original and the",
+                "reconstruction, in [0, 2]; larger means the reconstruction reveals less of the original."]
+    return ["A learned privacy metric for gradient-inversion reconstructions (Sun et al., NeurIPS 2023):",
+            f"SemSim(x, x^) is the L2 distance of L2-normalised {card['embedding_dim']}-d embeddings of the",
+            "original and the reconstruction, in [0, 2]; larger means the reconstruction reveals less of",
+            f"the original. Embedding network: {net},",
+            f"trained with a triplet loss (margin alpha = {card['alpha']}) on annotators' verdicts of which",
+            "reconstructions they recognised."]
+
+
 def render(card: Mapping, metrics: Mapping) -> str:
     """The Markdown card of one trained model (``card``: semsim.json; ``metrics``: the stage's
-    reports/semsim/<split>.json, held-out accuracies with their intervals)."""
+    reports/<model>/<name>.json, held-out accuracies with their intervals). SemSim's record also
+    holds the untrained network's and PSNR/SSIM/LPIPS's accuracies, so its table has those rows;
+    the CE baseline's table has its own row and points to SemSim's card for the rest."""
     split, held_out = card["split"], card["held_out"]
     name = f"{split}-{held_out}"
+    ce_model = card.get("model") == "ce_baseline"
+    folder = f"models/{'ce_baseline' if ce_model else 'semsim'}/{name}"
     datasets = card.get("datasets") or {}
     stand_ins = {d: v.get("stand_in_for") for d, v in datasets.items() if v.get("offline_stand_in")}
     sources = ", ".join(card.get("annotation_sources") or []) or "unknown"
     sel = card["selection"]
+    rows = ((("this CE baseline", "heldout_triplet_accuracy_ce"),) if ce_model else (
+        ("this SemSim", "heldout_triplet_accuracy"),
+        ("the same network untrained (control)", "heldout_triplet_accuracy_random_init"),
+        ("PSNR (higher = closer)", "heldout_triplet_accuracy_psnr"),
+        ("SSIM (higher = closer)", "heldout_triplet_accuracy_ssim"),
+        ("LPIPS (lower = closer)", "heldout_triplet_accuracy_lpips")))
     lines = [
-        f"# SemSim model `{name}`",
+        f"# {'CE-baseline' if ce_model else 'SemSim'} model `{name}`",
         "",
-        "A learned privacy metric for gradient-inversion reconstructions (Sun et al., NeurIPS 2023):",
-        f"SemSim(x, x^) is the L2 distance of L2-normalised {card['embedding_dim']}-d embeddings of the",
-        "original and the reconstruction, in [0, 2]; larger means the reconstruction reveals less of",
-        f"the original. Embedding network: `{card['backbone']}` ({card.get('parameters', '?')} parameters),",
-        f"trained with a triplet loss (margin alpha = {card['alpha']}) on annotators' verdicts of which",
-        "reconstructions they recognised.",
+        *_description(card),
         "",
         "## Trained on",
         "",
@@ -48,7 +75,8 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"{', '.join(card.get('training_backbones') or [])}.",
         f"- {card.get('training_items', '?')} labelled reconstructions; annotation source: **{sources}**"
         + (" (simulated annotators, not people)" if card.get("simulated_annotations") else "") + ".",
-        f"- Recipe: {card['epochs']} epochs, batch {card['batch_size']}, {card['optimizer'].get('name', 'SGD')} "
+        f"- Recipe: {'cross-entropy, ' if ce_model else ''}{card['epochs']} epochs, batch {card['batch_size']}, "
+        f"{card['optimizer'].get('name', 'SGD')} "
         f"lr {card['optimizer'].get('lr')}; geometric augmentation: "
         f"{card['augmentation'].get('geometry_description', 'none')}"
         f"; colour: {card['augmentation'].get('colour_description') or 'none'}.",
@@ -65,20 +93,19 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"originals. *All pairs*: {metrics.get('heldout_pairs', 0)} pairs from {metrics.get('heldout_annotated', 0)} "
         f"annotated reconstructions. *PSNR-matched*: the {metrics.get('heldout_matched_pairs', 0)} pairs whose two",
         f"PSNRs (vs the original) differ by at most {metrics.get('matched_db', '?')} dB, where pixel distance cannot",
-        "decide and a metric must see more than it; PSNR, SSIM and LPIPS come from the metrics stage.",
+        "decide and a metric must see more than it" + ("." if ce_model else
+                                                       "; PSNR, SSIM and LPIPS come from the metrics stage."),
         "",
         "| score | all pairs [95% CI] | PSNR-matched pairs [95% CI] |",
         "|---|---|---|",
-        *(f"| {label} | {_acc(metrics, key)} | {_acc(metrics, key + '_matched')} |" for label, key in (
-            ("this SemSim", "heldout_triplet_accuracy"),
-            ("the same network untrained (control)", "heldout_triplet_accuracy_random_init"),
-            ("PSNR (higher = closer)", "heldout_triplet_accuracy_psnr"),
-            ("SSIM (higher = closer)", "heldout_triplet_accuracy_ssim"),
-            ("LPIPS (lower = closer)", "heldout_triplet_accuracy_lpips"))),
+        *(f"| {label} | {_acc(metrics, key)} | {_acc(metrics, key + '_matched')} |" for label, key in rows),
         "",
-        "The paper's cross-entropy baseline, trained on the same items by the `ce-baseline` stage, is in",
-        f"models/ce_baseline/{name}/ (its held-out accuracy, `heldout_triplet_accuracy_ce` and",
-        f"`heldout_triplet_accuracy_ce_matched`: reports/ce_baseline/{name}.json and the report).",
+        *(["SemSim trained on the same items by the `semsim` stage, its untrained network, PSNR, SSIM and",
+           f"LPIPS on the same pairs: models/semsim/{name}/MODEL_CARD.md (reports/semsim/{name}.json and the",
+           "report)."] if ce_model else
+          ["The paper's cross-entropy baseline, trained on the same items by the `ce-baseline` stage, is in",
+           f"models/ce_baseline/{name}/ (its held-out accuracy, `heldout_triplet_accuracy_ce` and",
+           f"`heldout_triplet_accuracy_ce_matched`: reports/ce_baseline/{name}.json and the report)."]),
         "",
     ]
     beaten = [what for what, key in (("on all pairs", "trained_matches_random_init"),
@@ -115,13 +142,15 @@ def render(card: Mapping, metrics: Mapping) -> str:
         "",
         "```python",
         "from semsim_study import SemSim",
-        f'metric = SemSim.load("models/semsim/{name}")   # this folder',
-        "d = metric(x, y)          # (N, 3, H, W) tensors in [0, 1] -> (N,) distances, differentiable",
+        f'metric = SemSim.load("{folder}"{", baseline=True" if ce_model else ""})   # this folder',
+        "d = metric(x, y)                   # (N, 3, H, W) in [-1, 1], as lpips -> (N,) distances, differentiable",
+        "d = metric(x, y, normalize=True)   # the same for [0, 1] inputs",
         "d = metric.score(original_files, reconstruction_files)   # files, batched",
         "```",
         "",
-        f"Or from the command line: `semsim score --model models/semsim/{name} --originals DIR "
-        "--reconstructions DIR --out scores.csv`.",
+        f"Or from the command line: `semsim score --model {folder}{' --baseline' if ce_model else ''} "
+        "--originals DIR --reconstructions DIR --out scores.csv`"
+        + (" (its column: `ce_distance`)." if ce_model else "."),
         "",
     ]
     return "\n".join(lines)
