@@ -1,4 +1,9 @@
-"""Image input for SemSim: files or [0, 1] tensors -> the network's normalised input.
+"""Image input for SemSim: files or tensors -> the network's normalised input.
+
+Tensors from users are checked and read once, here (``check_images``, ``to_unit``): [0, 1] or
+[-1, 1] floats, uint8 pixel values, grey or RGB, a little out of range clamped; anything else
+an ``InputError`` naming shape, dtype and value range, so ``metric.py`` keeps only the policy
+of which convention each entry point takes.
 
 One path for training and scoring: images are resized to the card's ``input_size`` (the
 official code resizes every dataset to 32x32) with bilinear, antialiased interpolation, then
