@@ -1,5 +1,6 @@
 """Command line (``semsim``, or ``python -m semsim_study.semsim`` uninstalled): score a folder
-of originals against a folder of reconstructions.
+of originals against a folder of reconstructions (``semsim pull`` fetches a trained model:
+pretrained.py).
 
     semsim score --model models/semsim/dataset-digits \\
         --originals DIR --reconstructions DIR --out scores.csv
@@ -87,7 +88,7 @@ def score_column(baseline: bool) -> str:
     return "ce_distance" if baseline else "semsim"
 
 
-def _load(model: str, **kwargs):
+def _load(model: str | Path, **kwargs):
     """``SemSim.load``, its warnings (the model's provenance) printed as one ``warning: ...`` line
     each on stderr: Python's own format adds the file, line and source text that raised it."""
     from .metric import SemSim
@@ -167,12 +168,11 @@ def pull_model(args: argparse.Namespace) -> int:
     """``semsim pull``: the folder's path alone on standard output (for ``--model "$(semsim pull ...)"``),
     what was fetched on standard error."""
     from . import pretrained
-    from .metric import SemSim
 
     try:
         folder = pretrained.pull(args.name, repo=args.repo, rev=args.rev, remote=args.remote, dest=args.out,
                                  baseline=args.baseline)
-        SemSim.load(folder, baseline=args.baseline)  # the card and weights load, and any warning is shown
+        _load(folder, baseline=args.baseline)  # the card and weights load, and any warning is shown (one line)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
