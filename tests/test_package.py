@@ -109,3 +109,51 @@ print("ok", tuple(d.shape), bool(x.grad.abs().sum() > 0))
     assert annotation.stderr.count("\n") == 1 and "Traceback" not in annotation.stderr
     assert "semsim-annotation needs the 'study' extra (module 'yaml' is not installed)" in annotation.stderr
     assert "pip install 'semsim-study[study]'" in annotation.stderr
+
+
+from tests.test_semsim_pretrained import _dvc_stays_in_tmp, study  # noqa: E402,F401  (the DVC repo + remote)
+
+
+def test_installed_package_drops_into_lpips_and_torchmetrics_code(wheel, tmp_path, study):
+    """Outside the repository, after `pip install`: lpips' convention (normalize=True for [0, 1]
+    inputs), one original broadcast against N reconstructions, SemSimMetric over three batches
+    equal to the module's mean, and a trained model fetched by name from a local DVC remote."""
+    prefix = tmp_path / "prefix"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix",
+                          str(prefix), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    target = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+    script = f"""
+import sys, warnings
+sys.path.insert(0, {str(target)!r})
+warnings.simplefilter("ignore")
+import torch
+import semsim_study
+from semsim_study import SemSim, SemSimMetric
+assert semsim_study.__file__.startswith({str(target)!r}), semsim_study.__file__
+m = SemSim.from_pretrained("dataset-tiny", repo={str(study["repo"])!r}, cache_dir={str(tmp_path / "models")!r})
+same = SemSim.load({str(study["originals"] / "dataset-tiny")!r})
+torch.manual_seed(0)
+x, y = torch.rand(6, 3, 24, 24), torch.rand(6, 3, 24, 24)
+d = m(x, y, normalize=True)                               # [0, 1] inputs, lpips' flag
+assert torch.allclose(d, m(x * 2 - 1, y * 2 - 1), atol=1e-6)   # the default: [-1, 1], as lpips
+assert torch.equal(d, same(x, y, normalize=True))          # fetched = the folder it was pushed from
+one = m(x[:1], y, normalize=True)                          # one original against six reconstructions
+assert one.shape == (6,) and torch.allclose(one, m(x[:1].expand(6, -1, -1, -1), y, normalize=True), atol=1e-6)
+metric = SemSimMetric(m, normalize=True)
+for k in range(3):
+    metric.update(x[2 * k: 2 * k + 2], y[2 * k: 2 * k + 2])
+assert torch.allclose(metric.compute(), d.mean(), atol=1e-6), (metric.compute(), d.mean())
+metric.reset()
+try:
+    m(x * 3, y)
+except ValueError as e:
+    assert "must lie in" in str(e) and "shape (6, 3, 24, 24)" in str(e) and "float32" in str(e)
+else:
+    raise AssertionError("out-of-range input accepted")
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stdout + res.stderr
