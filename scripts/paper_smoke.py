@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 # stage families in DAG order; each is timed on its own
 FAMILIES = ["prepare", "train", "attack", "tasks", "annotate", "features", "metrics", "observer-controls", "semsim",
-            "semsim-attack", "semsim-backbone", "ce-baseline", "ce-baseline-attack", "ce-baseline-backbone", "correlate",
-            "report"]  # tests/test_paper_smoke.py checks these against dvc.yaml
+            "ce-baseline", "correlate", "report"]  # tests/test_paper_smoke.py checks these against dvc.yaml
 
 
 def copy_project(dest: Path) -> None:

@@ -45,9 +45,7 @@ def dvc_stage() -> str:
     if module == "attack":
         return f"attack@{_option('--dataset')}-{_option('--attack')}"
     if module == "semsim":
-        split = _option("--split")
-        family = "ce-baseline" if _option("--model") == "ce_baseline" else "semsim"
-        return f"{family if split == 'dataset' else family + '-' + str(split)}@{_option('--held-out')}"
+        return "ce-baseline" if _option("--model") == "ce_baseline" else "semsim"
     dataset = _option("--dataset")
     return f"{name}@{dataset}" if dataset else name
 

@@ -138,3 +138,14 @@ def test_no_stage_reads_the_lazy_package_export():
                     assert ast.unparse(node.value) not in lazy, f"{path}: stage {name!r} reads {ast.unparse(node)}"
             text = path.read_text(encoding="utf-8")
             assert "importlib" not in text, f"{path}: dynamic imports escape the walker"
+
+
+def test_package_folder_deps_ignore_bytecode():
+    """A stage that lists a package folder would see the __pycache__ a Python run writes into it
+    (its .pyc files carry the source's mtime, so every clone hashes them differently) and rerun:
+    .dvcignore keeps bytecode out of every dependency hash."""
+    folders = {d for stage in _stages().values() for d in stage.get("deps", [])
+               if isinstance(d, str) and d.split("/")[0] in PACKAGES and not d.endswith(".py")}
+    assert folders, "no stage lists a package folder"
+    ignored = (ROOT / ".dvcignore").read_text(encoding="utf-8").split()
+    assert "__pycache__/" in ignored and "*.pyc" in ignored

@@ -149,7 +149,7 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     (clone / "params.yaml").write_text(yaml.safe_dump({**params, "alpha": 0.5}, sort_keys=False))
     stale = {line.strip().rstrip(":") for line in _dvc("status", cwd=clone).stdout.splitlines()
              if line and not line.startswith("\t") and not line.startswith(" ")}
-    expected = {f"semsim@{d}" for d in DOMAINS} | {"semsim-attack@invgrad", "semsim-backbone@lenet"}
+    expected = {"semsim"}
     assert stale == expected, stale
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -163,8 +163,8 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     # (semsim_study/cpu_kernels.py), so the same bytes
     lock = (clone / "dvc.lock").read_text()
     one = _dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
-               "semsim@digits", cwd=clone, OMP_NUM_THREADS="1", **OTHER_CPU)
-    assert "Running stage 'semsim@digits'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
+               "semsim", cwd=clone, OMP_NUM_THREADS="1", **OTHER_CPU)
+    assert "Running stage 'semsim'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
     assert _digest(clone / "models" / "faces") == model_digest
     assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it
     ran = json.loads((clone / "logs" / "provenance" / "attack@digits-idlg.json").read_text())
@@ -232,7 +232,7 @@ def _docs_semsim_examples_run(clone: Path) -> None:
     # a release of the tiny run, pushed to a local remote, stands in for the project's public repository
     remote = clone.parent / f"{clone.name}-remote"
     _dvc("remote", "add", "-f", "-d", "local", str(remote), cwd=clone)
-    _dvc("push", "semsim@digits", cwd=clone)
+    _dvc("push", "semsim", cwd=clone)
     _run(git + ["add", "dvc.lock", ".dvc/config"], clone)
     _run(git + ["commit", "-q", "-m", "tiny release"], clone)
     _run(git + ["tag", "-f", "v1.0"], clone)
@@ -302,10 +302,9 @@ def test_stage_reports_bad_params_without_traceback(tmp_path):
 
 @pytest.mark.parametrize("argv, stage", [
     (["stages.attack", "--dataset", "digits", "--attack", "dlg"], "attack@digits-dlg"),
-    (["stages.semsim", "--split", "dataset", "--held-out", "faces"], "semsim@faces"),
-    (["stages.semsim", "--split", "attack", "--held-out=idlg"], "semsim-attack@idlg"),
-    (["stages.semsim", "--model", "ce_baseline", "--split", "backbone", "--held-out", "lenet"],
-     "ce-baseline-backbone@lenet"),
+    (["stages.semsim"], "semsim"),
+    (["stages.semsim", "--model", "semsim"], "semsim"),
+    (["stages.semsim", "--model=ce_baseline"], "ce-baseline"),
     (["stages.observer_controls", "--dataset", "shapes"], "observer-controls@shapes"),
     (["stages.report"], "report"),
 ])

@@ -297,8 +297,7 @@ def test_dvc_yaml_declares_report():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stage = dvc["stages"]["report"]
     assert "report" in stage["params"] and "data/metrics" in stage["deps"]
-    imported = {f"semsim_study/analysis/{p.name}" for p in (ROOT / "semsim_study/analysis").glob("*.py")}
-    assert imported <= set(stage["deps"])
+    assert "semsim_study/analysis" in stage["deps"]  # the whole package (tests/test_dvc_deps.py: the closure)
     assert [next(iter(m)) for m in stage["metrics"]] == ["reports/headline"]  # the project's only DVC metrics
     assert any("reports/metrics/report.json" in m for m in stage["outs"] if isinstance(m, dict))
     others = [name for name, s in dvc["stages"].items() if name != "report" and "metrics" in (s.get("do") or s)]

@@ -94,14 +94,14 @@ def study(tmp_path_factory) -> dict:
         repo = Repo.init(str(repo_dir))
         for name in NAMES:
             shutil.copytree(originals / name, repo_dir / "models" / "semsim" / name)
-        repo.stage.add(name="semsim", cmd="python -m stages.semsim", outs=[f"models/semsim/{n}" for n in NAMES])
+        repo.stage.add(name="semsim", cmd="python -m stages.semsim", outs=["models/semsim"])  # as dvc.yaml
         repo.commit("semsim", force=True)
         with repo.config.edit() as conf:
             conf["remote"]["store"] = {"url": str(remote)}
             conf["core"]["remote"] = "store"
         repo.close()
         repo = Repo(str(repo_dir))
-        assert repo.push() == len(NAMES) * 4  # three files and a .dir manifest per model
+        assert repo.push() == len(NAMES) * 3 + 1  # three files per model and the folder's .dir manifest
         repo.close()
         _git(repo_dir, "add", "-A")
         _git(repo_dir, "commit", "-q", "-m", "two SemSim models")
@@ -123,12 +123,18 @@ def _copy_remote(study: dict, to: Path) -> Path:
     return to
 
 
-def _lock_md5(study: dict, name: str) -> str:
+def _lock_md5(study: dict) -> str:
+    """The .dir md5 dvc.lock records for models/semsim, the stage's one output."""
     import yaml
 
     lock = yaml.safe_load((study["repo"] / "dvc.lock").read_text())
-    (md5,) = [o["md5"] for o in lock["stages"]["semsim"]["outs"] if o["path"] == f"models/semsim/{name}"]
+    (md5,) = [o["md5"] for o in lock["stages"]["semsim"]["outs"] if o["path"] == "models/semsim"]
     return md5
+
+
+def _model_md5(study: dict, name: str) -> str:
+    """The md5 DVC would give one model's folder: what names its cache folder."""
+    return pretrained.tree_md5(pretrained.local_md5s(study["originals"] / name))
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -141,11 +147,13 @@ def test_from_pretrained_fetches_checks_caches_and_loads(study, tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # not the repository: everything comes through repo= and its remote
     cache = tmp_path / "cache"
     m = SemSim.from_pretrained("dataset-tiny", repo=study["repo"], rev="main", cache_dir=cache)
-    md5 = _lock_md5(study, "dataset-tiny").removesuffix(".dir")
+    md5 = _model_md5(study, "dataset-tiny")
     assert m.folder == cache.absolute() / "semsim" / "dataset-tiny" / md5
     assert sorted(p.name for p in m.folder.iterdir()) == ["MODEL_CARD.md", "semsim.json", "semsim.pt"]
     assert (m.folder / "MODEL_CARD.md").read_text() == (study["originals"] / "dataset-tiny" / "MODEL_CARD.md").read_text()
-    assert _leftovers(cache) == ["semsim", "semsim/dataset-tiny", f"semsim/dataset-tiny/{md5}",
+    folder_md5 = _lock_md5(study).removesuffix(".dir")
+    assert _leftovers(cache) == ["semsim", "semsim/.manifests", f"semsim/.manifests/{folder_md5}.json",
+                                 "semsim/dataset-tiny", f"semsim/dataset-tiny/{md5}",
                                  *(f"semsim/dataset-tiny/{md5}/{f}" for f in ("MODEL_CARD.md", "semsim.json", "semsim.pt"))]
 
     local = SemSim.load(study["originals"] / "dataset-tiny")
@@ -228,27 +236,28 @@ def test_a_corrupt_remote_file_fails_and_leaves_nothing(study, tmp_path):
 
 def test_a_tampered_manifest_or_lock_fails_against_dvc_lock(study, tmp_path):
     """The remote's .dir manifest is not trusted: rewritten so that semsim.json is served the
-    bytes of MODEL_CARD.md, each file matches the manifest, but the folder does not match the
-    md5 that git's dvc.lock records."""
+    bytes of MODEL_CARD.md, each file would match the manifest, but the manifest does not hash to
+    the md5 that git's dvc.lock records for models/semsim."""
     remote = _copy_remote(study, tmp_path / "remote")
-    dir_md5 = _lock_md5(study, "dataset-tiny")
+    dir_md5 = _lock_md5(study)
     manifest = _object(remote, dir_md5)
     entries = json.loads(manifest.read_text())
-    card_md5 = next(e["md5"] for e in entries if e["relpath"] == "MODEL_CARD.md")
-    manifest.write_text(json.dumps([{**e, "md5": card_md5} if e["relpath"] == "semsim.json" else e for e in entries]))
+    card_md5 = next(e["md5"] for e in entries if e["relpath"] == "dataset-tiny/MODEL_CARD.md")
+    manifest.write_text(json.dumps([{**e, "md5": card_md5} if e["relpath"] == "dataset-tiny/semsim.json" else e
+                                    for e in entries]))
     cache = tmp_path / "cache"
-    with pytest.raises(DownloadError, match=rf"models/semsim/dataset-tiny downloaded as a folder with md5 [0-9a-f]{{32}}"
-                                            rf"\.dir, but dvc\.lock records {dir_md5}"):
+    with pytest.raises(DownloadError, match=rf"the remote's manifest of models/semsim does not match the md5 "
+                                            rf"{dir_md5} that dvc\.lock records"):
         SemSim.from_pretrained("dataset-tiny", repo=study["repo"], rev="main", remote=remote, cache_dir=cache)
     assert _leftovers(cache) == []
 
-    # a lock whose md5 names nothing on the remote: the download fails, naming the output and remote
+    # a lock whose md5 names nothing on the remote: the listing fails, naming the output and remote
     clone = tmp_path / "clone"
     _git(tmp_path, "clone", "-q", str(study["repo"]), str(clone))
     lock = clone / "dvc.lock"
     lock.write_text(lock.read_text().replace(dir_md5, "0" * 32 + ".dir"))
     _git(clone, "commit", "-q", "-am", "tampered")
-    with pytest.raises(DownloadError, match=r"at HEAD: cannot download models/semsim/dataset-tiny from DVC remote "):
+    with pytest.raises(DownloadError, match=r"at HEAD: (cannot list models/semsim from DVC remote |the remote's manifest)"):
         pretrained.pull("dataset-tiny", repo=clone, rev="HEAD", remote=study["remote"], cache_dir=cache)
     assert _leftovers(cache) == []
 

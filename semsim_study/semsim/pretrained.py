@@ -10,9 +10,11 @@ git versions, so a revision of the repository names exact bytes. Those bytes com
 DVC remote (the repository's default one, or ``remote``) through ``dvc.api.DVCFileSystem``.
 
 Why check again what DVC fetched: DVC does not re-hash what it downloads from a remote by
-default, so a corrupt or tampered object would load silently. Here every file's md5 must match
-the remote's ``.dir`` manifest, and the manifest rebuilt from the downloaded files must hash to
-the ``md5`` that dvc.lock records for the output at that revision (the value git vouches for).
+default, so a corrupt or tampered object would load silently. The stage writes every model as a
+subfolder of one output (``models/semsim``); the remote's ``.dir`` manifest of that output must
+hash to the ``md5`` that dvc.lock records for it at that revision (the value git vouches for),
+and then every downloaded file's md5 must match that manifest. Only the one model's files are
+downloaded.
 A folder is assembled in a temporary sibling and renamed into place only once it passes, so a
 failed or partial download leaves nothing behind. The cache is content-addressed (one folder
 per output md5): another revision with the same model reuses it, a retrained model gets its own.
@@ -47,11 +49,14 @@ STALE_S = 24 * 3600  # a staging folder this old was left by a killed pull, not 
 
 @dataclass(frozen=True)
 class Output:
-    """One model folder as dvc.lock records it: its path in the repository and its ``.dir`` md5."""
+    """One model folder: its path in the repository, the md5 DVC would give that folder (without
+    the ".dir" suffix) and its files ({relpath: md5}), from the checked manifest of the stage's
+    output that holds every model."""
 
     name: str
     path: str
-    md5: str  # without DVC's ".dir" suffix
+    md5: str
+    files: dict[str, str]
 
 
 def default_cache() -> Path:
@@ -95,26 +100,25 @@ def remote_options(remote: str | os.PathLike | None) -> dict:
     return {"remote": remote}
 
 
-def outputs(lock_text: str, folder: str, where: str) -> dict[str, Output]:
-    """{name: Output} of the model folders directly under ``folder`` that a dvc.lock records."""
+def folder_md5(lock_text: str, folder: str, where: str) -> str | None:
+    """The md5 (without ".dir") a dvc.lock records for the output ``folder`` (the stage writes
+    every model as a subfolder of it), or None when it records none."""
     import yaml
 
     try:
         lock = yaml.safe_load(lock_text) or {}
     except yaml.YAMLError as exc:
         raise DataError(f"{where}: not valid YAML ({exc})") from None
-    found: dict[str, Output] = {}
     for stage in (lock.get("stages") or {}).values():
         for out in (stage or {}).get("outs") or []:
-            path = PurePosixPath(str(out.get("path", "")))
-            if path.parent != PurePosixPath(folder):
+            if PurePosixPath(str(out.get("path", ""))) != PurePosixPath(folder):
                 continue
             md5 = str(out.get("md5") or "")
             if out.get("hash") != "md5" or not md5.endswith(".dir"):
-                raise DataError(f"{where}: output {path} has no DVC 3 directory md5 (hash: md5, md5: <...>.dir) "
+                raise DataError(f"{where}: output {folder} has no DVC 3 directory md5 (hash: md5, md5: <...>.dir) "
                                 f"to check a download against, got hash {out.get('hash')!r}, md5 {md5!r}")
-            found[path.name] = Output(path.name, str(path), md5[: -len(".dir")])
-    return found
+            return md5[: -len(".dir")]
+    return None
 
 
 def _file_md5(path: Path) -> str:
@@ -173,18 +177,38 @@ class _Source:
         except Exception as exc:  # DVC, scmrepo, dvc_data and fsspec each have their own types
             raise self.fail("cannot open the repository", exc) from None
 
+    def listing(self, path: str) -> dict[str, str | None]:
+        """{relpath: md5} of every file of the output ``path``, as the remote's manifest gives them."""
+        try:
+            found = self.fs.find(path, detail=True)
+        except Exception as exc:  # the remote's filesystem's, dvc_data's: reported with their type
+            raise self.fail(f"cannot list {path}", exc, remote=True) from None
+        return {PurePosixPath(p.lstrip("/")).relative_to(path).as_posix(): (info.get("dvc_info") or {}).get("md5")
+                for p, info in found.items()}
+
+    def models(self, folder: str, md5: str) -> dict[str, Output]:
+        """The model subfolders of the output ``folder``. Its manifest must hash to the md5 that
+        dvc.lock records (what git vouches for); then each file's md5 in it is trusted."""
+        files = self.listing(folder)
+        if not files or any(v is None for v in files.values()) or tree_md5(files) != md5:
+            raise DownloadError(f"{self.where}: the remote's manifest of {folder} does not match the md5 {md5}.dir "
+                                "that dvc.lock records (was it pushed with dvc push?)")
+        by_model: dict[str, dict[str, str]] = {}
+        for rel, file_md5 in files.items():
+            name, _, inner = rel.partition("/")
+            if inner:
+                by_model.setdefault(name, {})[inner] = file_md5
+        return {name: Output(name, f"{folder}/{name}", tree_md5(inner), inner) for name, inner in by_model.items()}
+
     def fetch(self, out: Output, into: Path) -> None:
         """Download ``out``'s files into the empty folder ``into``, each checked against the md5
-        the remote's manifest gives it."""
+        the (checked) manifest gives it."""
+        expected = out.files
         try:
-            found = self.fs.find(out.path, detail=True)
-            expected = {}
-            for path, info in found.items():
-                rel = PurePosixPath(path.lstrip("/")).relative_to(out.path).as_posix()
-                expected[rel] = (info.get("dvc_info") or {}).get("md5")
+            for rel in sorted(expected):
                 dest = into / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(path, str(dest))
+                self.fs.get_file(f"{out.path}/{rel}", str(dest))
         except Exception as exc:  # the remote's filesystem's, dvc_data's: reported with their type
             raise self.fail(f"cannot download {out.path}", exc, remote=True) from None
         if not expected:
@@ -241,6 +265,34 @@ def model_name(name: str, folder: str) -> str:
     return name
 
 
+def _record(root: Path, folder: str, md5: str) -> Path:
+    """Where the cache keeps the checked manifest of the output ``folder`` at ``md5``, so a cached
+    model loads without the remote."""
+    return root / PurePosixPath(folder).name / ".manifests" / f"{md5}.json"
+
+
+def _models(source: _Source, root: Path, folder: str, md5: str) -> tuple[dict[str, Output], bool]:
+    """The models of the output ``folder`` at ``md5``, and whether they came from the remote (to
+    be recorded once a pull succeeds): from the cache's record when there is one, else from the
+    remote's manifest, checked against dvc.lock."""
+    try:
+        known = json.loads(_record(root, folder, md5).read_text(encoding="utf-8"))
+        return {name: Output(name, f"{folder}/{name}", tree_md5(files), files) for name, files in known.items()}, False
+    except (OSError, ValueError, AttributeError):
+        return source.models(folder, md5), True  # none yet (or unreadable): ask the remote
+
+
+def _remember(root: Path, folder: str, md5: str, models: dict[str, Output]) -> None:
+    record = _record(root, folder, md5)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f"{STAGING}{os.getpid()}.json")
+        tmp.write_text(json.dumps({n: o.files for n, o in models.items()}, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, record)
+    except OSError:
+        pass  # a read-only cache still pulls, asking the remote each time
+
+
 def pull(name: str, repo: str | os.PathLike | None = None, rev: str | None = None,
          remote: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
          baseline: bool = False, dest: str | os.PathLike | None = None) -> Path:
@@ -256,7 +308,9 @@ def pull(name: str, repo: str | os.PathLike | None = None, rev: str | None = Non
     name = model_name(name, folder)
     source = _Source(resolve_repo(repo), rev, remote)
     try:
-        available = outputs(source.lock(), folder, f"{source.where}: dvc.lock")
+        root = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache()).absolute()
+        md5 = folder_md5(source.lock(), folder, f"{source.where}: dvc.lock")
+        available, fresh = _models(source, root, folder, md5) if md5 is not None else ({}, False)
         if name not in available:
             listed = ", ".join(sorted(available)) or "none"
             raise DataError(f"{source.where}: no model {name!r} under {folder}/ in dvc.lock; available: {listed}")
@@ -265,10 +319,11 @@ def pull(name: str, repo: str | os.PathLike | None = None, rev: str | None = Non
             target = Path(dest).expanduser().absolute()
             staging_dir = target.parent
         else:
-            root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache()
-            target = root.absolute() / PurePosixPath(folder).name / name / out.md5
-            staging_dir = root.absolute()
+            target = root / PurePosixPath(folder).name / name / out.md5
+            staging_dir = root
         if verified(target, out):
+            if fresh:
+                _remember(root, folder, md5, available)
             return target
         if dest is not None and target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise DataError(f"{target}: already exists and does not hold {out.path} at {source.where}; "
@@ -283,6 +338,8 @@ def pull(name: str, repo: str | os.PathLike | None = None, rev: str | None = Non
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
+        if fresh:
+            _remember(root, folder, md5, available)
         return target
     finally:
         source.close()

@@ -1,9 +1,9 @@
 """One SemSim split end to end: collect labelled reconstructions, train, score the held-out ones.
 
-``run_split`` is what the DVC stages call: ``semsim@<dataset>`` (and ``-attack``, ``-backbone``)
-train SemSim proper; ``ce-baseline@<dataset>`` (and ``-attack``, ``-backbone``) train the
-paper's cross-entropy baseline on the very same items. Two stage families, because the
-baseline does not depend on ``alpha``: an alpha experiment reruns only the triplet stages.
+``run_split`` is what the DVC stages run once per split (``runs.py``): ``semsim`` trains SemSim
+proper; ``ce-baseline`` trains the paper's cross-entropy baseline on the very same items. Two
+stages, because the baseline does not depend on ``alpha``: an alpha experiment reruns only the
+triplet stage.
 It returns the net, the card, the score rows and the metrics, and writes nothing (the stage
 writes them atomically).
 
@@ -69,7 +69,7 @@ def split_name(split: str, held_out: str) -> str:
     return f"{split}-{held_out}"
 
 
-def _string_list(params: Mapping, key: str) -> list[str]:
+def string_list(params: Mapping, key: str) -> list[str]:
     value = P.get(params, key, list)
     if not value or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"params: '{key}' must be a non-empty list of names, got {value!r}")
@@ -102,8 +102,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     root = Path(root)
     cfg: SemSimTrainConfig = from_params(params)
     seed = P.get(params, "seed", int)
-    datasets = _string_list(params, "datasets")
-    attacks = _string_list(params, "attacks")
+    datasets = string_list(params, "datasets")
+    attacks = string_list(params, "attacks")
     all_items = I.collect(root, datasets, attacks)
     train_items, test_items = I.split(all_items, split, held_out)
     name = split_name(split, held_out)

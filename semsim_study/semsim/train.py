@@ -88,7 +88,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     alpha = float(P.get(params, "alpha", (int, float)))
     if not alpha > 0:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
-    P.known(params, "semsim", ("device", "threads", "held_out_attacks", "held_out_backbones", "model", "training",
+    P.known(params, "semsim", ("device", "threads", "workers", "held_out_attacks", "held_out_backbones", "model", "training",
                                matched.KEY.rsplit(".", 1)[1]))
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
