@@ -6,7 +6,8 @@ import runpy
 import sys
 
 BENCHMARKS = ["benchmarks.train_throughput", "benchmarks.attack_throughput", "benchmarks.metrics_throughput",
-              "benchmarks.threads", "benchmarks.semsim_optimiser", "benchmarks.cpu_kernels"]
+              "benchmarks.threads", "benchmarks.semsim_optimiser", "benchmarks.cpu_kernels",
+              "benchmarks.pipeline_overhead"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:
