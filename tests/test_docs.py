@@ -90,7 +90,8 @@ def test_readme_starts_with_the_two_commands_ci_and_make_use():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     repro = re.search(r"^repro:.*\n((?:\t.*\n)+)", makefile, re.M)
     test = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
-    assert repro and "dvc repro" in repro.group(1)
+    assert repro and "scripts/repro" in repro.group(1)  # `dvc repro`, stage by stage on two lanes
+    assert '"dvc", "repro"' in (ROOT / "scripts" / "repro").read_text(encoding="utf-8")
     assert test and "python -m pytest" in test.group(1)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^make test\s*$", ci, re.M), ".ci/run must run the README's test command"
