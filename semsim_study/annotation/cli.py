@@ -142,6 +142,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
     for ds in datasets:
         tasks.update(read_tasks(Path(args.root) / "data" / "tasks" / ds / "tasks.csv"))
     options = dict(P.get(params, f"annotate.options.{fmt}", dict, {}) or {})
+    if args.task_map is not None:
+        if fmt != "label_studio":
+            raise ConfigError("--task-map is for Label Studio exports of blinded tasks (--format label_studio)")
+        options["task_map"] = args.task_map
     table = importers.import_answers(fmt, paths, tasks, skip_datasets=set(everything) - set(datasets), **options)
     stamps = table["submitted_at"][table["submitted_at"] != ""]
     print(f"{', '.join(map(str, paths))}: valid ({fmt}): {len(table)} answers by {table['annotator_id'].nunique()} "
@@ -160,10 +164,12 @@ def cmd_export_label_studio(args: argparse.Namespace) -> None:
     tasks = {}
     for ds in datasets:
         tasks.update(read_tasks(Path(args.root) / "data" / "tasks" / ds / "tasks.csv"))
-    counts = label_studio.export(tasks.values(), args.out, args.root, args.image_url)
+    seed = args.seed if args.seed is not None else P.get(params, "seed", int, 0)
+    counts = label_studio.export(tasks.values(), args.out, args.root, args.image_url, seed=seed)
     for protocol, n in counts.items():
-        log.info("protocol %s: %d tasks -> %s/%s/tasks.json, labelling config %s/%s/label_config.xml", protocol, n,
-                 args.out, protocol, args.out, protocol)
+        log.info("protocol %s: %d blinded tasks in a random order -> %s/%s/tasks.json, labelling config "
+                 "%s/%s/label_config.xml; keep %s/%s/%s (task key -> item id) for the import, do not upload it",
+                 protocol, n, args.out, protocol, args.out, protocol, args.out, protocol, label_studio.MAP_NAME)
 
 
 def cmd_audit_sheet(args: argparse.Namespace) -> None:
@@ -227,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
                        help="default: from the name (.csv, .sqlite/.db, .json, a folder)")
     check.add_argument("--dataset", action="append", help="the dataset(s) the answers are for (default: params datasets)")
     check.add_argument("--root", default=".", help="project root holding data/tasks")
+    check.add_argument("--task-map", help="Label Studio: the export's task_map.csv (default: the one beside each file)")
     check.add_argument("--params", default="params.yaml")
     check.set_defaults(func=cmd_validate)
 
@@ -239,8 +246,9 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--datasets", nargs="+", help="datasets to export (default: params datasets)")
     ls.add_argument("--out", required=True, help="folder for <A|B>/label_config.xml and <A|B>/tasks.json")
     ls.add_argument("--root", default=".", help="project root holding data/tasks and data/attacks")
-    ls.add_argument("--image-url", help="prefix for image URLs (paths under the root are appended); "
-                                        "default: images embedded as data URIs")
+    ls.add_argument("--image-url", help="URL at which --out is served: images are copied there under opaque names "
+                                        "(<A|B>/images/...) and referenced by it; default: embedded as data URIs")
+    ls.add_argument("--seed", type=int, help="seed of the task order (default: params seed)")
     ls.add_argument("--params", default="params.yaml")
     ls.set_defaults(func=cmd_export_label_studio)
 

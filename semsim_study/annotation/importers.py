@@ -39,6 +39,7 @@ from typing import Collection, Iterable, Mapping, Sequence
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from .label_studio import BLIND_KEY, MAP_NAME, read_map
 from .longformat import (COLUMNS, Expected, Record, TaskLike, dataset_of, default_expected, format_problems,
                          validate)
 
@@ -300,7 +301,8 @@ def _annotator(value: object) -> object:
 
 
 def _label_studio_records(path: Path, item_key: str, from_name: str | None,
-                          choice_map: Mapping[str, str] | None) -> tuple[list[Record], list[str]]:
+                          choice_map: Mapping[str, str] | None,
+                          keys: Mapping[str, str] | None) -> tuple[list[Record], list[str]]:
     text = _read_text(path)
     try:
         data = json.loads(text)
@@ -324,10 +326,20 @@ def _label_studio_records(path: Path, item_key: str, from_name: str | None,
             problems.append(f"{at}: no 'annotations'{hint}")
             continue
         payload = task.get("data")
-        if not isinstance(payload, dict) or item_key not in payload:
+        if isinstance(payload, dict) and BLIND_KEY in payload and item_key not in payload:
+            if keys is None:  # a blinded export (label_studio.export) names its tasks by opaque keys
+                problems.append(f"{at}: data.{BLIND_KEY} is a blinded task's key, and no task map was given "
+                                f"(put the export's {MAP_NAME} beside {path.name}, or set task_map)")
+                continue
+            if payload[BLIND_KEY] not in keys:
+                problems.append(f"{at}: data.{BLIND_KEY} {payload[BLIND_KEY]!r} is not in the task map")
+                continue
+            item_id = keys[payload[BLIND_KEY]]
+        elif not isinstance(payload, dict) or item_key not in payload:
             problems.append(f"{at}: no data.{item_key} (the item id; set the key with item_key)")
             continue
-        item_id = payload[item_key]
+        else:
+            item_id = payload[item_key]
         annotations = task["annotations"]
         if not isinstance(annotations, list):
             problems.append(f"{at}: 'annotations' is not a list")
@@ -371,8 +383,8 @@ def _label_studio_records(path: Path, item_key: str, from_name: str | None,
 
 def read_label_studio(paths: PathLike | Iterable[PathLike], tasks: Mapping[str, TaskLike], *,
                       item_key: str = "item_id", from_name: str | None = None,
-                      choice_map: Mapping[str, str] | None = None, expected: Expected = default_expected,
-                      skip_datasets: Collection[str] = ()) -> pd.DataFrame:
+                      choice_map: Mapping[str, str] | None = None, task_map: PathLike | None = None,
+                      expected: Expected = default_expected, skip_datasets: Collection[str] = ()) -> pd.DataFrame:
     """A Label Studio JSON export of a choices task.
 
     Each task's ``data[item_key]`` is the item id; each annotation (cancelled ones, i.e.
@@ -382,12 +394,19 @@ def read_label_studio(paths: PathLike | Iterable[PathLike], tasks: Mapping[str, 
     ``completed_by`` (the user id, or its email when exported expanded); ``submitted_at`` is
     the annotation's ``updated_at`` (its last edit), else ``created_at``. The protocol is the
     task's (``data.protocol``, if the export has it, must agree).
+
+    Tasks of a blinded export (``label_studio.export``) carry ``data.task_key`` instead: their
+    item ids come from the export's task map, ``task_map`` if given, else the ``task_map.csv``
+    beside each export file.
     """
     paths = _as_paths(paths)
     records: list[Record] = []
     problems: list[str] = []
+    given = read_map(task_map) if task_map is not None else None
     for path in paths:
-        r, p = _label_studio_records(path, item_key, from_name, choice_map)
+        beside = Path(path).parent / MAP_NAME
+        keys = given if given is not None else (read_map(beside) if beside.is_file() else None)
+        r, p = _label_studio_records(path, item_key, from_name, choice_map, keys)
         records += r
         problems += p
     fixed = []
@@ -408,7 +427,7 @@ def import_answers(source: str, paths: Sequence[PathLike], tasks: Mapping[str, T
                    expected: Expected = default_expected, skip_datasets: Collection[str] = (),
                    **options) -> pd.DataFrame:
     """Read ``paths`` as ``source`` (one of SOURCES); ``options`` go to that reader
-    (paper_folders: ``mapping``; label_studio: ``item_key``, ``from_name``, ``choice_map``)."""
+    (paper_folders: ``mapping``; label_studio: ``item_key``, ``from_name``, ``choice_map``, ``task_map``)."""
     readers = {"csv": read_csv_answers, "app": read_app_db, "paper_folders": read_paper_folders,
                "label_studio": read_label_studio}
     if source not in readers:
