@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -40,29 +39,24 @@ def _seconds(cmd: list[str], repeat: int) -> float:
     return statistics.median(times)
 
 
-def families() -> Counter:
-    """Stage family -> (module, number of stages) from dvc.yaml and params.yaml."""
+def _param(params: dict, ref: str):
+    """The params value a dvc.yaml reference (``${semsim.held_out_attacks}``) names."""
+    node = params
+    for part in ref.strip("${}").split("."):
+        node = node[part]
+    return node
+
+
+def families() -> dict[str, tuple[str, int]]:
+    """Stage family -> (module it runs, number of stages) from dvc.yaml and params.yaml."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     out = {}
     for name, stage in stages.items():
-        body = stage.get("do", stage)
-        module = body["cmd"].split("python -m ", 1)[1].split()[0]
-        if "foreach" in stage:
-            key = stage["foreach"].strip("${}")
-            node = params
-            for part in key.split("."):
-                node = node[part]
-            count = len(node)
-        elif "matrix" in stage:
-            count = 1
-            for values in stage["matrix"].values():
-                node = params
-                for part in str(values).strip("${}").split("."):
-                    node = node[part]
-                count *= len(node) if isinstance(values, str) else len(values)
-        else:
-            count = 1
+        module = stage.get("do", stage)["cmd"].split("python -m ", 1)[1].split()[0]
+        count = len(_param(params, stage["foreach"])) if "foreach" in stage else 1
+        for values in stage.get("matrix", {}).values():
+            count *= len(_param(params, values) if isinstance(values, str) else values)
         out[name] = (module, count)
     return out
 

@@ -193,12 +193,7 @@ class _Source:
         if not files or any(v is None for v in files.values()) or tree_md5(files) != md5:
             raise DownloadError(f"{self.where}: the remote's manifest of {folder} does not match the md5 {md5}.dir "
                                 "that dvc.lock records (was it pushed with dvc push?)")
-        by_model: dict[str, dict[str, str]] = {}
-        for rel, file_md5 in files.items():
-            name, _, inner = rel.partition("/")
-            if inner:
-                by_model.setdefault(name, {})[inner] = file_md5
-        return {name: Output(name, f"{folder}/{name}", tree_md5(inner), inner) for name, inner in by_model.items()}
+        return _by_model(folder, files)
 
     def fetch(self, out: Output, into: Path) -> None:
         """Download ``out``'s files into the empty folder ``into``, each checked against the md5
@@ -265,6 +260,16 @@ def model_name(name: str, folder: str) -> str:
     return name
 
 
+def _by_model(folder: str, files: dict[str, str]) -> dict[str, Output]:
+    """The manifest of the output ``folder`` ({relpath: md5}) as one Output per model subfolder."""
+    by_model: dict[str, dict[str, str]] = {}
+    for rel, file_md5 in files.items():
+        name, _, inner = rel.partition("/")
+        if inner:
+            by_model.setdefault(name, {})[inner] = file_md5
+    return {name: Output(name, f"{folder}/{name}", tree_md5(inner), inner) for name, inner in by_model.items()}
+
+
 def _record(root: Path, folder: str, md5: str) -> Path:
     """Where the cache keeps the checked manifest of the output ``folder`` at ``md5``, so a cached
     model loads without the remote."""
@@ -276,10 +281,12 @@ def _models(source: _Source, root: Path, folder: str, md5: str) -> tuple[dict[st
     be recorded once a pull succeeds): from the cache's record when there is one, else from the
     remote's manifest, checked against dvc.lock."""
     try:
-        known = json.loads(_record(root, folder, md5).read_text(encoding="utf-8"))
-        return {name: Output(name, f"{folder}/{name}", tree_md5(files), files) for name, files in known.items()}, False
-    except (OSError, ValueError, AttributeError):
-        return source.models(folder, md5), True  # none yet (or unreadable): ask the remote
+        files = json.loads(_record(root, folder, md5).read_text(encoding="utf-8"))
+        if isinstance(files, dict) and tree_md5(files) == md5:  # the record is the manifest itself: it checks
+            return _by_model(folder, files), False
+    except (OSError, ValueError, TypeError):
+        pass
+    return source.models(folder, md5), True  # none yet (or unreadable, or not this md5's): ask the remote
 
 
 def _remember(root: Path, folder: str, md5: str, models: dict[str, Output]) -> None:
@@ -287,7 +294,8 @@ def _remember(root: Path, folder: str, md5: str, models: dict[str, Output]) -> N
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
         tmp = record.with_name(f"{STAGING}{os.getpid()}.json")
-        tmp.write_text(json.dumps({n: o.files for n, o in models.items()}, sort_keys=True), encoding="utf-8")
+        manifest = {f"{n}/{rel}": md5 for n, o in models.items() for rel, md5 in o.files.items()}
+        tmp.write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
         os.replace(tmp, record)
     except OSError:
         pass  # a read-only cache still pulls, asking the remote each time

@@ -306,7 +306,7 @@ def _metrics(model: str, history: list[dict], fit_items, selection_items, select
 KEYS = {"semsim": "", "semsim_untrained": "_random_init", "ce_distance": "_ce"}  # score column -> key suffix
 
 
-# the few numbers of a split's record that `dvc metrics show` lists (the rest: reports/<model>/<name>.json)
+# the few numbers of a split's record its stage logs when it finishes (all of it: reports/<model>/<name>.json)
 HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_random_init",
                        "heldout_triplet_accuracy_matched", "heldout_triplet_accuracy_random_init_matched",
                        "selected_epoch"),
