@@ -32,7 +32,7 @@ def main() -> None:
     ctx = jobs.Context(
         dataset=args.dataset, attack=args.attack, prepared_dir=f"data/prepared/{args.dataset}",
         model_dir=f"models/{args.dataset}", work_dir=f"data/attack_jobs/{args.dataset}/{args.attack}",
-        config=configs.from_params(params, args.attack), seed=P.get(params, "seed", int),
+        config=configs.from_params(params, args.attack, args.dataset), seed=P.get(params, "seed", int),
         device=resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
     )
     model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]

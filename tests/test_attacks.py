@@ -209,6 +209,26 @@ def test_reference_configs_and_overrides():
         configs.build("dlg", {"distance": "l1"})
 
 
+def test_dataset_overrides_apply_on_top_of_the_attack_and_to_their_dataset_only():
+    params = {"datasets": ["digits", "faces"],
+              "attack": {"methods": {"dlg": {"iterations": 8, "budgets": [2, 4]}},
+                         "datasets": {"digits": {}, "faces": {"dlg": {"iterations": 32, "budgets": [2, 4, 8, 16]}}}}}
+    faces, digits = configs.from_params(params, "dlg", "faces"), configs.from_params(params, "dlg", "digits")
+    assert (faces.iterations, faces.snapshots) == (32, (2, 4, 8, 16, 32))
+    assert (digits.iterations, digits.snapshots) == (8, (2, 4, 8))
+    assert configs.from_params(params, "idlg", "faces") == configs.from_params(params, "idlg")
+    bad = {**params, "attack": {**params["attack"], "datasets": {"faces": {"dlg": {"iterations": 0}}}}}
+    with pytest.raises(ConfigError, match="no entry for dataset 'digits'"):
+        configs.from_params(bad, "dlg", "digits")
+    with pytest.raises(ConfigError, match=r"attack\.datasets\.faces\.dlg\.iterations must be a positive integer"):
+        configs.from_params(bad, "dlg", "faces")
+    with pytest.raises(ConfigError, match="'attack.datasets.faces.dlg.steps' is not a known key"):
+        configs.from_params({**params, "attack": {"datasets": {"digits": {}, "faces": {"dlg": {"steps": 3}}}}},
+                            "dlg", "faces")
+    with pytest.raises(ConfigError, match="'attack.datasets.faces.ggl' is not a known key"):
+        configs.from_params({**params, "attack": {"datasets": {"digits": {}, "faces": {"ggl": {}}}}}, "dlg", "faces")
+
+
 @pytest.mark.parametrize("key,value,expected", [
     ("iterations", "ten", "a positive integer"), ("iterations", 2.5, "a positive integer"),
     ("iterations", True, "a positive integer"), ("iterations", -3, "a positive integer"),

@@ -272,6 +272,19 @@ def test_geometry_params_name_the_key(training, match):
         train.from_params(F.params(**training))
 
 
+@pytest.mark.parametrize("mode", ["batch", "frozen"])
+def test_frozen_batch_norm_keeps_its_statistics_and_trains_its_scale(fx, mode):
+    """Frozen: the running statistics stay at mean 0, variance 1 (nothing of the training domains'
+    statistics reaches a new domain) while the weights, BN's scale and shift included, still learn."""
+    p = F.params(epochs=1, batch_norm=mode, selection_fraction=0.0)
+    result = study.run_split(p, "dataset", "gamma", fx)
+    bns = [m for m in result.net.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and result.card["batch_norm"]["mode"] == mode
+    stats_moved = any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
+    assert stats_moved == (mode == "batch")
+    assert any(not torch.equal(m.weight, torch.ones_like(m.weight)) for m in bns)  # the scale trained
+
+
 def test_geometry_is_required():
     p = F.params()
     del p["semsim"]["training"]["geometry"]
@@ -398,3 +411,31 @@ def test_trained_semsim_beats_its_untrained_network_on_every_held_out_domain(one
         assert m["heldout_triplet_accuracy"] > m["heldout_triplet_accuracy_random_init"], (ds, m)
         assert m["heldout_triplet_accuracy_matched"] > m["heldout_triplet_accuracy_random_init_matched"], (ds, m)
         assert m["trained_matches_random_init"] and m["trained_matches_random_init_matched"]
+
+
+# -- recipe search (nested leave-one-dataset-out) ----------------------------------------------
+
+def test_recipe_search_never_reads_the_outer_held_out_dataset(fx, monkeypatch):
+    from semsim_study.semsim import recipe_search
+
+    p = recipe_search.apply_overrides(F.params(epochs=1), ["semsim.training.lr=0.01", "semsim.training.batch_norm=frozen"])
+    assert p["semsim"]["training"]["lr"] == 0.01 and p["semsim"]["training"]["batch_norm"] == "frozen"
+    read = []
+    real = I.collect
+
+    def spy(root, datasets, attacks):
+        read.append(tuple(datasets))
+        return real(root, datasets, attacks)
+
+    monkeypatch.setattr(I, "collect", spy)
+    rows = recipe_search.run(p, root=str(fx), workers=1)
+    assert [(r["outer"], r["inner"]) for r in rows] == recipe_search.inner_splits(["alpha", "beta", "gamma"])
+    for r, datasets in zip(rows, read):
+        assert r["outer"] not in datasets and r["inner"] in datasets, (r, datasets)
+    s = recipe_search.summarise(rows)
+    assert s["splits"] == 6 and 0 <= s["splits_not_worse"] <= 6 and isinstance(s["gain"], float)
+    for bad, match in ((["semsim.training.lrr=0.01"], "'semsim.training.lrr' is not a known key"), (["semsim.training.lr"], "expected dotted.key=value"),
+                       (["semsim.training.lr=-1"], "semsim.training.lr"),
+                       (["nope.lr=1"], "no section 'nope'")):
+        with pytest.raises(ConfigError, match=match):
+            recipe_search.apply_overrides(F.params(), bad)

@@ -17,7 +17,11 @@ image under both ``per_image`` and ``per_triplet``.
 
 Our additions, off when their params are 0 or absent: colour jitter on every image drawn
 (``colour``: saturation, hue, greyscale; see ``colour.py``) and model selection on held-back
-originals of the training domains (``selection_fraction``; see ``selection.py``).
+originals of the training domains (``selection_fraction``; see ``selection.py``); batch norm
+with frozen statistics (``batch_norm: frozen``): a net trained with batch statistics scores a
+new domain with the running averages of the training domains (colour photos and glyphs, say,
+when it scores grey faces), which moves every embedding of that domain; frozen statistics
+keep BN a learned scale and shift, as in fine-tuning detectors.
 
 The cross-entropy baseline is the official code's ``--semsim False``: the same backbone,
 with a linear classifier on its features, trained over the classes of the official
@@ -72,6 +76,7 @@ class SemSimTrainConfig:
     colour: colour.ColourJitter = colour.ColourJitter()
     selection_fraction: float = 0.0
     matched_db: float = 2.0
+    batch_norm: str = "batch"
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -93,7 +98,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
-                                        "geometry", "crop_flip"))
+                                        "geometry", "crop_flip", "batch_norm"))
     backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
@@ -118,8 +123,16 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         colour=colour.from_params(params),
         selection_fraction=selection.from_params(params),
         matched_db=matched.from_params(params),
+        batch_norm=P.choice(params, "semsim.training.batch_norm", BATCH_NORM, "batch"),
     )
     return cfg
+
+
+BATCH_NORM = {
+    "batch": "batch statistics while training, their running averages when scoring (the official code)",
+    "frozen": "running statistics kept at their initial values (mean 0, variance 1), so batch norm is a learned "
+              "per-channel scale and shift: the embedding carries no statistics of the training domains to a new one",
+}
 
 
 GEOMETRIES = {
@@ -229,6 +242,10 @@ class _Trainer:
     def start_epoch(self, epoch: int) -> float:
         self.opt.lr = lr_at(self.cfg, epoch)
         self.net.train()
+        if self.cfg.batch_norm == "frozen":
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         if self.head is not None:
             self.head.train()
         return self.opt.lr
