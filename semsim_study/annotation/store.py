@@ -333,6 +333,20 @@ class Store:
             row = db.execute("SELECT annotator_id FROM annotators WHERE token_sha256=?", (token_hash(token),)).fetchone()
         return row[0] if row else None
 
+    def rotate_admin_token(self) -> str:
+        """A new admin token (the status page's; the old one stops working), shown once: only its
+        hash is stored. It is no annotator's: it signs nobody in to answer, and no annotator
+        token opens the status page."""
+        token = secrets.token_urlsafe(24)
+        self.set_setting("admin_token_sha256", token_hash(token))
+        return token
+
+    def is_admin(self, token: str) -> bool:
+        if not isinstance(token, str) or not 16 <= len(token) <= 128:
+            return False
+        stored = self.setting("admin_token_sha256")
+        return stored is not None and hmac.compare_digest(stored, token_hash(token))
+
     # ------------------------------------------------------------------ allocation
 
     @staticmethod
@@ -544,6 +558,12 @@ class Store:
         """(item_id, annotator_id, protocol, answer, submitted_at, lead_time) of every answer."""
         with self.connect(readonly=True) as db:
             return db.execute(f"SELECT {', '.join(ANSWER_COLUMNS)}, lead_time FROM answers "
+                              "ORDER BY item_id, annotator_id").fetchall()
+
+    def gold_rows(self) -> list[tuple]:
+        """(item_id, annotator_id, kind, correct, lead_time) of every gold answer."""
+        with self.connect(readonly=True) as db:
+            return db.execute("SELECT item_id, annotator_id, kind, correct, lead_time FROM gold_answers "
                               "ORDER BY item_id, annotator_id").fetchall()
 
     def export_csv(self, out: str | Path) -> int:
