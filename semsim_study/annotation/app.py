@@ -77,7 +77,8 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
         raise ValueError("a gold item got the ref of another item; regenerate the database secret")
     pool = Pool(catalog.item_ids, seed, groups=[gold.exposure_key(e.task) for e in catalog.entries],
                 max_views=max_views_per_original, gold_rate=gold_rate,
-                gold={e.task.item_id: (e.task.kind, gold.exposure_key(e.task)) for e in golden})
+                gold={e.task.item_id: (e.task.kind, gold.exposure_key(e.task) if e.task.shows_original else None)
+                      for e in golden})
     app.config["POOL"] = pool  # serve prints what K needs under the exposure rule
     tasks = {e.task.item_id: e.task for e in catalog.entries}
     k = annotators_per_item

@@ -123,11 +123,11 @@ def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, sour
     # reader options of this source only (paper_folders: mapping; label_studio: item_key, from_name, choice_map)
     options = dict(P.get(params, f"annotate.options.{source}", dict, {}) or {})
     others = set(P.get(params, "datasets", list)) - {dataset}
+    threshold = quality.min_gold_accuracy(params, source)
     answers = importers.import_answers(source, paths, tasks, skip_datasets=others, **options)
     info = {"source": "human", "format": source, "paths": [str(p) for p in paths]}
-    threshold = quality.min_gold_accuracy(params)
     if threshold is not None:
-        answers, info["excluded_annotators"] = quality.exclude(answers, source, paths, threshold)
+        answers, info["excluded_annotators"] = quality.exclude(answers, paths, threshold)
         info["min_gold_accuracy"] = threshold
     return answers, info
 

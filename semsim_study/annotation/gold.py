@@ -55,6 +55,11 @@ class GoldItem:
     truth: str
     candidates: tuple[str, ...]
 
+    @property
+    def shows_original(self) -> bool:
+        """Protocol A noise shows only noise: it cannot prime anyone about an original."""
+        return self.kind == "clean" or self.protocol == "B"
+
     def correct(self, answer: str) -> bool:
         if self.protocol == "B":
             return answer == (SAME if self.kind == "clean" else DIFFERENT)

@@ -21,12 +21,17 @@ from ..errors import ConfigError, DataError
 from .tasks import QUALITY_KEYS
 
 
-def min_gold_accuracy(params: Mapping) -> float | None:
-    """``annotate.quality.min_gold_accuracy``: None, or a share in [0, 1]."""
+def min_gold_accuracy(params: Mapping, source: str) -> float | None:
+    """``annotate.quality.min_gold_accuracy``: None, or a share in [0, 1], refused (before any
+    file is read) for a source that holds no gold answers."""
     P.known(params, "annotate.quality", QUALITY_KEYS)
     if P.get(params, "annotate.quality.min_gold_accuracy", None, None) is None:
         return None
-    return P.number(params, "annotate.quality.min_gold_accuracy", at_least=0.0, at_most=1.0)
+    threshold = P.number(params, "annotate.quality.min_gold_accuracy", at_least=0.0, at_most=1.0)
+    if source != "app":
+        raise ConfigError(f"params: 'annotate.quality.min_gold_accuracy' is set but the source is {source!r}: "
+                          "gold answers are kept only in the app's database (source app); set it to null otherwise")
+    return threshold
 
 
 def gold_stats(paths: Iterable[str | Path]) -> dict[str, dict]:
@@ -62,14 +67,8 @@ def below(stats: Mapping[str, Mapping], threshold: float) -> list[dict]:
             for who, s in sorted(stats.items()) if s["gold_answers"] and s["gold_accuracy"] < threshold]
 
 
-def exclude(answers: pd.DataFrame, source: str, paths: Iterable[str | Path],
-            threshold: float | None) -> tuple[pd.DataFrame, list[dict]]:
+def exclude(answers: pd.DataFrame, paths: Iterable[str | Path], threshold: float) -> tuple[pd.DataFrame, list[dict]]:
     """The answers without annotators below the gold threshold, and who was left out."""
-    if threshold is None:
-        return answers, []
-    if source != "app":
-        raise ConfigError(f"params: 'annotate.quality.min_gold_accuracy' is set but 'annotate.source' is {source!r}: "
-                          "gold answers are kept only in the app's database (source app); set it to null otherwise")
     out = below(gold_stats(paths), threshold)
     names = {row["annotator"] for row in out}
     return answers[~answers["annotator_id"].isin(names)].reset_index(drop=True), out
