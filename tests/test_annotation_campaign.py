@@ -134,6 +134,7 @@ def test_admin_page_and_api_need_the_admin_token(camp, tmp_path):
     page = admin.get("/admin")
     assert page.status_code == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert b'id="coverage"' in page.data and b"alice" in page.data and page.headers["Cache-Control"] == "no-store"
+    assert b"<td>pairs</td><td>B</td><td>0</td><td>8</td>" in page.data  # rendered values, not their methods
     data = anon.get("/api/admin/status", headers={"Authorization": f"Bearer {token}"}).json
     assert [(r["dataset"], r["protocol"], r["items"]) for r in data["coverage"]] == [("pairs", "B", 8), ("toy", "A", 8)]
     assert raw_token_not_stored(camp["store"], token)
