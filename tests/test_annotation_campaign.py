@@ -17,7 +17,7 @@ from semsim_study.annotation.app import ADMIN_COOKIE, COOKIE, create_app
 from semsim_study.annotation.catalog import Catalog
 from semsim_study.annotation.status import status
 from semsim_study.annotation.store import Store
-from semsim_study.errors import ConfigError
+from semsim_study.errors import ConfigError, DataError
 
 from .annotation_helpers import project
 
@@ -181,8 +181,16 @@ def test_annotators_below_the_gold_threshold_are_left_out_and_named(camp, monkey
     assert result.summary["excluded_annotators"] == [
         {"annotator": "bob", "gold_accuracy": 0.0, "gold_answers": stats["bob"]["gold_answers"]}]
     assert result.summary["min_gold_accuracy"] == 0.8
+    assert json.loads(json.dumps(result.summary))["excluded_annotators"][0]["annotator"] == "bob"  # as the stage writes it
     kept = collect.run({**params, "annotate": {**params["annotate"], "quality": {"min_gold_accuracy": None}}}, "toy")
     assert set(kept.answers["annotator_id"]) == {"alice", "bob"} and "excluded_annotators" not in kept.summary
+    strict = copy.deepcopy(params)
+    strict["annotate"]["quality"]["min_gold_accuracy"] = 1.0
+    assert set(collect.run(strict, "toy").answers["annotator_id"]) == {"alice"}  # right every time: kept
+    with sqlite3.connect(db) as con:  # alice's gold record spoilt by hand: nobody is left
+        con.execute("UPDATE gold_answers SET correct=0 WHERE annotator_id='alice'")
+    with pytest.raises(DataError, match="every annotator with answers here is below"):
+        collect.run(strict, "toy")
     csv_params = copy.deepcopy(params)
     csv_params["annotate"]["source"] = "csv"
     with pytest.raises(ConfigError, match="gold answers are kept only in the app's database"):
@@ -208,3 +216,19 @@ def test_database_has_no_gold_in_answers_table(camp):
     with sqlite3.connect(camp["store"].path) as db:
         assert not db.execute("SELECT 1 FROM answers WHERE item_id LIKE 'gold:%'").fetchone()
         assert db.execute("SELECT COUNT(*) FROM gold_answers").fetchone()[0] > 0
+
+
+def test_gold_refuses_an_original_outside_the_attack_folders(camp):
+    """Protocol A items never show their original, so the catalog checks it only when gold needs it."""
+    root = camp["root"]
+    path = root / "data/tasks/toy/tasks.csv"
+    text = path.read_text()
+    original = text.splitlines()[1].split(",")[8]
+    (root / "data/prepared").mkdir(parents=True)
+    (root / "data/prepared/leak.png").write_bytes((root / original).read_bytes())
+    path.write_text(text.replace(original, "data/prepared/leak.png"))
+    catalog = Catalog.load(root, ["toy"], camp["store"].ref)
+    with pytest.raises(DataError, match="original data/prepared/leak.png lies outside"):
+        gold.build(catalog, camp["store"].ref)
+    with pytest.raises(DataError, match="lies outside"):
+        create_app(catalog, camp["store"], annotators_per_item=2, gold_rate=0.1)

@@ -237,17 +237,16 @@ def test_max_views_two(store):
 
 
 def test_fifty_concurrent_annotators_never_see_an_original_twice(tmp_path):
-    """50 threads, each its own annotator, against one Store: allocation's exposure check and
-    lease are one transaction, so no race hands anyone two reconstructions of one original."""
-    path = tmp_path / "answers.sqlite"
-    Store(path)
+    """50 threads, each its own annotator, against one Store (as the app's server threads share
+    one): allocation's exposure check and lease are one transaction, so no race hands anyone two
+    reconstructions of one original."""
+    store = Store(tmp_path / "answers.sqlite")
     pool = exposure_pool(1)
     k = 4  # 12 items x 4 = 48 answers from 50 people who may take 3 each
     errors: list[str] = []
     start = threading.Barrier(50)
 
     def work(who: str) -> None:
-        store = Store(path)
         try:
             start.wait(timeout=30)
             while True:
@@ -258,7 +257,7 @@ def test_fifty_concurrent_annotators_never_see_an_original_twice(tmp_path):
         except Exception as exc:  # reported below: an exception in a thread would be lost
             errors.append(f"{who}: {exc!r}")
         finally:
-            store.close()
+            store.close()  # this thread's connection
 
     threads = [threading.Thread(target=work, args=(f"ann{i:02d}",)) for i in range(50)]
     for th in threads:
@@ -266,7 +265,6 @@ def test_fifty_concurrent_annotators_never_see_an_original_twice(tmp_path):
     for th in threads:
         th.join(timeout=120)
     assert not errors, errors[:3]
-    store = Store(path)
     assert max(originals_seen(store).values()) == 1
     rows = store.answer_rows()
     assert not [who for who, n in Counter((r[1], RECONS[r[0]]) for r in rows).items() if n > 1]

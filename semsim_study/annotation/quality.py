@@ -69,6 +69,12 @@ def below(stats: Mapping[str, Mapping], threshold: float) -> list[dict]:
 
 def exclude(answers: pd.DataFrame, paths: Iterable[str | Path], threshold: float) -> tuple[pd.DataFrame, list[dict]]:
     """The answers without annotators below the gold threshold, and who was left out."""
+    paths = list(paths)
     out = below(gold_stats(paths), threshold)
     names = {row["annotator"] for row in out}
-    return answers[~answers["annotator_id"].isin(names)].reset_index(drop=True), out
+    kept = answers[~answers["annotator_id"].isin(names)].reset_index(drop=True)
+    if kept.empty:
+        raise DataError(f"{', '.join(map(str, paths))}: every annotator with answers here is below "
+                        f"'annotate.quality.min_gold_accuracy' {threshold} ({', '.join(sorted(names))}): "
+                        "no answers are left to aggregate")
+    return kept, out
