@@ -29,11 +29,8 @@ import logging
 import sys
 from pathlib import Path
 
-from collections import Counter
-
 from .. import params as P
 from ..errors import ConfigError, StudyError
-from . import gold
 from .status import campaign, exposure_line, record_campaign
 from .store import Store
 
@@ -79,10 +76,9 @@ def make_server(args: argparse.Namespace, params: dict):
     app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease, allowed_hosts=allowed,
                      max_views_per_original=views or None, gold_rate=gold_rate)
     pool = app.config["POOL"]
-    per_original = max(Counter(gold.exposure_key(e.task) for e in catalog.entries).values(), default=0)
     record_campaign(store, {"datasets": list(datasets), "annotators_per_item": k, "max_views_per_original": views or None,
                             "gold_rate": gold_rate, "people_needed": pool.people_needed(k),
-                            "reconstructions_per_original": per_original})
+                            "reconstructions_per_original": pool.per_original})
     port = args.port if args.port is not None else P.get(params, "annotate.app.port", int, 8765)
     server = waitress.create_server(app, host=host, port=port, threads=args.threads, ident="semsim-annotation")
     return server, catalog, k

@@ -170,14 +170,18 @@ class Pool:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def per_original(self) -> int:
+        """R: the most items that share one original."""
+        return int(np.bincount(self.group).max()) if len(self.items) else 0
+
     def people_needed(self, k: int) -> int:
         """The fewest annotators that can give every item K answers: with R reconstructions of
         one original and at most v views of it per person, ceil(R * K / v) (the largest R counts)."""
-        if not len(self.items):
+        largest = self.per_original
+        if not largest:
             return 0
-        largest = int(np.bincount(self.group).max())
-        views = self.max_views or largest
-        return -(-largest * k // min(views, largest))
+        return -(-largest * k // min(self.max_views or largest, largest))
 
     def rank(self, annotator_id: str, salt: int = 0) -> np.ndarray:
         """rank[i]: where item i comes in this annotator's order among equally covered items
