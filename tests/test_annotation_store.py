@@ -269,3 +269,12 @@ def test_fifty_concurrent_annotators_never_see_an_original_twice(tmp_path):
     rows = store.answer_rows()
     assert not [who for who, n in Counter((r[1], RECONS[r[0]]) for r in rows).items() if n > 1]
     assert Counter(r[0] for r in rows) == {i: k for i in RECONS}  # and still exactly K each
+
+
+def test_answers_from_before_the_views_table_count_as_views(store):
+    pool = exposure_pool(1)
+    first = next(iter(RECONS))
+    with sqlite3.connect(store.path) as db:  # an answer of a database made before exposure control
+        db.execute("INSERT INTO answers VALUES (?, 'alice', 'A', 'x', '2026-01-01T00:00:00+00:00', NULL)", (first,))
+    got = answer_all(store, "alice", pool, 3)
+    assert RECONS[first] not in {RECONS[i] for i in got} and len(got) == len(ORIGINALS) - 1

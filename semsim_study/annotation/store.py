@@ -399,6 +399,7 @@ class Store:
         new view of an original they have already seen ``max_views`` reconstructions of."""
         open_ = (~mine) & (load < k)
         if pool.max_views is not None:
+            seen = seen | mine  # answers given before the views table existed count as views too
             views = np.bincount(pool.group[seen], minlength=pool.groups)
             open_ &= seen | (views[pool.group] < pool.max_views)
         return open_
@@ -409,6 +410,7 @@ class Store:
         if pool.max_views is None:
             available = int(open_.sum())
         else:  # one original's reconstructions count up to the views of it the annotator has left
+            seen = seen | mine
             views = np.bincount(pool.group[seen], minlength=pool.groups)
             new = np.bincount(pool.group[open_ & ~seen], minlength=pool.groups)
             available = int((open_ & seen).sum() + np.minimum(new, np.maximum(pool.max_views - views, 0)).sum())
