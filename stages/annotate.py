@@ -8,7 +8,8 @@ long-format CSV first and imported from it like any other file.
 
 Output data/annotations/<dataset>/: answers.csv, items.csv, sets.csv (contract 4),
 annotators.json (the source, and for simulated answers the pool and the observer network);
-the full summary reports/annotate/<dataset>.json (coverage, recognised rate, agreement) and
+the full summary reports/annotate/<dataset>.json (coverage, recognised rate, agreement, and who
+the gold threshold annotate.quality.min_gold_accuracy left out) and
 its headline reports/metrics/annotate-<dataset>.json (DVC metrics).
 """
 

@@ -363,10 +363,13 @@ def test_token_links_name_where_the_app_is_served(tmp_path, env):
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
-        line = ""
+        line, lines = "", []
         while "annotators open" not in line and time.time() < deadline:
             line = proc.stderr.readline()
+            lines.append(line)
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        # 4 reconstructions of each original (2 models x 2 attacks), K = 3, one view each
+        assert any("at least 12 people are needed (ceil(4 x 3 / 1))" in x for x in lines), lines
         assert port != 8765
         out = subprocess.run([sys.executable, "-m", "semsim_study.annotation", "tokens", "--db", str(db), "--add",
                               "erin", "--params", str(tmp_path / "no.yaml")], capture_output=True, text=True, timeout=60)

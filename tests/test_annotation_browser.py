@@ -2,7 +2,8 @@
 
 Both protocols with their keyboard shortcuts (keys always match the label on screen), the
 instructions screen before each protocol, the time per answer, a full short session with
-sign-out and resume, the layout at phone width, and a check that the images really render. No browser is downloaded: Playwright drives
+sign-out and resume, the layout at phone width, a check that the images really render, a gold
+item answered like any other (and kept out of the answers), and the admin status page. No browser is downloaded: Playwright drives
 /usr/bin/chromium, which .ci/run installs. Outside CI the tests skip when it is missing; in CI
 (CI=true) they fail instead, so a broken install cannot pass unnoticed.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semsim_study.annotation import gold
 from semsim_study.annotation.app import create_app
 from semsim_study.annotation.catalog import Catalog
 from semsim_study.annotation.store import Store
@@ -32,7 +34,7 @@ class Study:
     """A tmp project, its database, one annotator and the app on a loopback port."""
 
     def __init__(self, root: Path, datasets: dict[str, str], k: int = 2, images: int = 1, classes=None,
-                 subjects: dict[str, str] | None = None):
+                 subjects: dict[str, str] | None = None, gold_rate: float = 0.0):
         self.tasks = {}
         for built in project(root, datasets, images=images, classes=classes).values():
             self.tasks.update(built)
@@ -41,7 +43,7 @@ class Study:
         self.store = Store(root / "answers.sqlite")
         self.token = self.store.add_annotators(["ann"])["ann"]
         self.catalog = Catalog.load(root, list(datasets), self.store.ref)
-        self.server = ServerThread(create_app(self.catalog, self.store, annotators_per_item=k))
+        self.server = ServerThread(create_app(self.catalog, self.store, annotators_per_item=k, gold_rate=gold_rate))
         self.url = self.server.url
 
     def answers(self) -> dict[str, str]:
@@ -295,3 +297,27 @@ def test_phone_width_fits_images_and_choices_on_one_screen(study_factory, browse
         pg.wait_for_selector(f'body[data-state=ready] #task:not([data-ref="{ref}"]), body[data-state=done]')
     finally:
         context.close()
+
+
+def test_gold_item_answered_like_any_other_and_the_admin_page(study_factory, page):
+    """A gold item looks and is answered like a study item and never lands in the answers; the
+    admin page opens with the admin token (after refusing the annotator's cookie)."""
+    study = study_factory({"toy": "A"}, images=1, gold_rate=0.99)
+    golden = {e.ref: e.task for e in gold.build(study.catalog, study.store.ref)}
+    sign_in_with_form(page, study)
+    ref = page.get_attribute("#task", "data-ref")
+    assert golden[ref].kind == "noise"  # the first item at this rate; it shows no original
+    assert page.get_attribute("#task", "data-protocol") == "A" and choices(page) == list(golden[ref].candidates)
+    assert page.eval_on_selector("#images img", "i => [i.complete, i.naturalWidth]") == [True, 32]
+    assert "gold" not in page.content().lower()
+    press_and_wait(page, "a")
+    assert study.answers() == {}
+    assert [(r[1], r[2]) for r in study.store.gold_rows()] == [("ann", "noise")]
+    token = study.store.rotate_admin_token()
+    page.goto(f"{study.url}/admin#token={token}")  # the page first refuses the annotator's cookie (403)
+    page.wait_for_selector("body[data-state=status]")
+    assert "#token" not in page.url
+    row = page.locator("#annotators tr").nth(1).inner_text().split()
+    assert row[:3] == ["ann", "0", "1"]  # no study answer, one gold answer
+    assert page.locator("#coverage tr").nth(1).inner_text().split()[:4] == ["toy", "A", "0", "4"]
+    page.problems[:] = [p for p in page.problems if "status of 403" not in p]  # the refusal, as it should

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+import threading
 from collections import Counter
 
 import pytest
@@ -173,3 +174,107 @@ def test_export(store, tmp_path):
     assert all(r[4].endswith("+00:00") and "T" in r[4] for r in rows[1:])  # ISO 8601, UTC
     with pytest.raises(DataError, match="no such annotation database"):
         Store(tmp_path / "nothing.sqlite", create=False)
+
+
+# ---------------------------------------------------------------------------- exposure control
+
+ORIGINALS = [f"test-{j:06d}" for j in range(3)]
+RECONS = {f"toy/m{m}/dlg@{b}/{o}": o for o in ORIGINALS for m in (1, 2) for b in (2, 4)}  # R = 4 per original
+
+
+def exposure_pool(max_views=1, **kw) -> Pool:
+    return Pool(list(RECONS), groups=list(RECONS.values()), max_views=max_views, **kw)
+
+
+def originals_seen(store: Store) -> Counter:
+    """(annotator, original) -> study items of it ever offered to that annotator."""
+    with sqlite3.connect(store.path) as db:
+        return Counter((who, RECONS[item]) for who, item in db.execute("SELECT annotator_id, item_id FROM views")
+                       if item in RECONS)
+
+
+def test_people_needed_follows_the_exposure_rule():
+    assert exposure_pool(1).people_needed(3) == 12  # ceil(4 * 3 / 1)
+    assert exposure_pool(3).people_needed(2) == 3   # ceil(4 * 2 / 3)
+    assert exposure_pool(None).people_needed(3) == 3
+    assert Pool(ITEMS).people_needed(2) == 2
+    with pytest.raises(ConfigError, match="max_views must be at least 1"):
+        exposure_pool(0)
+
+
+def test_one_view_per_original_and_k_reached_with_enough_people(store):
+    pool = exposure_pool(1)
+    k = 2
+    names = [f"a{i}" for i in range(pool.people_needed(k))]  # 8
+    done: set[str] = set()
+    while len(done) < len(names):  # round robin, one answer at a time
+        for who in names:
+            if who not in done and not answer_all(store, who, pool, k, limit=1):
+                done.add(who)
+    counts = Counter(row[0] for row in store.answer_rows())
+    assert all(counts[i] == k for i in RECONS)  # every reconstruction got its K answers
+    assert max(originals_seen(store).values()) == 1
+    assert Counter(row[1] for row in store.answer_rows()) == {who: len(ORIGINALS) for who in names}
+    p = store.progress("a0", pool, k)
+    assert p["available"] == 0 and p["items_complete"] == len(RECONS)
+
+
+def test_too_few_people_leave_items_short(store):
+    pool = exposure_pool(1)
+    for who in ("a", "b", "c"):
+        assert len(answer_all(store, who, pool, 2)) == len(ORIGINALS)  # one per original, then done
+        assert store.offer(who, pool, 2) is None
+    assert len(store.answer_rows()) == 9 < len(RECONS) * 2
+    assert max(originals_seen(store).values()) == 1
+    assert store.progress("d", pool, 2)["available"] == len(ORIGINALS)  # a newcomer can take one per original
+
+
+def test_max_views_two(store):
+    pool = exposure_pool(2)
+    got = answer_all(store, "alice", pool, 3)
+    assert len(got) == 2 * len(ORIGINALS)
+    assert set(Counter(RECONS[i] for i in got).values()) == {2}
+
+
+def test_fifty_concurrent_annotators_never_see_an_original_twice(tmp_path):
+    """50 threads, each its own annotator, against one Store (as the app's server threads share
+    one): allocation's exposure check and lease are one transaction, so no race hands anyone two
+    reconstructions of one original."""
+    store = Store(tmp_path / "answers.sqlite")
+    pool = exposure_pool(1)
+    k = 4  # 12 items x 4 = 48 answers from 50 people who may take 3 each
+    errors: list[str] = []
+    start = threading.Barrier(50)
+
+    def work(who: str) -> None:
+        try:
+            start.wait(timeout=30)
+            while True:
+                item = store.offer(who, pool, k)
+                if item is None:
+                    break
+                store.submit(who, item, "A", "class01", k)
+        except Exception as exc:  # reported below: an exception in a thread would be lost
+            errors.append(f"{who}: {exc!r}")
+        finally:
+            store.close()  # this thread's connection
+
+    threads = [threading.Thread(target=work, args=(f"ann{i:02d}",)) for i in range(50)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not errors, errors[:3]
+    assert max(originals_seen(store).values()) == 1
+    rows = store.answer_rows()
+    assert not [who for who, n in Counter((r[1], RECONS[r[0]]) for r in rows).items() if n > 1]
+    assert Counter(r[0] for r in rows) == {i: k for i in RECONS}  # and still exactly K each
+
+
+def test_answers_from_before_the_views_table_count_as_views(store):
+    pool = exposure_pool(1)
+    first = next(iter(RECONS))
+    with sqlite3.connect(store.path) as db:  # an answer of a database made before exposure control
+        db.execute("INSERT INTO answers VALUES (?, 'alice', 'A', 'x', '2026-01-01T00:00:00+00:00', NULL)", (first,))
+    got = answer_all(store, "alice", pool, 3)
+    assert RECONS[first] not in {RECONS[i] for i in got} and len(got) == len(ORIGINALS) - 1

@@ -141,6 +141,7 @@ def _checkers():
         "features": featurenet.from_params,
         "annotate": tasks.check_section,
         "annotate.app": tasks.check_section,
+        "annotate.quality": tasks.check_section,
         "annotate.simulated": collect.from_params,
         "annotate.simulated.observer": collect.from_params,
         "observer_controls": observer_controls.from_params,

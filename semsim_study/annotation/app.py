@@ -10,6 +10,13 @@ One page (templates/index.html + static/app.js) talks to a small JSON API:
   person spent on the item, if sent) at once, returns the next item;
 - ``GET /img/<ref>/<kind>``: an image of the item this annotator is being shown, looked up
   by an opaque ref (never a path); protocol A serves no original.
+- ``GET /admin`` (a page) and ``GET /api/admin/status`` (JSON): the campaign's state
+  (status.py), for the admin token only (``tokens --admin``; as a cookie set by
+  ``POST /api/admin/session {"token"}``, or ``Authorization: Bearer``): 401 without it, 403 for
+  an annotator's token.
+
+Gold items (gold.py, at ``gold_rate``) are served exactly like study items, under opaque refs;
+their answers are checked against their known answer and stored apart (store.py).
 
 An item reaches the client as ``{ref, protocol, question, candidates, images}``: no item id
 (it names the model and attack), no truth. Every input is checked; a bad one gets a JSON
@@ -18,16 +25,19 @@ error with a 4xx status and changes nothing. POSTs must be JSON from the app's o
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from . import gold, status
 from .catalog import Catalog
 from .store import AlreadyAnswered, ItemComplete, NotOffered, Pool, Store
 
 COOKIE = "semsim_annotator"
+ADMIN_COOKIE = "semsim_admin"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -52,13 +62,25 @@ def hostname(netloc: str) -> str:
 
 
 def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: int = 0,
-               lease_seconds: float = 900.0, allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS) -> Flask:
+               lease_seconds: float = 900.0, allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS,
+               max_views_per_original: int | None = None, gold_rate: float = 0.0) -> Flask:
+    """The app; ``max_views_per_original`` None lets a person judge every reconstruction of an
+    original (``serve`` passes ``annotate.app.max_views_per_original``, 1 by default)."""
     if annotators_per_item < 1:
         raise ValueError("annotators_per_item must be at least 1")
     hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=4096)
-    pool = Pool(catalog.item_ids, seed)
+    golden = gold.build(catalog, store.ref, seed) if gold_rate > 0 else []
+    by_ref = {**catalog.by_ref, **{e.ref: e for e in golden}}
+    if len(by_ref) != len(catalog.by_ref) + len(golden):
+        raise ValueError("a gold item got the ref of another item; regenerate the database secret")
+    pool = Pool(catalog.item_ids, seed, groups=[gold.exposure_key(e.task) for e in catalog.entries],
+                max_views=max_views_per_original, gold_rate=gold_rate,
+                gold={e.task.item_id: (e.task.kind, gold.exposure_key(e.task) if e.task.shows_original else None)
+                      for e in golden})
+    app.config["POOL"] = pool  # serve prints what K needs under the exposure rule
+    tasks = {e.task.item_id: e.task for e in catalog.entries}
     k = annotators_per_item
 
     # ------------------------------------------------------------------ helpers
@@ -87,10 +109,21 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
                 raise ApiError(400, f"{key} must be a non-empty string of at most 200 characters")
         return body
 
+    def admin() -> None:
+        """The admin token, from the Authorization header or the admin cookie; else 401, or 403
+        when what was sent (or the annotator cookie) is an annotator's token."""
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else request.cookies.get(ADMIN_COOKIE, "")
+        if token and store.is_admin(token):
+            return
+        if (token and store.authenticate(token)) or store.authenticate(request.cookies.get(COOKIE, "")):
+            raise ApiError(403, "an annotator's token does not open the status page; use the admin token")
+        raise ApiError(401, "the status page needs the admin token (python -m semsim_study.annotation tokens --admin)")
+
     def item_json(item_id: str | None) -> dict | None:
         if item_id is None:
             return None
-        entry = catalog.by_item[item_id]
+        entry = catalog.by_item.get(item_id) or by_ref[store.ref(item_id)]
         task = entry.task
         return {
             "ref": entry.ref,
@@ -185,15 +218,16 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             raise ApiError(400, "lead_time must be the seconds spent on the item, a number >= 0")
         if lead_time is not None and lead_time > 86400:
             lead_time = None  # a page left open for over a day: the answer counts, its time does not
-        entry = catalog.by_ref.get(body["ref"])
+        entry = by_ref.get(body["ref"])
         if entry is None:
             raise ApiError(404, "unknown item")
         if body["answer"] not in entry.task.candidates:
             raise ApiError(400, "the answer is not one of this item's choices")
+        correct = entry.task.correct(body["answer"]) if isinstance(entry.task, gold.GoldItem) else None
         try:
             stored, item, progress = store.answer(who, entry.task.item_id, entry.task.protocol, body["answer"],
                                                   pool, k, lease_seconds,
-                                                  None if lead_time is None else round(float(lead_time), 3))
+                                                  None if lead_time is None else round(float(lead_time), 3), correct)
         except NotOffered:
             raise ApiError(409, "this item is not the one you are being shown; reload the page") from None
         except AlreadyAnswered:
@@ -205,13 +239,42 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
     @app.get("/img/<ref>/<kind>")
     def image(ref: str, kind: str):
         who = annotator()
-        entry = catalog.by_ref.get(ref)
+        entry = by_ref.get(ref)
         if entry is None or kind not in entry.images:
             abort(404)
         if store.current_offer(who) != entry.task.item_id:
             raise ApiError(403, "this image is not part of the item you are being shown")
-        resp = send_file(entry.images[kind], mimetype="image/png", conditional=False, etag=False, max_age=0)
+        source = entry.images[kind]  # a resolved file, or the PNG bytes of a gold noise image
+        source = io.BytesIO(source) if isinstance(source, bytes) else source
+        resp = send_file(source, mimetype="image/png", conditional=False, etag=False, max_age=0)
         resp.headers["Cache-Control"] = "private, no-store"
         return resp
+
+    @app.post("/api/admin/session")
+    def admin_sign_in():
+        body = json_body(("token",))
+        if not store.is_admin(body["token"]):
+            if store.authenticate(body["token"]):
+                raise ApiError(403, "an annotator's token does not open the status page; use the admin token")
+            raise ApiError(401, "unknown admin token")
+        resp = jsonify({"admin": True})
+        resp.set_cookie(ADMIN_COOKIE, body["token"], max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict",
+                        secure=request.is_secure, path="/")
+        return resp
+
+    @app.get("/api/admin/status")
+    def admin_status():
+        admin()
+        return jsonify(status.status(store, tasks, k))
+
+    @app.get("/admin")
+    def admin_page():
+        try:
+            admin()
+        except ApiError as exc:
+            return render_template("admin.html", state=None, exposure=None, error=exc.message), exc.status
+        state = status.status(store, tasks, k)
+        exposure = status.exposure_line(state["campaign"]) if state["campaign"] else None
+        return render_template("admin.html", state=state, exposure=exposure, error=None)
 
     return app

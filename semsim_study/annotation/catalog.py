@@ -21,11 +21,13 @@ IMAGE_KINDS = ("reconstruction", "original")
 class Entry:
     task: Task
     ref: str
-    images: dict  # kind -> resolved Path; protocol A has no original (it would give the answer away)
+    images: dict  # kind -> resolved Path (or PNG bytes, gold noise); protocol A has no original (it would give the answer away)
 
 
 class Catalog:
-    def __init__(self, entries: Sequence[Entry], questions: dict[tuple[str, str], str] | None = None):
+    def __init__(self, entries: Sequence[Entry], questions: dict[tuple[str, str], str] | None = None,
+                 root: Path | None = None, allowed: Path | None = None):
+        self.root, self.allowed = root, allowed  # where task paths start, the folder images must lie in
         self.entries = list(entries)
         self.questions = dict(questions or {})  # (dataset, protocol) -> the dataset's own question
         self.by_ref = {e.ref: e for e in self.entries}
@@ -35,6 +37,16 @@ class Catalog:
 
     def question(self, task: Task) -> str:
         return self.questions.get((task.dataset, task.protocol)) or question(task.protocol)
+
+    def original_path(self, task: Task) -> Path:
+        """The original of a task, resolved and checked like its images (protocol A items do not
+        show it; gold items do)."""
+        entry = self.by_item[task.item_id]
+        if "original" in entry.images:
+            return entry.images["original"]
+        if self.root is None or self.allowed is None:
+            raise DataError(f"item {task.item_id}: this catalog was not loaded from files, so its original is unknown")
+        return _resolve(self.root, self.allowed, task, "original", f"tasks of {task.dataset}")
 
     @property
     def item_ids(self) -> list[str]:
@@ -59,12 +71,17 @@ class Catalog:
                 kinds = IMAGE_KINDS if task.protocol == "B" else ("reconstruction",)
                 images = {}
                 for kind in kinds:
-                    rel = getattr(task, kind)
-                    resolved = (root / rel).resolve()
-                    if not resolved.is_relative_to(allowed):
-                        raise DataError(f"{path}: item {task.item_id}: {kind} {rel} lies outside {allowed}")
-                    if not resolved.is_file():
-                        raise DataError(f"{path}: item {task.item_id}: {kind} image {rel} is missing")
-                    images[kind] = resolved
+                    images[kind] = _resolve(root, allowed, task, kind, path)
                 entries.append(Entry(task, ref(task.item_id), images))
-        return cls(entries, questions)
+        return cls(entries, questions, root, allowed)
+
+
+def _resolve(root: Path, allowed: Path, task: Task, kind: str, where: str | Path) -> Path:
+    """A task's image file, symlinks resolved, refused unless it is a file inside ``allowed``."""
+    rel = getattr(task, kind)
+    resolved = (root / rel).resolve()
+    if not resolved.is_relative_to(allowed):
+        raise DataError(f"{where}: item {task.item_id}: {kind} {rel} lies outside {allowed}")
+    if not resolved.is_file():
+        raise DataError(f"{where}: item {task.item_id}: {kind} image {rel} is missing")
+    return resolved

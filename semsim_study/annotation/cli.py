@@ -1,11 +1,13 @@
-"""``python -m semsim_study.annotation {serve,tokens,export,validate,audit-sheet,audit-score}``: the
-annotation app, its files, and a blind audit of the crowd by eye.
+"""``python -m semsim_study.annotation {serve,tokens,status,export,validate,audit-sheet,audit-score}``:
+the annotation app, its files, and a blind audit of the crowd by eye.
 
 - ``serve``: the web app for the datasets' tasks (data/tasks/<dataset>/tasks.csv), on
   127.0.0.1 unless told otherwise, served by waitress (threads; answers are written to SQLite
   as they are given);
 - ``tokens``: create annotators and print their tokens (only a hash is stored), rotate a
-  token, list annotators;
+  token, list annotators; ``--admin`` makes (or replaces) the token of the status page;
+- ``status``: the campaign's coverage, annotators (gold accuracy, time per answer) and
+  agreement so far, as a table or ``--json`` (the admin page shows the same, status.py);
 - ``export``: the long-format answers CSV (item_id,annotator_id,protocol,answer,submitted_at),
   written atomically; safe while the app runs;
 - ``validate``: check answer files in any supported format exactly as the annotate stage
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from .. import params as P
 from ..errors import ConfigError, StudyError
+from .status import campaign, exposure_line, record_campaign
 from .store import Store
 
 log = logging.getLogger("annotation")
@@ -55,13 +58,27 @@ def make_server(args: argparse.Namespace, params: dict):
     if k < 1:
         raise ConfigError(f"--annotators-per-item must be at least 1, got {k}")
     seed = args.seed if args.seed is not None else P.get(params, "seed", int, 0)
+    views = args.max_views_per_original  # None: no cap (params null, --max-views-per-original 0)
+    if views is None and P.get(params, "annotate.app.max_views_per_original", None, 1) is not None:
+        views = P.positive_int(params, "annotate.app.max_views_per_original", 1)
+    if views is not None and views < 0:
+        raise ConfigError(f"--max-views-per-original must be at least 1 (0: no cap), got {views}")
+    gold_rate = args.gold_rate if args.gold_rate is not None else P.number(
+        params, "annotate.app.gold_rate", at_least=0.0, below=1.0, default=0.1)
+    if not 0 <= gold_rate < 1:
+        raise ConfigError(f"--gold-rate must lie in [0, 1), got {gold_rate}")
     store = Store(args.db)
     catalog = Catalog.load(args.root, datasets, store.ref)
     host = args.host or P.get(params, "annotate.app.host", str, "127.0.0.1")
     allowed = tuple(P.get(params, "annotate.app.allowed_hosts", list, list(DEFAULT_HOSTS))) + tuple(args.allowed_host or ())
     if host not in ("0.0.0.0", "::", "") and host.lower() not in allowed:
         allowed += (host,)  # the address it binds to is always its own
-    app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease, allowed_hosts=allowed)
+    app = create_app(catalog, store, annotators_per_item=k, seed=seed, lease_seconds=args.lease, allowed_hosts=allowed,
+                     max_views_per_original=views or None, gold_rate=gold_rate)
+    pool = app.config["POOL"]
+    record_campaign(store, {"datasets": list(datasets), "annotators_per_item": k, "max_views_per_original": views or None,
+                            "gold_rate": gold_rate, "people_needed": pool.people_needed(k),
+                            "reconstructions_per_original": pool.per_original})
     port = args.port if args.port is not None else P.get(params, "annotate.app.port", int, 8765)
     server = waitress.create_server(app, host=host, port=port, threads=args.threads, ident="semsim-annotation")
     return server, catalog, k
@@ -75,6 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log.warning("listening on %s: plain HTTP, reachable from other machines; put it behind HTTPS", host)
     log.info("%d items (%s), %d annotators per item, answers in %s", len(catalog.entries),
              ", ".join(sorted({e.task.dataset for e in catalog.entries})), k, args.db)
+    log.info("%s", exposure_line(campaign(Store(args.db))))
     url = args.public_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     if args.public_url or host not in ("0.0.0.0", "::", ""):  # a wildcard address is no link anyone can open
         Store(args.db).set_setting("served_url", url.rstrip("/"))  # `tokens` prints links to where it is served
@@ -99,15 +117,39 @@ def cmd_tokens(args: argparse.Namespace) -> None:
         url = f"http://{host}:{P.get(params, 'annotate.app.port', int, 8765)}"
     url = url.rstrip("/")
     made = {}
+    if args.admin:
+        token = store.rotate_admin_token()
+        print(f"admin\t{token}\t{url}/admin#token={token}")
     if args.add:
         made.update(store.add_annotators(args.add))
     if args.rotate:
         made.update(store.rotate_tokens(args.rotate))
     for name, token in made.items():
         print(f"{name}\t{token}\t{url}/#token={token}")
-    if args.list or not made:
+    if args.list or not (made or args.admin):
         for name, created, answers in store.annotators():
             print(f"{name}\tcreated {created}\t{answers} answers")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    import json
+
+    from .status import render_text, status
+    from .tasks import read_tasks
+
+    params = _params(args.params)
+    store = Store(args.db, create=False)
+    served = campaign(store)
+    datasets = args.datasets or served.get("datasets") or P.get(params, "datasets", list, None)
+    if not datasets:
+        raise ConfigError("no datasets: pass --datasets, serve this database first, or run where params.yaml lists them")
+    k = args.annotators_per_item or served.get("annotators_per_item") or P.positive_int(
+        params, "annotate.app.annotators_per_item", 3)
+    tasks = {}
+    for ds in datasets:
+        tasks.update(read_tasks(Path(args.root) / "data" / "tasks" / ds / "tasks.csv"))
+    state = status(store, tasks, k)
+    print(json.dumps(state, indent=2) if args.json else render_text(state))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -213,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8, help="waitress worker threads")
     serve.add_argument("--public-url", help="the address people open when a proxy serves the app "
                                             "(e.g. https://annotate.example.org); token links use it")
+    serve.add_argument("--max-views-per-original", type=int, metavar="V",
+                       help="reconstructions of one original a person may judge (default: params "
+                            "annotate.app.max_views_per_original, else 1; 0 = no cap)")
+    serve.add_argument("--gold-rate", type=float, help="share of gold items mixed in (default: params "
+                                                       "annotate.app.gold_rate, else 0.1; 0 = none)")
     serve.add_argument("--lease", type=float, default=900.0,
                        help="seconds an item shown to someone counts towards its coverage (default 900)")
     serve.set_defaults(func=cmd_serve)
@@ -222,10 +269,21 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("--add", nargs="+", default=[], metavar="NAME", help="new annotators")
     tokens.add_argument("--rotate", nargs="+", default=[], metavar="NAME", help="new tokens for existing annotators")
     tokens.add_argument("--list", action="store_true", help="list annotators and their answer counts")
+    tokens.add_argument("--admin", action="store_true", help="make (or replace) the admin token of the status page "
+                                                              "/admin; no annotator token opens it")
     tokens.add_argument("--url", help="address in the printed links (default: where `serve` last served this "
                                       "database, else annotate.app.host and port)")
     tokens.add_argument("--params", default="params.yaml")
     tokens.set_defaults(func=cmd_tokens)
+
+    state = sub.add_parser("status", help="coverage, annotators, gold accuracy and agreement so far")
+    state.add_argument("--db", default=DEFAULT_DB)
+    state.add_argument("--json", action="store_true", help="print the status as JSON")
+    state.add_argument("--datasets", nargs="+", help="datasets (default: those serve last served, else params datasets)")
+    state.add_argument("--annotators-per-item", type=int, help="K (default: what serve last used, else params)")
+    state.add_argument("--root", default=".", help="project root holding data/tasks")
+    state.add_argument("--params", default="params.yaml")
+    state.set_defaults(func=cmd_status)
 
     check = sub.add_parser("validate", help="check answer files as the annotate stage would (writes nothing)")
     check.add_argument("files", nargs="+", help="answer files (or the paper's folders)")

@@ -22,7 +22,7 @@ from ..datasets import halves, standard
 from ..datasets.imaging import decode
 from ..errors import ConfigError, DataError
 from ..torch_helpers import state_bytes
-from . import aggregate, agreement, crowd_checks, importers, observer, simulated
+from . import aggregate, agreement, crowd_checks, importers, observer, quality, simulated
 from .longformat import COLUMNS
 from .tasks import Task, check_section, read_tasks
 
@@ -123,8 +123,13 @@ def import_people(tasks: Mapping[str, Task], dataset: str, params: Mapping, sour
     # reader options of this source only (paper_folders: mapping; label_studio: item_key, from_name, choice_map)
     options = dict(P.get(params, f"annotate.options.{source}", dict, {}) or {})
     others = set(P.get(params, "datasets", list)) - {dataset}
+    threshold = quality.min_gold_accuracy(params, source)
     answers = importers.import_answers(source, paths, tasks, skip_datasets=others, **options)
-    return answers, {"source": "human", "format": source, "paths": [str(p) for p in paths]}
+    info = {"source": "human", "format": source, "paths": [str(p) for p in paths]}
+    if threshold is not None:
+        answers, info["excluded_annotators"] = quality.exclude(answers, paths, threshold)
+        info["min_gold_accuracy"] = threshold
+    return answers, info
 
 
 def source_of(params: Mapping, dataset: str) -> str:
@@ -159,6 +164,9 @@ def run(params: Mapping, dataset: str) -> Result:
         "fleiss_kappa": agree["fleiss_kappa"]["value"], "krippendorff_alpha": agree["krippendorff_alpha"]["value"],
         "simulated": kind == "simulated",
     }
+    if "min_gold_accuracy" in info:  # who the gold threshold left out, and why
+        summary["min_gold_accuracy"] = info["min_gold_accuracy"]
+        summary["excluded_annotators"] = info["excluded_annotators"]
     if kind == "simulated":
         summary["observer_test_accuracy"] = round(info["observer"]["test_accuracy"], 6)
         summary.update(info.pop("crowd_checks"))  # controls of this run, not part of the answers

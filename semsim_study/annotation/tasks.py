@@ -105,14 +105,18 @@ class TaskSettings:
     seed: int
 
 
-ANNOTATE_KEYS = ("max_candidates", "candidate_model", "protocols", "app", "source", "paths", "options", "simulated")
-APP_KEYS = ("annotators_per_item", "host", "port", "allowed_hosts")
+ANNOTATE_KEYS = ("max_candidates", "candidate_model", "protocols", "app", "source", "paths", "options", "simulated",
+                 "quality")
+APP_KEYS = ("annotators_per_item", "host", "port", "allowed_hosts", "max_views_per_original", "gold_rate")
+QUALITY_KEYS = ("min_gold_accuracy",)
 
 
 def check_section(params: Mapping) -> None:
-    """Refuse unknown names in ``annotate`` and ``annotate.app`` (every reader of the section calls it)."""
+    """Refuse unknown names in ``annotate``, ``annotate.app`` and ``annotate.quality`` (every reader
+    of the section calls it)."""
     P.known(params, "annotate", ANNOTATE_KEYS)
     P.known(params, "annotate.app", APP_KEYS)
+    P.known(params, "annotate.quality", QUALITY_KEYS)
 
 
 def from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
