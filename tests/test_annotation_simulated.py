@@ -79,6 +79,20 @@ def test_people_disagree_realistically_on_ambiguous_reconstructions():
     assert 0.3 < kappa < 0.95
 
 
+def test_an_identical_pair_is_same_and_a_blank_one_different_for_everyone_but_lapses():
+    """Protocol B on the evidence's log-odds: even the strictest, least acute person says "same"
+    to a copy (the raw-evidence logistic left 3-12% of them saying "different"); at their own
+    criterion a person is undecided."""
+    cfg = simulated.PoolConfig(pool=16, lapse_min=0.0, lapse_max=0.0)  # the shipped spreads, no lapses
+    people = simulated.make_pool(cfg, CLASSES, seed=0, dataset="d")
+    assert max(p.criterion for p in people) > 0.65 and max(p.temperature for p in people) > 1.3  # strict, slow ones
+    for person in people:
+        draws = [simulated.answer_b(person, e, cfg, np.random.default_rng(i)) for i in range(300) for e in (1.0, 0.0)]
+        assert draws[0::2].count("same") == 300 and draws[1::2].count("same") <= 3, person
+        at_criterion = [simulated.answer_b(person, person.criterion, cfg, np.random.default_rng(i)) for i in range(400)]
+        assert 140 < at_criterion.count("same") < 260, person
+
+
 def test_agreement_evidence_runs_from_blank_to_copy():
     p = np.array([0.7, 0.2, 0.1])
     assert simulated.agreement_evidence(p, p) == pytest.approx(1.0)

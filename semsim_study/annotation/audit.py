@@ -258,13 +258,17 @@ def make_cell(number: int, item: Item, root: Path) -> Cell:
 
 
 def enlarge(pixels: np.ndarray) -> Image.Image:
-    """Nearest-neighbour upscaling by a whole factor to about IMAGE_PX (tiny images stay crisp);
-    larger images are shrunk to fit."""
+    """Bilinear upscaling by a whole factor to about IMAGE_PX, as the app's browser draws them
+    (``image-rendering: auto``); larger images are shrunk to fit.
+
+    Smooth, not pixelated: blown-up blocks of an inversion's colour noise hide the coarse shape
+    a person sees in the same image at its own size (a grid of coins, the loop of a 6), and
+    the coarse view is what the simulated observer's ``blur`` models."""
     img = Image.fromarray(pixels)
     side = max(img.size)
     if side <= IMAGE_PX:
         k = max(1, IMAGE_PX // side)
-        return img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
+        return img.resize((img.width * k, img.height * k), Image.Resampling.BILINEAR)
     img.thumbnail((IMAGE_PX, IMAGE_PX), Image.Resampling.LANCZOS)
     return img
 
@@ -382,7 +386,7 @@ body{{font-family:sans-serif;margin:1.5em;}} .grid{{display:flex;flex-wrap:wrap;
 .cell{{border:1px solid #999;padding:8px;width:{CELL_W - 20}px;}} .cell h2{{margin:0;font-size:1.4em;}}
 .cell small{{color:#666;font-size:.6em;font-weight:normal;}} .images{{display:flex;gap:12px;}}
 figure{{margin:0;text-align:center;}} figcaption{{color:#666;font-size:.8em;}}
-img{{width:{IMAGE_PX}px;height:{IMAGE_PX}px;object-fit:contain;image-rendering:pixelated;}}
+img{{width:{IMAGE_PX}px;height:{IMAGE_PX}px;object-fit:contain;image-rendering:auto;}}
 .choices{{color:#006;font-size:.85em;}} .warn{{background:#fee;border:1px solid #c66;padding:.5em;}}
 </style></head><body>
 <h1>Blind audit: {len(cells)} cells</h1>
