@@ -36,6 +36,9 @@ def shrink(params: dict, scale: float = 0.15) -> dict:
         for name, overrides in p["attack"]["methods"].items():
             overrides["iterations"] = 1 if name in ("dlg", "idlg") else 2
             overrides["budgets"] = [1] if overrides["iterations"] > 1 else []
+        for per_dataset in (p["attack"].get("datasets") or {}).values():
+            for overrides in (per_dataset or {}).values():  # the embedded profile's longer faces DLG/iDLG
+                overrides.update(iterations=1, budgets=[])
     if "features" in p:
         p["features"]["epochs"] = 1
     if "annotate" in p:

@@ -97,8 +97,14 @@ def test_noise_is_served_from_memory_and_gold_images_only_while_shown(camp):
     assert task.kind == "noise" and task.protocol == "A"
     png = client.get(item["images"]["reconstruction"])
     assert png.status_code == 200 and png.mimetype == "image/png"
-    pixels = np.asarray(Image.open(io.BytesIO(png.data)), dtype=np.float64)
-    assert pixels.shape == (32, 32, 3) and pixels.std() > 60  # uniform noise, std about 74
+    pixels = np.asarray(Image.open(io.BytesIO(png.data)), dtype=np.float64) / 255
+    assert pixels.shape == (32, 32, 3)
+    # an inversion's start: Gaussian noise with the dataset's own per-channel mean and spread
+    originals = [camp["catalog"].original_path(t) for t in camp["tasks"].values() if t.dataset == task.dataset]
+    mean, std = gold._channel_stats(originals)
+    assert np.abs(pixels.reshape(-1, 3).mean(0) - mean).max() < 0.08
+    assert np.all(pixels.reshape(-1, 3).std(0) > 0.5 * np.asarray(std))
+    assert not any(np.array_equal((pixels * 255).round(), np.asarray(Image.open(o).convert("RGB"))) for o in originals)
     other = next(ref for ref in camp["gold"] if ref != item["ref"])
     assert client.get(f"/img/{other}/reconstruction").status_code == 403
     wrong = next(c for c in task.candidates if c == task.truth)  # naming the class of noise is wrong

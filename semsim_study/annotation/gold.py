@@ -4,8 +4,10 @@ Two kinds per original of the study (``GOLD_KINDS``):
 
 - ``clean``: the original itself, which must be recognised: protocol A shows it as the
   picture to name (right answer: its class), protocol B pairs it with itself ("same");
-- ``noise``: uniform noise the size of the original, seeded per item, which must not be
-  recognised: protocol A asks for its class among an original's candidates (any class but the
+- ``noise``: what an inversion starts from, which must not be recognised: Gaussian noise with
+  the dataset's per-channel mean and spread (estimated from the catalog's originals, so the
+  app needs nothing but the tasks), clipped to pixels, seeded per item
+  (``crowd_checks.random_starts``, the start the crowd's "nothing visible" null is drawn from): protocol A asks for its class among an original's candidates (any class but the
   original's counts as right, so a person guessing at random is right (n-1)/n of the time, as
   the study scores a guess on an unreadable inversion), protocol B pairs the original with it
   ("different"). Noise images are made here, in memory, and served from there: no file is
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from pathlib import Path
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .catalog import Catalog, Entry
+from .crowd_checks import random_starts
 from .tasks import DIFFERENT, SAME, Task
 
 GOLD_KINDS = ("clean", "noise")
@@ -66,12 +70,25 @@ class GoldItem:
         return (answer == self.truth) == (self.kind == "clean")
 
 
-def noise_png(width: int, height: int, seed: int, salt: str) -> bytes:
-    """A seeded uniform-noise RGB PNG, deterministic for (seed, salt)."""
+def noise_png(width: int, height: int, seed: int, salt: str, mean: Sequence[float] = (0.5,) * 3,
+              std: Sequence[float] = (0.25,) * 3) -> bytes:
+    """An inversion's random start as an RGB PNG (per-channel ``mean`` + ``std`` x Gaussian, in
+    [0, 1], clipped), deterministic for (seed, salt)."""
     rng = np.random.default_rng([seed, *salt.encode("utf-8")])
+    pixels = random_starts(np.zeros((1, height, width, 3), np.uint8), mean, std, rng, draws=1)[0]
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _channel_stats(paths: Sequence[Path]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] of these images together."""
+    pixels = []
+    for path in paths:
+        with Image.open(path) as img:
+            pixels.append(np.asarray(img.convert("RGB"), np.float64).reshape(-1, 3) / 255.0)
+    x = np.concatenate(pixels)
+    return x.mean(0).tolist(), np.maximum(x.std(0), 1e-3).tolist()
 
 
 def build(catalog: Catalog, ref: Callable[[str], str], seed: int = 0) -> list[Entry]:
@@ -79,17 +96,20 @@ def build(catalog: Catalog, ref: Callable[[str], str], seed: int = 0) -> list[En
     firsts: dict[Hashable, Entry] = {}
     for entry in catalog.entries:
         firsts.setdefault(exposure_key(entry.task), entry)
+    originals = {key: catalog.original_path(e.task) for key, e in firsts.items()}
+    stats = {ds: _channel_stats([p for key, p in originals.items() if firsts[key].task.dataset == ds])
+             for ds in {e.task.dataset for e in firsts.values()}}
     out = []
-    for entry in firsts.values():
+    for key, entry in firsts.items():
         task: Task = entry.task
-        original = catalog.original_path(task)
+        original = originals[key]
         with Image.open(original) as img:
             size = img.size
         for kind in GOLD_KINDS:
             gold_id = f"gold:{kind}:{task.dataset}/{task.image_id}"
             order = np.random.default_rng([seed, *gold_id.encode("utf-8")]).permutation(len(task.candidates))
             candidates = tuple(task.candidates[i] for i in order) if task.protocol == "A" else task.candidates
-            shown = original if kind == "clean" else noise_png(*size, seed, gold_id)
+            shown = original if kind == "clean" else noise_png(*size, seed, gold_id, *stats[task.dataset])
             images = {"reconstruction": shown} if task.protocol == "A" else {"original": original,
                                                                               "reconstruction": shown}
             item = GoldItem(gold_id, kind, task.dataset, task.protocol, task.image_id, task.truth, candidates)

@@ -103,7 +103,9 @@ def answer_a(person: Annotator, task: Task, posterior: np.ndarray, class_index: 
 def answer_b(person: Annotator, evidence: float, cfg: PoolConfig, rng: np.random.Generator) -> str:
     if rng.random() < person.lapse:
         return SAME if rng.random() < 0.5 else DIFFERENT
-    z = (_logit(evidence) - _logit(person.criterion)) / (cfg.slope * person.temperature)
+    # the evidence is clipped to [1e-3, 1 - 1e-3] (it may be exactly 0, 1 or negative); a criterion
+    # at or below 0 (a person who says "same" to anything, as the tests' tiny profile has) is not
+    z = (_logit(evidence) - _logit(person.criterion, eps=1e-9)) / (cfg.slope * person.temperature)
     return SAME if rng.random() < 1.0 / (1.0 + np.exp(-z)) else DIFFERENT
 
 

@@ -67,7 +67,8 @@ def dataset_overrides(params: Mapping, dataset: str) -> Mapping:
     table = P.get(params, "attack.datasets", None, None)
     if table is None:
         return {}
-    P.known(params, "attack.datasets", P.get(params, "datasets", list))
+    # any dataset the profile defines (a run may list fewer in `datasets`), no misspelt one
+    P.known(params, "attack.datasets", {*P.get(params, "datasets", list), *(P.get(params, "prepare", dict, {}) or {})})
     if dataset not in table:
         raise ConfigError(f"params: attack.datasets has no entry for dataset {dataset!r}; give it {{}} for none "
                           "(each attack stage tracks attack.datasets.<dataset>)")
