@@ -101,7 +101,7 @@ def test_noise_is_served_from_memory_and_gold_images_only_while_shown(camp):
     assert pixels.shape == (32, 32, 3)
     # an inversion's start: Gaussian noise with the dataset's own per-channel mean and spread
     originals = [camp["catalog"].original_path(t) for t in camp["tasks"].values() if t.dataset == task.dataset]
-    mean, std = gold._channel_stats(originals)
+    mean, std = gold._channel_stats([np.asarray(Image.open(o).convert("RGB")) for o in originals])
     assert np.abs(pixels.reshape(-1, 3).mean(0) - mean).max() < 0.08
     assert np.all(pixels.reshape(-1, 3).std(0) > 0.5 * np.asarray(std))
     assert not any(np.array_equal((pixels * 255).round(), np.asarray(Image.open(o).convert("RGB"))) for o in originals)

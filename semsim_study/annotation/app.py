@@ -61,6 +61,13 @@ def hostname(netloc: str) -> str:
     return (name or "").lower()
 
 
+def with_token_cookie(resp: Response, name: str, token: str) -> Response:
+    """The sign-in cookie: HttpOnly, same-site only, Secure when served over HTTPS."""
+    resp.set_cookie(name, token, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict",
+                    secure=request.is_secure, path="/")
+    return resp
+
+
 def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: int = 0,
                lease_seconds: float = 900.0, allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS,
                max_views_per_original: int | None = None, gold_rate: float = 0.0) -> Flask:
@@ -187,10 +194,7 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
         who = store.authenticate(body["token"])
         if who is None:
             raise ApiError(401, "unknown token")
-        resp = jsonify({"annotator": who})
-        resp.set_cookie(COOKIE, body["token"], max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict",
-                        secure=request.is_secure, path="/")
-        return resp
+        return with_token_cookie(jsonify({"annotator": who}), COOKIE, body["token"])
 
     @app.get("/api/session")
     def who_am_i():
@@ -257,10 +261,7 @@ def create_app(catalog: Catalog, store: Store, annotators_per_item: int, seed: i
             if store.authenticate(body["token"]):
                 raise ApiError(403, "an annotator's token does not open the status page; use the admin token")
             raise ApiError(401, "unknown admin token")
-        resp = jsonify({"admin": True})
-        resp.set_cookie(ADMIN_COOKIE, body["token"], max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict",
-                        secure=request.is_secure, path="/")
-        return resp
+        return with_token_cookie(jsonify({"admin": True}), ADMIN_COOKIE, body["token"])
 
     @app.get("/api/admin/status")
     def admin_status():

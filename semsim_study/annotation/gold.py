@@ -70,8 +70,7 @@ class GoldItem:
         return (answer == self.truth) == (self.kind == "clean")
 
 
-def noise_png(width: int, height: int, seed: int, salt: str, mean: Sequence[float] = (0.5,) * 3,
-              std: Sequence[float] = (0.25,) * 3) -> bytes:
+def noise_png(width: int, height: int, seed: int, salt: str, mean: Sequence[float], std: Sequence[float]) -> bytes:
     """An inversion's random start as an RGB PNG (per-channel ``mean`` + ``std`` x Gaussian, in
     [0, 1], clipped), deterministic for (seed, salt)."""
     rng = np.random.default_rng([seed, *salt.encode("utf-8")])
@@ -81,13 +80,14 @@ def noise_png(width: int, height: int, seed: int, salt: str, mean: Sequence[floa
     return buf.getvalue()
 
 
-def _channel_stats(paths: Sequence[Path]) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] of these images together."""
-    pixels = []
-    for path in paths:
-        with Image.open(path) as img:
-            pixels.append(np.asarray(img.convert("RGB"), np.float64).reshape(-1, 3) / 255.0)
-    x = np.concatenate(pixels)
+def _read(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _channel_stats(images: Sequence[np.ndarray]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] of these (H, W, 3) uint8 images together."""
+    x = np.concatenate([im.reshape(-1, 3) for im in images]).astype(np.float64) / 255.0
     return x.mean(0).tolist(), np.maximum(x.std(0), 1e-3).tolist()
 
 
@@ -97,19 +97,21 @@ def build(catalog: Catalog, ref: Callable[[str], str], seed: int = 0) -> list[En
     for entry in catalog.entries:
         firsts.setdefault(exposure_key(entry.task), entry)
     originals = {key: catalog.original_path(e.task) for key, e in firsts.items()}
-    stats = {ds: _channel_stats([p for key, p in originals.items() if firsts[key].task.dataset == ds])
-             for ds in {e.task.dataset for e in firsts.values()}}
+    pixels = {key: _read(path) for key, path in originals.items()}  # each original read once
+    by_dataset: dict[str, list[np.ndarray]] = {}
+    for key, entry in firsts.items():
+        by_dataset.setdefault(entry.task.dataset, []).append(pixels[key])
+    stats = {ds: _channel_stats(images) for ds, images in by_dataset.items()}
     out = []
     for key, entry in firsts.items():
         task: Task = entry.task
         original = originals[key]
-        with Image.open(original) as img:
-            size = img.size
+        height, width = pixels[key].shape[:2]
         for kind in GOLD_KINDS:
             gold_id = f"gold:{kind}:{task.dataset}/{task.image_id}"
             order = np.random.default_rng([seed, *gold_id.encode("utf-8")]).permutation(len(task.candidates))
             candidates = tuple(task.candidates[i] for i in order) if task.protocol == "A" else task.candidates
-            shown = original if kind == "clean" else noise_png(*size, seed, gold_id, *stats[task.dataset])
+            shown = original if kind == "clean" else noise_png(width, height, seed, gold_id, *stats[task.dataset])
             images = {"reconstruction": shown} if task.protocol == "A" else {"original": original,
                                                                               "reconstruction": shown}
             item = GoldItem(gold_id, kind, task.dataset, task.protocol, task.image_id, task.truth, candidates)

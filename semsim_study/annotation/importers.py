@@ -132,14 +132,19 @@ def read_csv_answers(paths: PathLike | Iterable[PathLike], tasks: Mapping[str, T
 
 # ---------------------------------------------------------------------------- app SQLite
 
-def _db_records(path: Path) -> list[Record]:
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """The app's database opened through a ``file:...?mode=ro`` URI, so that reading it never
+    changes it, even while the app runs; a missing or unopenable file is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: database not found")
-    uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        con = sqlite3.connect(uri, uri=True)
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot open the database read-only ({exc})") from None
+
+
+def _db_records(path: Path) -> list[Record]:
+    con = connect_readonly(path)
     try:
         try:
             cols = [row[1] for row in con.execute("PRAGMA table_info(answers)")]

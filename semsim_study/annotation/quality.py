@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import params as P
 from ..errors import ConfigError, DataError
+from .importers import connect_readonly
 from .tasks import QUALITY_KEYS
 
 
@@ -39,12 +40,7 @@ def gold_stats(paths: Iterable[str | Path]) -> dict[str, dict]:
     (a database from before gold items has none)."""
     counts: dict[str, list[int]] = {}
     for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"{path}: database not found")
-        try:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise DataError(f"{path}: cannot open the database read-only ({exc})") from None
+        con = connect_readonly(path)
         try:
             if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='gold_answers'").fetchone():
                 continue

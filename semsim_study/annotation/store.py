@@ -48,6 +48,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,6 +213,27 @@ class Pool:
         return self.gold_rate > 0 and self._rng(annotator_id, 2, views).random() < self.gold_rate
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """One annotator's history as allocation needs it."""
+
+    seen: np.ndarray  # study items ever offered to (or answered by) them
+    per_original: np.ndarray  # how many of each original's reconstructions they have seen
+    gold_done: np.ndarray  # gold items they answered
+    views: int  # items of any kind ever offered to them (the gold draw's counter)
+
+
+def _counts(db: sqlite3.Connection, sql: str, args: tuple, index: Mapping[str, int], size: int) -> np.ndarray:
+    """How often each pool position's item id comes among the ids ``sql`` returns (ids outside
+    the pool ignored)."""
+    out = np.zeros(size, dtype=np.int64)
+    for (item_id,) in db.execute(sql, args):
+        i = index.get(item_id)
+        if i is not None:
+            out[i] += 1
+    return out
+
+
 class Store:
     def __init__(self, path: str | Path, busy_timeout: float = 30.0, create: bool = True):
         self.path = Path(path)
@@ -363,55 +385,40 @@ class Store:
             if i is not None:
                 answers[i] = n
         load = answers.copy()
-        for (item_id,) in db.execute("SELECT item_id FROM offers WHERE annotator_id != ? AND offered_at > ?",
-                                     (annotator_id, now - lease_seconds)):
-            i = pool.index.get(item_id)
-            if i is not None:
-                load[i] += 1
-        mine = np.zeros(len(pool), dtype=bool)
-        for (item_id,) in db.execute("SELECT item_id FROM answers WHERE annotator_id = ?", (annotator_id,)):
-            i = pool.index.get(item_id)
-            if i is not None:
-                mine[i] = True
+        load += _counts(db, "SELECT item_id FROM offers WHERE annotator_id != ? AND offered_at > ?",
+                      (annotator_id, now - lease_seconds), pool.index, len(pool))
+        mine = _counts(db, "SELECT item_id FROM answers WHERE annotator_id = ?", (annotator_id,), pool.index,
+                       len(pool)) > 0
         return answers, load, mine
 
     @staticmethod
-    def _seen(db: sqlite3.Connection, pool: Pool, annotator_id: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """(mask of study items ever offered to this annotator, mask of gold items they answered,
-        how many items of any kind they have been offered)."""
-        seen = np.zeros(len(pool), dtype=bool)
-        views = 0
-        for (item_id,) in db.execute("SELECT item_id FROM views WHERE annotator_id = ?", (annotator_id,)):
-            views += 1
-            i = pool.index.get(item_id)
-            if i is not None:
-                seen[i] = True
-        gold_done = np.zeros(len(pool.gold), dtype=bool)
-        for (item_id,) in db.execute("SELECT item_id FROM gold_answers WHERE annotator_id = ?", (annotator_id,)):
-            j = pool.gold_index.get(item_id)
-            if j is not None:
-                gold_done[j] = True
-        return seen, gold_done, views
+    def _seen(db: sqlite3.Connection, pool: Pool, annotator_id: str, mine: np.ndarray) -> Exposure:
+        """What this annotator has seen (answers given before the views table existed count as
+        views too), and the gold items they answered."""
+        seen = mine | (_counts(db, "SELECT item_id FROM views WHERE annotator_id = ?", (annotator_id,), pool.index,
+                               len(pool)) > 0)
+        views = db.execute("SELECT COUNT(*) FROM views WHERE annotator_id = ?", (annotator_id,)).fetchone()[0]
+        gold_done = _counts(db, "SELECT item_id FROM gold_answers WHERE annotator_id = ?", (annotator_id,),
+                            pool.gold_index, len(pool.gold)) > 0
+        return Exposure(seen, np.bincount(pool.group[seen], minlength=pool.groups), gold_done, views)
 
     @staticmethod
-    def _open_items(pool: Pool, load: np.ndarray, mine: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    def _open_items(pool: Pool, load: np.ndarray, mine: np.ndarray, exposure: Exposure, k: int) -> np.ndarray:
         """Study items this annotator may be offered: not answered by them, under K, and not a
         new view of an original they have already seen ``max_views`` reconstructions of."""
         open_ = (~mine) & (load < k)
         if pool.max_views is not None:
-            seen = seen | mine  # answers given before the views table existed count as views too
-            views = np.bincount(pool.group[seen], minlength=pool.groups)
-            open_ &= seen | (views[pool.group] < pool.max_views)
+            open_ &= exposure.seen | (exposure.per_original[pool.group] < pool.max_views)
         return open_
 
-    @classmethod
-    def _progress(cls, pool: Pool, answers: np.ndarray, mine: np.ndarray, seen: np.ndarray, k: int) -> dict:
-        open_ = cls._open_items(pool, answers, mine, seen, k)
+    @staticmethod
+    def _progress(pool: Pool, answers: np.ndarray, mine: np.ndarray, exposure: Exposure, open_: np.ndarray,
+                  k: int) -> dict:
+        """``open_``: ``_open_items`` on the answers alone (others' leases lapse)."""
         if pool.max_views is None:
             available = int(open_.sum())
         else:  # one original's reconstructions count up to the views of it the annotator has left
-            seen = seen | mine
-            views = np.bincount(pool.group[seen], minlength=pool.groups)
+            seen, views = exposure.seen, exposure.per_original
             new = np.bincount(pool.group[open_ & ~seen], minlength=pool.groups)
             available = int((open_ & seen).sum() + np.minimum(new, np.maximum(pool.max_views - views, 0)).sum())
         return {
@@ -430,8 +437,10 @@ class Store:
         another request of the same annotator): the item to show now, and progress."""
         now = time.time()
         answers, load, mine = self._coverage(db, pool, annotator_id, now, lease_seconds)
-        seen, gold_done, views = self._seen(db, pool, annotator_id)
-        progress = self._progress(pool, answers, mine, seen, k)
+        exposure = self._seen(db, pool, annotator_id, mine)
+        open_ = self._open_items(pool, answers, mine, exposure, k)
+        progress = self._progress(pool, answers, mine, exposure, open_, k)
+        gold_done = exposure.gold_done
         row = db.execute("SELECT item_id, offered_at FROM offers WHERE annotator_id=?", (annotator_id,)).fetchone()
         if row and (row[0] in pool.index or row[0] in pool.gold_index):
             i = pool.index.get(row[0])
@@ -442,12 +451,12 @@ class Store:
                 return row[0], progress
         # Items others are looking at count as covered until their lease ends, so no item
         # collects more than K answers; a lapsed offer frees its slot for someone else.
-        eligible = self._open_items(pool, load, mine, seen, k)
+        eligible = self._open_items(pool, load, mine, exposure, k)
         if not eligible.any():
             if row:
                 db.execute("DELETE FROM offers WHERE annotator_id=?", (annotator_id,))
             return None, progress
-        item_id = self._gold_pick(pool, annotator_id, views, self._open_items(pool, answers, mine, seen, k), gold_done)
+        item_id = self._gold_pick(pool, annotator_id, exposure.views, open_, gold_done)
         if item_id is None:
             key = np.where(eligible, load * len(pool) + pool.rank(annotator_id), np.iinfo(np.int64).max)
             item_id = pool.items[int(np.argmin(key))]
@@ -546,8 +555,8 @@ class Store:
         """What the page shows: this annotator's count, what is left for them, the study's coverage."""
         with self.connect() as db:
             answers, _, mine = self._coverage(db, pool, annotator_id, time.time(), 0.0)
-            seen = self._seen(db, pool, annotator_id)[0]
-        return self._progress(pool, answers, mine, seen, k)
+            exposure = self._seen(db, pool, annotator_id, mine)
+        return self._progress(pool, answers, mine, exposure, self._open_items(pool, answers, mine, exposure, k), k)
 
     # ------------------------------------------------------------------ export
 

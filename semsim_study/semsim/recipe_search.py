@@ -11,15 +11,13 @@ annotations are never read. A recipe's transfer is the trained-minus-untrained t
 accuracy on E, overall and on PSNR-matched pairs, over every (D, E).
 
 Candidate recipes are params overrides (``semsim.training.lr=0.01``, as ``dvc exp run -S``
-writes them); ``python -m semsim_study.semsim recipe-search`` runs them and writes a table.
+writes them); ``scripts/semsim_recipe_search.py`` runs them and writes a table.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_all_start_methods, get_context
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -28,7 +26,7 @@ import yaml
 
 from .. import params as P
 from ..errors import ConfigError
-from . import study
+from . import runs, study
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +71,10 @@ def run(params: Mapping, root: str = ".", workers: int = 1) -> list[dict]:
     if len(datasets) < 3:
         raise ConfigError("recipe search needs at least 3 datasets (an outer one, an inner one and one to train on)")
     threads = P.positive_int(params, "semsim.threads", 1)
-    args = [(params, d, e, root, threads) for d, e in inner_splits(datasets)]
-    if workers <= 1:
-        return [_one(*a) for a in args]
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
-        return list(pool.map(_one, *zip(*args)))
+    pairs = inner_splits(datasets)
+    rows = {(r["outer"], r["inner"]): r
+            for r in runs.in_processes(_one, [(params, d, e, root, threads) for d, e in pairs], workers)}
+    return [rows[pair] for pair in pairs]
 
 
 def summarise(rows: Sequence[Mapping]) -> dict:

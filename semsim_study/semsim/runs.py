@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -102,12 +102,18 @@ def run(params: Mapping, model: str, to: Folders, root: str | Path = ".") -> Ite
         workers = 1  # one GPU: the splits take turns on it
     args = [(params, model, split, held_out, str(root), to, threads) for split, held_out in splits]
     log.info("%s: %d splits on %d worker(s), %d torch thread(s) each", model, len(splits), workers, threads)
+    yield from in_processes(_one, args, workers)
+
+
+def in_processes(fn: Callable, args: Sequence[tuple], workers: int) -> Iterator:
+    """``fn(*a)`` for every ``a``, in ``workers`` processes, yielded as each finishes (in order
+    when ``workers`` is 1); an error in any call propagates."""
     if workers <= 1:
         for a in args:
-            yield _one(*a)
+            yield fn(*a)
         return
     # fork starts workers at once (the parent ran no torch op, so no thread pool is copied)
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
-        for future in as_completed([pool.submit(_one, *a) for a in args]):
+        for future in as_completed([pool.submit(fn, *a) for a in args]):
             yield future.result()
