@@ -31,7 +31,8 @@ SHARED_NAMES = {"__init__", "__main__", "cli", "study"}
 
 # Lowest floor first; a module's floor is that of its first matching prefix.
 FLOORS = [
-    ("errors", "params", "atomic", "torch_helpers", "metric_table", "threat", "curves", "cpu_kernels", "extras"),
+    ("errors", "params", "atomic", "torch_helpers", "metric_table", "threat", "curves", "cpu_kernels", "extras",
+     "manifests"),
     ("datasets", "augment", "defenses", "classifiers", "executor"),
     ("training",),
     ("attacks", "metrics", "annotation", "semsim"),

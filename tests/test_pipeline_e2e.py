@@ -119,6 +119,10 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
         assert "observer_adversarial_gap" in control and "observer_adversarial_gap_ci" in control  # tiny: few pairs
         for f in ("images.csv", "sets.csv", "meta.json"):
             assert (clone / "data" / "metrics" / name / f).is_file()
+        listed = json.loads((clone / "data" / "attack-manifests" / f"{name}.json").read_text())["files"]
+        written = sorted(p.relative_to(clone / "data" / "attacks" / name).as_posix()
+                         for p in (clone / "data" / "attacks" / name).rglob("*") if p.is_file())
+        assert sorted(listed) == written
         assert (clone / "data" / "semsim" / f"dataset-{name}" / "scores.csv").is_file()
         assert (clone / "models" / "semsim" / f"dataset-{name}" / "semsim.pt").is_file()
         assert (clone / "data" / "ce_baseline" / f"dataset-{name}" / "scores.csv").is_file()

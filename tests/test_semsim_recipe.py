@@ -439,3 +439,34 @@ def test_recipe_search_never_reads_the_outer_held_out_dataset(fx, monkeypatch):
                        (["nope.lr=1"], "no section 'nope'")):
         with pytest.raises(ConfigError, match=match):
             recipe_search.apply_overrides(F.params(), bad)
+
+
+def test_channel_weights_start_from_the_untrained_net_and_learn_only_the_weights(fx, tmp_path):
+    """trainable: channel_weights re-weights the untrained body's features: the body's weights and
+    batch-norm statistics stay as initialised, only the per-feature weights move, and the saved
+    model (its card says so) loads and scores like the trained one."""
+    import json
+
+    from semsim_study.semsim import embedding_nets, metric
+
+    p = F.params(epochs=2, trainable="channel_weights", selection_fraction=0.0)
+    r = study.run_split(p, "dataset", "gamma", fx)
+    assert r.card["trainable"]["mode"] == "channel_weights"
+    net = r.net.net
+    torch.manual_seed(train.seeds(0, "dataset", "gamma", "semsim")[0])
+    fresh = embedding_nets.build(net.backbone)
+    assert all(torch.equal(a, b) for a, b in zip(net.body.state_dict().values(), fresh.body.state_dict().values()))
+    assert not torch.equal(net.log_channel_weights, torch.zeros_like(net.log_channel_weights))
+    assert train.from_params(F.params()).trainable == "all"  # the official recipe stays the default
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / metric.WEIGHTS["semsim"]).write_bytes(state_bytes(net))
+    (folder / metric.CARD_NAME).write_text(json.dumps(r.card))
+    with pytest.warns(UserWarning, match="simulated annotators"):
+        loaded = metric.SemSim.load(folder)
+    x, y = _images(4, 1).repeat(1, 1, 4, 4), _images(4, 2).repeat(1, 1, 4, 4)
+    assert torch.allclose(loaded.score(x, y), r.net.score(x, y))
+    bad = dict(r.card, trainable={"mode": "all"})
+    (folder / metric.CARD_NAME).write_text(json.dumps(bad))
+    with pytest.raises(DataError, match="weights do not fit"):
+        metric.SemSim.load(folder)

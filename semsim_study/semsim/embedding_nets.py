@@ -112,23 +112,32 @@ class EmbeddingNet(nn.Module):
 
     SemSim compares normalised embeddings in training and in scoring alike (the official code
     normalises only inside its training loss and scores raw features).
+
+    ``channel_weights=True`` adds one positive weight per feature (stored as its logarithm, 0 at
+    initialisation, so the net starts as the plain body): the recipe ``trainable:
+    channel_weights`` learns only these, over a body kept at its initialisation, as LPIPS learns
+    channel weights over fixed features.
     """
 
-    def __init__(self, backbone: str):
+    def __init__(self, backbone: str, channel_weights: bool = False):
         super().__init__()
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown SemSim backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}")
         self.backbone = backbone
         self.body = BACKBONES[backbone]()
         self.out_dim = int(self.body.out_dim)
+        self.log_channel_weights = nn.Parameter(torch.zeros(self.out_dim)) if channel_weights else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        features = self.body(x)
+        if self.log_channel_weights is None:
+            return features
+        return features * self.log_channel_weights.exp()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.body(x), p=2, dim=1)
 
 
-def build(backbone: str) -> EmbeddingNet:
+def build(backbone: str, channel_weights: bool = False) -> EmbeddingNet:
     """A freshly initialised embedding net (initialisation follows the torch seed in force)."""
-    return EmbeddingNet(backbone)
+    return EmbeddingNet(backbone, channel_weights)

@@ -81,6 +81,12 @@ def validate_card(card: object, where: str) -> dict:
     return card
 
 
+def channel_weights(card: dict) -> bool:
+    """Whether the card's net carries learned channel weights (recipe ``trainable: channel_weights``)."""
+    trainable = card.get("trainable")
+    return isinstance(trainable, dict) and trainable.get("mode") == "channel_weights"
+
+
 def _resolve(path: str | Path) -> tuple[Path, Path]:
     """(model folder, card path) from a folder, its card or one of its weight files."""
     path = Path(path)
@@ -169,7 +175,7 @@ class SemSim(nn.Module):
             raise DataError(f"{card_path}: this model has no {which} weights")
         weights = folder / card["weights"][which]
         state = load_state(weights, str(weights), "SemSim weight file missing (rerun the semsim stage)")
-        net = fill(embedding_nets.build(card["backbone"]), state, str(weights), f"backbone {card['backbone']!r}")
+        net = fill(embedding_nets.build(card["backbone"], channel_weights(card)), state, str(weights), f"backbone {card['backbone']!r}")
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
         net.requires_grad_(False)  # a metric, not a model to train: gradients reach the inputs only (as lpips)

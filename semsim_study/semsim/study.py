@@ -35,7 +35,8 @@ from .. import atomic, threat
 from .. import params as P
 from ..errors import ConfigError
 from . import items as I, matched, metric, preprocess, selection
-from .train import BATCH_NORM, GEOMETRIES, CETrainer, SemSimTrainConfig, TripletTrainer, ce_data, from_params, image_table, seeds
+from .train import (BATCH_NORM, GEOMETRIES, TRAINABLE, CETrainer, SemSimTrainConfig, TripletTrainer, ce_data,
+                    from_params, image_table, seeds)
 from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,7 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
         "batch_size": cfg.batch_size,
         "optimizer": cfg.optimizer_card(),
         "batch_norm": {"mode": cfg.batch_norm, "description": BATCH_NORM[cfg.batch_norm]},
+        "trainable": {"mode": cfg.trainable, "description": TRAINABLE[cfg.trainable]},
         "augmentation": {"geometry": cfg.geometry, "geometry_description": GEOMETRIES[cfg.geometry],
                          "colour": cfg.colour.card(), "colour_description": cfg.colour.describe()},
         "seed": seed,

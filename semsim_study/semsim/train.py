@@ -77,6 +77,7 @@ class SemSimTrainConfig:
     selection_fraction: float = 0.0
     matched_db: float = 2.0
     batch_norm: str = "batch"
+    trainable: str = "all"
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -98,7 +99,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
-                                        "geometry", "crop_flip", "batch_norm"))
+                                        "geometry", "crop_flip", "batch_norm", "trainable"))
     backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
     epochs = P.positive_int(params, "semsim.training.epochs")
@@ -124,6 +125,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         selection_fraction=selection.from_params(params),
         matched_db=matched.from_params(params),
         batch_norm=P.choice(params, "semsim.training.batch_norm", BATCH_NORM, "batch"),
+        trainable=P.choice(params, "semsim.training.trainable", TRAINABLE, "all"),
     )
     return cfg
 
@@ -132,6 +134,13 @@ BATCH_NORM = {
     "batch": "batch statistics while training, their running averages when scoring (the official code)",
     "frozen": "running statistics kept at their initial values (mean 0, variance 1), so batch norm is a learned "
               "per-channel scale and shift: the embedding carries no statistics of the training domains to a new one",
+}
+
+
+TRAINABLE = {
+    "all": "every weight of the network (the official code)",
+    "channel_weights": "one positive weight per embedding feature; the body keeps its initial weights and batch-norm "
+                       "statistics, so training starts from the untrained network and can only re-weight its features",
 }
 
 
@@ -232,7 +241,9 @@ class _Trainer:
     def __init__(self, cfg: SemSimTrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
         self.cfg, self.rng = cfg, rng
         torch.manual_seed(torch_seed)
-        self.net = embedding_nets.build(cfg.backbone).to(cfg.device)
+        self.net = embedding_nets.build(cfg.backbone, cfg.trainable == "channel_weights").to(cfg.device)
+        if cfg.trainable == "channel_weights":
+            self.net.body.requires_grad_(False)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
         params = list(self.net.parameters()) + (list(self.head.parameters()) if self.head else [])
         self.opt = NesterovSGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
@@ -242,7 +253,9 @@ class _Trainer:
     def start_epoch(self, epoch: int) -> float:
         self.opt.lr = lr_at(self.cfg, epoch)
         self.net.train()
-        if self.cfg.batch_norm == "frozen":
+        if self.cfg.trainable == "channel_weights":
+            self.net.body.eval()
+        elif self.cfg.batch_norm == "frozen":
             for m in self.net.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
