@@ -466,7 +466,31 @@ def test_channel_weights_start_from_the_untrained_net_and_learn_only_the_weights
         loaded = metric.SemSim.load(folder)
     x, y = _images(4, 1).repeat(1, 1, 4, 4), _images(4, 2).repeat(1, 1, 4, 4)
     assert torch.allclose(loaded.score(x, y), r.net.score(x, y))
+    # the public embedding goes through the weights too: its distances are the scores
+    assert torch.allclose((loaded.embed(x) - loaded.embed(y)).norm(dim=1), loaded.score(x, y), atol=1e-5)
     bad = dict(r.card, trainable={"mode": "all"})
     (folder / metric.CARD_NAME).write_text(json.dumps(bad))
     with pytest.raises(DataError, match="weights do not fit"):
         metric.SemSim.load(folder)
+
+
+def test_standardised_input_ignores_brightness_and_contrast():
+    """standardise: each image to zero mean and unit spread before the body, so a darker or washed
+    out copy embeds (almost) like the original; the plain net moves it."""
+    from semsim_study.semsim import embedding_nets
+
+    torch.manual_seed(0)
+    std_net = embedding_nets.build("tinyconv16", standardise=True).eval()
+    torch.manual_seed(0)
+    plain = embedding_nets.build("tinyconv16").eval()
+    x = (_images(4, 3).repeat(1, 1, 4, 4) - 0.5) / 0.27  # as normalised for the net
+    darker = 0.7 * x - 0.5
+    with torch.no_grad():
+        moved = {name: (net.embed(x) - net.embed(darker)).norm(dim=1).max().item()
+                 for name, net in (("standardised", std_net), ("plain", plain))}
+    assert moved["standardised"] < 0.05 < moved["plain"], moved
+    assert train.from_params(F.params()).standardise is False
+    p = F.params()
+    p["semsim"]["model"]["standardise"] = "yes"
+    with pytest.raises(ConfigError, match=r"semsim\.model\.standardise"):
+        train.from_params(p)

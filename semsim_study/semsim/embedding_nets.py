@@ -107,6 +107,9 @@ BACKBONES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+STANDARDISE_EPS = 0.05  # keeps a flat image's spread from dividing by zero
+
+
 class EmbeddingNet(nn.Module):
     """A backbone body; ``forward`` gives raw features, ``embed`` the L2-normalised embedding.
 
@@ -117,27 +120,37 @@ class EmbeddingNet(nn.Module):
     initialisation, so the net starts as the plain body): the recipe ``trainable:
     channel_weights`` learns only these, over a body kept at its initialisation, as LPIPS learns
     channel weights over fixed features.
+
+    ``standardise=True`` gives every (normalised) input image zero mean and unit spread over all
+    its pixels before the body, as the simulated crowd's eyes do: a reconstruction that is
+    darker or washed out (Inverting Gradients' cosine loss often gives one) is not for that
+    reason further from its original, and a new domain's overall brightness and contrast do not
+    move its embeddings.
     """
 
-    def __init__(self, backbone: str, channel_weights: bool = False):
+    def __init__(self, backbone: str, channel_weights: bool = False, standardise: bool = False):
         super().__init__()
         if backbone not in BACKBONES:
             raise ConfigError(f"unknown SemSim backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}")
         self.backbone = backbone
+        self.standardise = bool(standardise)
         self.body = BACKBONES[backbone]()
         self.out_dim = int(self.body.out_dim)
         self.log_channel_weights = nn.Parameter(torch.zeros(self.out_dim)) if channel_weights else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardise:
+            flat = x.reshape(len(x), -1)
+            x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + STANDARDISE_EPS)
         features = self.body(x)
         if self.log_channel_weights is None:
             return features
         return features * self.log_channel_weights.exp()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.body(x), p=2, dim=1)
+        return nn.functional.normalize(self(x), p=2, dim=1)
 
 
-def build(backbone: str, channel_weights: bool = False) -> EmbeddingNet:
+def build(backbone: str, channel_weights: bool = False, standardise: bool = False) -> EmbeddingNet:
     """A freshly initialised embedding net (initialisation follows the torch seed in force)."""
-    return EmbeddingNet(backbone, channel_weights)
+    return EmbeddingNet(backbone, channel_weights, standardise)

@@ -74,6 +74,7 @@ def validate_card(card: object, where: str) -> dict:
          and _number_list(norm.get("std"), 3) and all(s > 0 for s in norm["std"]),
          "an object with 3-number 'mean' and positive 3-number 'std'")
     need("embedding_normalized", card.get("embedding_normalized") is True, "true")
+    need("standardise_input", isinstance(card.get("standardise_input", False), bool), "true or false (or absent)")
     weights = card.get("weights")
     need("weights", isinstance(weights, dict) and any(isinstance(weights.get(k), str) for k in WEIGHTS)
          and all(isinstance(v, str) and "/" not in v and "\\" not in v for v in weights.values()),
@@ -175,7 +176,8 @@ class SemSim(nn.Module):
             raise DataError(f"{card_path}: this model has no {which} weights")
         weights = folder / card["weights"][which]
         state = load_state(weights, str(weights), "SemSim weight file missing (rerun the semsim stage)")
-        net = fill(embedding_nets.build(card["backbone"], channel_weights(card)), state, str(weights), f"backbone {card['backbone']!r}")
+        net = fill(embedding_nets.build(card["backbone"], channel_weights(card), card.get("standardise_input") is True),
+                   state, str(weights), f"backbone {card['backbone']!r}")
         if net.out_dim != card["embedding_dim"]:
             raise DataError(f"{card_path}: embedding_dim {card['embedding_dim']} but {card['backbone']} gives {net.out_dim}")
         net.requires_grad_(False)  # a metric, not a model to train: gradients reach the inputs only (as lpips)

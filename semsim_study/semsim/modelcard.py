@@ -79,7 +79,8 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"{card['optimizer'].get('name', 'SGD')} "
         f"lr {card['optimizer'].get('lr')}; geometric augmentation: "
         f"{card['augmentation'].get('geometry_description', 'none')}"
-        f"; colour: {card['augmentation'].get('colour_description') or 'none'}.",
+        f"; colour: {card['augmentation'].get('colour_description') or 'none'}; trained: "
+        f"{(card.get('trainable') or {}).get('description', 'every weight')}.",
         f"- Model selection: kept epoch {sel['selected_epoch']} (0 = untrained) by {sel['rule']}"
         + (f" ({sel.get('matched_pairs', 0)} matched pairs within {sel.get('matched_db')} dB among "
            f"{sel.get('pairs', 0)} pairs of {sel.get('originals', 0)} held-back originals)" if sel.get("pairs") else "")
@@ -126,7 +127,8 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"- It sees every image at {card['input_size']}x{card['input_size']} px (inputs are resized, "
         f"{card.get('resize', 'bilinear')}); detail finer than that is invisible to it.",
         f"- Inputs are normalised with fixed `{card['normalization'].get('name', 'custom')}` statistics, "
-        "not the scored data's.",
+        "not the scored data's" + ("; then each image to zero mean and unit spread (brightness and contrast "
+                                   "do not count)." if card.get("standardise_input") else "."),
     ]
     if card.get("simulated_annotations"):
         lines.append("- Its labels came from simulated annotators (an offline stand-in for people): it has "

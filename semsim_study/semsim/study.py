@@ -216,6 +216,7 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
         "embedding_normalized": True,
         "distance": "l2 of L2-normalised embeddings, in [0, 2]; larger = less leakage",
         "normalization": preprocess.normalization(cfg.normalization),
+        "standardise_input": cfg.standardise,
         "resize": "bilinear, antialiased, to input_size x input_size",
         **({"alpha": cfg.alpha, "loss": "triplet margin loss (p=2) on L2-normalised embeddings"} if model == "semsim"
            else {"loss": "cross-entropy over the annotation tree's classes (the official code's --semsim False); "

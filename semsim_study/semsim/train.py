@@ -78,6 +78,7 @@ class SemSimTrainConfig:
     matched_db: float = 2.0
     batch_norm: str = "batch"
     trainable: str = "all"
+    standardise: bool = False
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -96,7 +97,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         raise ConfigError(f"params: 'alpha' (the SemSim triplet margin) must be positive, got {alpha}")
     P.known(params, "semsim", ("device", "threads", "workers", "held_out_attacks", "held_out_backbones", "model", "training",
                                matched.KEY.rsplit(".", 1)[1]))
-    P.known(params, "semsim.model", ("backbone", "input_size", "normalization"))
+    P.known(params, "semsim.model", ("backbone", "input_size", "normalization", "standardise"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
                                         "geometry", "crop_flip", "batch_norm", "trainable"))
@@ -126,6 +127,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         matched_db=matched.from_params(params),
         batch_norm=P.choice(params, "semsim.training.batch_norm", BATCH_NORM, "batch"),
         trainable=P.choice(params, "semsim.training.trainable", TRAINABLE, "all"),
+        standardise=bool(P.get(params, "semsim.model.standardise", bool, False)),
     )
     return cfg
 
@@ -241,7 +243,8 @@ class _Trainer:
     def __init__(self, cfg: SemSimTrainConfig, torch_seed: int, rng: np.random.Generator, head: int = 0):
         self.cfg, self.rng = cfg, rng
         torch.manual_seed(torch_seed)
-        self.net = embedding_nets.build(cfg.backbone, cfg.trainable == "channel_weights").to(cfg.device)
+        self.net = embedding_nets.build(cfg.backbone, cfg.trainable == "channel_weights",
+                                        cfg.standardise).to(cfg.device)
         if cfg.trainable == "channel_weights":
             self.net.body.requires_grad_(False)
         self.head = nn.Linear(self.net.out_dim, head).to(cfg.device) if head else None
