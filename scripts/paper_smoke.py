@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # stage families in DAG order; each is timed on its own
-FAMILIES = ["prepare", "train", "attack", "tasks", "annotate", "features", "metrics", "observer-controls", "semsim",
-            "ce-baseline", "correlate", "report"]  # tests/test_paper_smoke.py checks these against dvc.yaml
+# (tests/test_paper_smoke.py checks these against dvc.yaml)
+FAMILIES = ["prepare", "train", "attack", "attack-manifest", "tasks", "annotate", "features", "metrics",
+            "observer-controls", "semsim", "ce-baseline", "correlate", "report"]
 
 
 def copy_project(dest: Path) -> None:
