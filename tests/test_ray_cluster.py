@@ -65,7 +65,7 @@ def test_ray_cluster_gives_the_local_executors_bytes(clone, local_run):
     if why:
         pytest.skip(why)
     ray = Path(sys.executable).parent / "ray"
-    dvc = Path(sys.executable).parent / "dvc"
+    dvc_bin = Path(sys.executable).parent / "dvc"
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["executor"] = {"kind": "ray", "address": f"127.0.0.1:{PORT}", "jobs_per_gpu": 1}
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -77,7 +77,7 @@ trap '"{ray}" stop --force >/dev/null 2>&1 || true' EXIT
 "{ray}" start --head --node-ip-address=127.0.0.1 --port={PORT} --include-dashboard=false {common}
 "{ray}" start --address=127.0.0.1:{PORT} --node-ip-address=127.0.0.1 {common}
 "{ray}" status --address=127.0.0.1:{PORT}
-"{dvc}" repro --force --single-item {' '.join(STAGES)}
+"{dvc_bin}" repro --force --single-item {' '.join(STAGES)}
 """
     res = subprocess.run(["unshare", "-n", "bash", "-c", script], cwd=clone, env={**env(), "RAY_USAGE_STATS_ENABLED": "0"},
                          capture_output=True, text=True, timeout=1200)
