@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from semsim_study import classifiers
+from semsim_study.classifiers import backbones
 from semsim_study.attacks import configs, engine
 
 REFERENCE_CASES = [("resnet20-4", 32), ("resnet20", 32)]
@@ -36,7 +36,7 @@ ATTACKS = {"invgrad": {"iterations": 20}, "idlg": {"iterations": 1, "lbfgs_inner
 
 def _setup(backbone: str, size: int, batch: int, cfg: engine.AttackConfig):
     torch.manual_seed(0)
-    model = classifiers.build(backbone, 10, size).eval()
+    model = backbones.build(backbone, 10, size).eval()
     x = torch.rand(batch, 3, size, size)
     targets = [engine.observed_gradient(model, x[i : i + 1], i % 10, cfg.loss_scale) for i in range(batch)]
     return model, targets

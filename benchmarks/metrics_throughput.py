@@ -38,7 +38,7 @@ import numpy as np
 import psutil
 import torch
 
-from semsim_study import classifiers
+from semsim_study.classifiers import backbones
 from semsim_study.torch_helpers import state_bytes
 from semsim_study.datasets.imaging import save_png
 from semsim_study.metrics import classification, compute, feature_extractors, featurenet, frechet, imagenet, pairs as P, pixel
@@ -81,7 +81,7 @@ def make_project(root: Path, n_pairs: int, size: int = 32, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     mdir = root / "models" / "bench"
     mdir.mkdir(parents=True)
-    (mdir / "resnet8_none.pt").write_bytes(state_bytes(classifiers.build("resnet8", 10, size)))
+    (mdir / "resnet8_none.pt").write_bytes(state_bytes(backbones.build("resnet8", 10, size)))
     (mdir / "resnet8_none.json").write_text(json.dumps({
         "model_id": "resnet8_none", "backbone": "resnet8", "setting": "none", "num_classes": 10, "image_size": size,
         "test_accuracy": 0.0, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}))

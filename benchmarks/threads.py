@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from semsim_study import classifiers
+from semsim_study.classifiers import backbones
 from semsim_study.annotation.observer import Observer
 from semsim_study.metrics.featurenet import FeatureNet
 from semsim_study.semsim import embedding_nets
@@ -47,7 +47,7 @@ def _train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Cal
 def _attack_step(backbone: str, batch: int) -> Callable[[], None]:
     """One Inverting-Gradients iteration per image: the model's gradient with create_graph,
     a cosine distance to the observed gradient, and its gradient with respect to the images."""
-    model = classifiers.build(backbone, 10, 16)
+    model = backbones.build(backbone, 10, 16)
     x = torch.rand(batch, 3, 16, 16, requires_grad=True)
     y = torch.randint(0, 10, (batch,))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -93,8 +93,8 @@ def cases() -> dict[str, Callable[[], None]]:
     torch.manual_seed(0)
     x16, y16 = torch.rand(32, 3, 16, 16), torch.randint(0, 10, (32,))
     return {
-        "train (lenet, batch 32)": _train_step(classifiers.build("lenet", 10, 16), x16, y16),
-        "train (resnet8, batch 32)": _train_step(classifiers.build("resnet8", 10, 16), x16, y16),
+        "train (lenet, batch 32)": _train_step(backbones.build("lenet", 10, 16), x16, y16),
+        "train (resnet8, batch 32)": _train_step(backbones.build("resnet8", 10, 16), x16, y16),
         "attack (invgrad on lenet, batch 10)": _attack_step("lenet", 10),
         "attack (invgrad on resnet8, batch 10)": _attack_step("resnet8", 10),
         "features (featurenet, batch 64)": _train_step(FeatureNet(30), torch.rand(64, 3, 16, 16),

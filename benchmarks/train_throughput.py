@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from semsim_study import augment, classifiers
+from semsim_study import augment
+from semsim_study.classifiers import backbones
 
 CASES = [  # (backbone, image size)
     ("lenet", 32), ("resnet8", 32), ("convnet4", 32), ("convnet8", 32), ("resnet20", 32),
@@ -28,7 +29,7 @@ POLICIES = {"none": augment.Augmentation(), "crop": augment.Augmentation(True),
 
 def time_backbone(name: str, size: int, batch: int, seconds: float) -> float:
     torch.manual_seed(0)
-    model = classifiers.build(name, 10, size).train()
+    model = backbones.build(name, 10, size).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
 
@@ -64,7 +65,7 @@ def main() -> None:
     for name, size in CASES:
         ips = time_backbone(name, size, args.batch, args.seconds)
         rows.append({"backbone": name, "image_size": size, "batch": args.batch, "images_per_s": round(ips, 1),
-                     "parameters": classifiers.parameter_count(classifiers.build(name, 10, size))})
+                     "parameters": backbones.parameter_count(backbones.build(name, 10, size))})
     ref = next(r["images_per_s"] for r in rows if r["backbone"] == "resnet8")
     for r in rows:
         r["relative_to_resnet8"] = round(r["images_per_s"] / ref, 3)

@@ -4,7 +4,7 @@ The metrics stage, the SemSim stages and the report all read their columns, labe
 directions from ``METRICS``: to add a metric, add its entry here and its function where its
 stage computes it (a pixel metric: a function decorated ``@pixel_metric`` in
 ``metrics/pixel.py``, and the metrics stage computes and writes it; a threat-model control:
-``analysis/controls.py``); tests check that every stage's columns match this table. Like
+``analysis/threat_controls.py``); tests check that every stage's columns match this table. Like
 torchmetrics' ``higher_is_better``, each entry carries its direction, so nobody far from the
 metric has to remember whether a larger value means more similar.
 

@@ -1,4 +1,6 @@
-"""The torch helpers every part of the study shares: device names, weights as bytes and back.
+"""The torch helpers every part of the study shares: device names, weights as bytes and back
+(``state_bytes``, ``load_state``: the one reader of weight files, weights only), and the one
+mean/std normalisation of images (``normalize``, ``to_tensor``).
 
 Ground floor: imports torch and the package's errors only, so the attack, metrics, annotation
 and SemSim code can use these without pulling classifier training (and its dependencies) in.
@@ -9,7 +11,9 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,3 +68,18 @@ def fill(module: nn.Module, state: dict, where: str, what: str) -> nn.Module:
     except RuntimeError as exc:
         raise DataError(f"{where}: weights do not fit {what} ({str(exc).splitlines()[0]})") from None
     return module
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of a float NCHW batch (mean and std in x's dtype and device)."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def to_tensor(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW."""
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # torch warns on read-only buffers; the copy is tiny
+        images = images.copy()
+    return normalize(torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0), mean, std)

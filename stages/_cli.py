@@ -1,4 +1,17 @@
-"""Shared entry-point wrapper: user-fixable errors print one clear line instead of a traceback."""
+"""Every stage's preamble, once: the command line, params, torch's thread count, and the wrapper
+that prints a user-fixable error as one clear line instead of a traceback.
+
+A stage reads::
+
+    parser = arguments(__doc__)              # --dataset (per-dataset stages) and --params
+    args, params = begin(parser, threads="train.threads")
+    ...
+    if __name__ == "__main__":
+        run(main)
+
+The process environment (one BLAS/OpenMP thread, the pinned CPU kernels) is set before any
+library loads, by ``stages/__init__.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +19,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from semsim_study import atomic, cpu_kernels
+from semsim_study import atomic, cpu_kernels, params as P
 from semsim_study.errors import StudyError
 
 #: Where each stage says which CPU kernels it ran with: beside the workspace, never a tracked
@@ -25,6 +38,26 @@ def arguments(doc: str, *, dataset: bool = True, raw: bool = False) -> argparse.
         parser.add_argument("--dataset", required=True)
     parser.add_argument("--params", default="params.yaml")
     return parser
+
+
+def begin(parser: argparse.ArgumentParser, *, threads: str | int | None = None) -> tuple[argparse.Namespace, dict]:
+    """The parsed command line and the params it names; with ``threads``, torch runs on that many
+    CPU threads (a number, or the params key that holds it, default 1). Float sums depend on
+    the thread count, so a fixed one gives the same bytes on any machine."""
+    args = parser.parse_args()
+    params = P.load(args.params)
+    if threads is not None:
+        set_threads(params, threads)
+    return args, params
+
+
+def set_threads(params: Mapping, threads: str | int) -> int:
+    """torch's CPU thread count from ``threads`` (a number or a params key, default 1)."""
+    import torch
+
+    n = threads if isinstance(threads, int) else P.positive_int(params, threads, 1)
+    torch.set_num_threads(n)
+    return n
 
 
 def _option(name: str) -> str | None:

@@ -18,25 +18,20 @@ from __future__ import annotations
 import logging
 import time
 
-import torch
-
-from semsim_study import atomic, params as P
+from semsim_study import atomic
 from semsim_study.annotation import collect
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("annotate")
 
 
 def main() -> None:
-    parser = arguments(__doc__)
-    args = parser.parse_args()
     start = time.perf_counter()
     # the simulated observer trains here: one torch thread gives the same answers on any
     # machine, whatever its core count or OMP_NUM_THREADS (the small net gains nothing from more)
-    torch.set_num_threads(1)
-    params = P.load(args.params)
-    result = collect.run(params, args.dataset)
+    args, params = begin(arguments(__doc__), threads=1)
+    result = collect.run(params, args.dataset, f"data/tasks/{args.dataset}/tasks.csv", f"data/prepared/{args.dataset}")
     with atomic.build_dir(f"data/annotations/{args.dataset}") as tmp:
         result.write(tmp)
     atomic.write_json(f"reports/annotate/{args.dataset}.json", result.summary)

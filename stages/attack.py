@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from semsim_study import executor, params as P, training
+from semsim_study import executor, params as P
 from semsim_study.attacks import configs, jobs
+from semsim_study.classifiers import grid
 from semsim_study.errors import ConfigError
 from semsim_study.torch_helpers import resolve_device
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("attack")
 
@@ -24,8 +25,7 @@ log = logging.getLogger("attack")
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--attack", required=True)
-    args = parser.parse_args()
-    params = P.load(args.params)
+    args, params = begin(parser, threads=1)  # every attack job runs on one torch thread (jobs.py)
     attacks = P.get(params, "attacks", list)
     if args.attack not in attacks:
         raise ConfigError(f"params: attack {args.attack!r} is not listed in 'attacks' ({', '.join(attacks)})")
@@ -35,7 +35,7 @@ def main() -> None:
         config=configs.from_params(params, args.attack, args.dataset), seed=P.get(params, "seed", int),
         device=resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device"),
     )
-    model_ids = [spec.model_id for spec in training.model_grid(params, args.dataset)]
+    model_ids = grid.model_ids(params, args.dataset)
     run_on = executor.from_params(params)
     limit = P.get(params, "attack.images_per_model", int, None)
     plan = jobs.plan(ctx, model_ids, limit, P.positive_int(params, "attack.batch_size", 1))

@@ -12,14 +12,14 @@ import logging
 
 from semsim_study import manifests, params as P
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("attack-manifest")
 
 
 def main() -> None:
-    args = arguments(__doc__, dataset=False, raw=True).parse_args()
-    for dataset in P.get(P.load(args.params), "datasets", list):
+    _, params = begin(arguments(__doc__, dataset=False, raw=True))
+    for dataset in P.get(params, "datasets", list):
         m = manifests.write(".", dataset)
         log.info("attack-manifest: %s: %d files -> %s", dataset, len(m["files"]), manifests.path(".", dataset))
 

@@ -12,20 +12,13 @@ bootstraps only the SemSim columns (semsim_study/analysis/precomputed.py says wh
 
 from __future__ import annotations
 
-import os
+import logging
+import time
+from pathlib import Path
 
-# One BLAS thread: the bootstrap's matrix products are small, and the machine is shared.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from semsim_study.analysis import config, precomputed
 
-import logging  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from semsim_study import params as P  # noqa: E402
-from semsim_study.analysis import config, precomputed  # noqa: E402
-
-from ._cli import arguments, run  # noqa: E402
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("correlate")
 
@@ -34,12 +27,12 @@ def main() -> None:
     parser = arguments(__doc__, dataset=False, raw=True)
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
     parser.add_argument("--out", help="default: ROOT/data/correlations/correlations.csv")
-    args = parser.parse_args()
+    args, params = begin(parser)
     start = time.perf_counter()
-    cfg = config.from_params(P.load(args.params))
+    cfg = config.from_params(params)
     root = Path(args.root)
     rows, ceiling = precomputed.compute(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones,
-                                        cfg.settings)
+                                        cfg.bootstrap)
     out = Path(args.out) if args.out else root / precomputed.DEFAULT_PATH
     precomputed.write(out, rows, ceiling)
     log.info("correlate: %d rows for %s and %d noise ceiling rows in %.1f s -> %s", len(rows),

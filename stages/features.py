@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from semsim_study import atomic, params as P
 from semsim_study.datasets import standard
 from semsim_study.metrics import featurenet
 from semsim_study.torch_helpers import state_bytes
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("features")
 
@@ -25,8 +23,7 @@ log = logging.getLogger("features")
 def main() -> None:
     parser = arguments(__doc__, dataset=False)
     parser.add_argument("--out", default="models/features")
-    args = parser.parse_args()
-    params = P.load(args.params)
+    args, params = begin(parser, threads="features.threads")
     kind = P.choice(params, "metrics.features", ("imagenet", "pipeline"))
     cfg = featurenet.from_params(params)
     with atomic.build_dir(args.out) as out:
@@ -36,7 +33,6 @@ def main() -> None:
             (out / featurenet.CARD).write_text(atomic.dumps_json(card), encoding="utf-8")
             log.info("metrics.features is %s: no feature network trained", kind)
             return
-        torch.set_num_threads(cfg.threads)
         names = P.get(params, "datasets", list)
         datasets = [standard.load(f"data/prepared/{name}") for name in names]
         model, card = featurenet.train(datasets, cfg, P.get(params, "seed", int))

@@ -14,26 +14,21 @@ import csv
 import logging
 import time
 
-import torch
-
 from semsim_study import atomic, params as P
 from semsim_study.errors import DataError
 from semsim_study.metrics import classification, compute, feature_extractors, settings
 from semsim_study.metrics.pairs import check_images, read_pairs
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("metrics")
 
 
 def main() -> None:
-    parser = arguments(__doc__)
-    args = parser.parse_args()
     start = time.perf_counter()
-    params = P.load(args.params)
+    args, params = begin(arguments(__doc__), threads="metrics.threads")
     name = args.dataset
     cfg = settings.from_params(params)
-    torch.set_num_threads(cfg.threads)
     attacks = P.get(params, "attacks", list)
     pairs = read_pairs(f"data/attacks/{name}", attacks)
     if not pairs:

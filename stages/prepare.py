@@ -9,7 +9,7 @@ from semsim_study import params as P
 from semsim_study.datasets import build
 from semsim_study.datasets import standard
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("prepare")
 
@@ -17,8 +17,7 @@ log = logging.getLogger("prepare")
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--out", default=None, help="output folder (default data/prepared/<dataset>)")
-    args = parser.parse_args()
-    params = P.load(args.params)
+    args, params = begin(parser)
     start = time.perf_counter()
     ds, split, indices = build.prepare(params, args.dataset)
     out = args.out or f"data/prepared/{args.dataset}"

@@ -20,37 +20,27 @@ ceiling beside it (noise_ceiling.csv, likewise). Writes:
 
 from __future__ import annotations
 
-import os
+import logging
+import time
+from pathlib import Path
 
-# One BLAS thread: the bootstrap's matrix products are small, and the machine is shared.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from semsim_study.analysis import config, precomputed, report
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from semsim_study import atomic, params as P  # noqa: E402
-from semsim_study.analysis import config, precomputed, report  # noqa: E402
-
-from ._cli import run  # noqa: E402
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("report")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml")
+    parser = arguments(__doc__, dataset=False, raw=True)
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: here)")
     parser.add_argument("--out", default="reports/report")
     parser.add_argument("--metrics", help="the longer headline file (default: ROOT/reports/metrics/report.json)")
     parser.add_argument("--headline", help="the DVC metrics folder (default: ROOT/reports/headline)")
     parser.add_argument("--precomputed", help="stage correlate's rows to reuse where their data match (default: "
                         f"ROOT/{precomputed.DEFAULT_PATH} when it exists; 'none' computes every row here)")
-    args = parser.parse_args()
+    args, params = begin(parser)
     start = time.perf_counter()
-    params = P.load(args.params)
     cfg = config.from_params(params)
     root = Path(args.root)
     metrics = Path(args.metrics) if args.metrics else root / "reports" / "metrics" / "report.json"

@@ -20,10 +20,10 @@ import logging
 from contextlib import ExitStack
 from pathlib import Path
 
-from semsim_study import atomic, params as P
+from semsim_study import atomic
 from semsim_study.semsim import runs, study
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("semsim")
 
@@ -31,8 +31,7 @@ log = logging.getLogger("semsim")
 def main() -> None:
     parser = arguments(__doc__, dataset=False, raw=True)
     parser.add_argument("--model", default="semsim", choices=study.MODELS)
-    args = parser.parse_args()
-    params = P.load(args.params)
+    args, params = begin(parser)  # each split sets semsim.threads in its own process (runs.py)
     final = runs.Folders.of(Path("."), args.model)
     with ExitStack() as stack:
         building = runs.Folders(*(stack.enter_context(atomic.build_dir(path)) for path in

@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 import time
 
-from semsim_study import atomic, params as P
+from semsim_study import atomic
 from semsim_study.annotation import tasks
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("tasks")
 
 
 def main() -> None:
-    parser = arguments(__doc__)
-    args = parser.parse_args()
     start = time.perf_counter()
-    params = P.load(args.params)
+    # protocol A's candidates: their order must not depend on the machine's core count
+    args, params = begin(arguments(__doc__), threads=1)
     meta = atomic.read_json(f"data/prepared/{args.dataset}/meta.json", "missing; run the prepare stage first")
     settings = tasks.from_params(params, args.dataset, meta)
     built = tasks.build_tasks(settings, meta["class_names"])

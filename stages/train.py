@@ -9,36 +9,26 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
-from semsim_study import atomic, curves, executor, params as P, training
+from semsim_study import atomic, curves, executor, params as P
+from semsim_study.classifiers import grid, training
 from semsim_study.datasets import standard
 
-from ._cli import arguments, run
+from ._cli import arguments, begin, run
 
 log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = arguments(__doc__)
-    args = parser.parse_args()
-    params = P.load(args.params)
-    # float sums depend on the thread count: a fixed count (default one, the fastest for these
-    # small nets on a shared 2-core CPU; benchmarks/threads.py) gives the same checkpoints anywhere
-    threads = training.threads(params)
-    torch.set_num_threads(threads)
+    # one torch thread by default, the fastest for these small nets on a shared 2-core CPU
+    # (benchmarks/threads.py); every job, here or on Ray, runs with the same count
+    args, params = begin(arguments(__doc__), threads="train.threads")
+    threads = P.positive_int(params, "train.threads", 1)
     name = args.dataset
-    specs = training.model_grid(params, name)
+    specs = grid.model_grid(params, name)
     jobs = [(spec, training.from_params(params, name, spec.backbone, spec.setting), threads) for spec in specs]
     run_on = executor.from_params(params)  # every param is checked before the first model trains
-    seed = P.get(params, "seed", int)
     ds = standard.load(f"data/prepared/{name}")
-    if run_on.kind == "ray":
-        done = dict(executor.run_ray(run_on, training.train_job, jobs, {"ds": ds, "seed": seed},
-                                     gpu=any(cfg.device.startswith("cuda") for _, cfg, _ in jobs), desc=f"train {name}"))
-        results = (done[i] for i in range(len(jobs)))
-    else:
-        results = (training.train_job(job, ds, seed) for job in jobs)
+    results = training.train_all(jobs, ds, P.get(params, "seed", int), run_on)
     summary, histories = {}, {}
     with atomic.build_dir(f"models/{name}") as model_dir, atomic.build_dir(f"reports/train_curves/{name}") as curve_dir:
         for trained in results:  # in the grid's order, wherever each model was trained

@@ -11,7 +11,7 @@ import pytest
 
 from semsim_study.annotation import aggregate, agreement, importers
 from semsim_study.annotation.longformat import recognised_flags
-from tests.annotation_fixtures import D1, D2, D3, D4, F1, F2, tasks
+from tests.support.annotation_fixtures import D1, D2, D3, D4, F1, F2, item_file_name, tasks
 
 T0 = "2024-05-01T10:00:00Z"
 
@@ -96,7 +96,7 @@ def test_verdict_rows_from_paper_folders(tmp_path):
     root = tmp_path / "tree"
     for folder, item in [("test-000001", D1), ("-test-000003", D3), ("-test-000011", F2)]:
         (root / folder).mkdir(parents=True)
-        (root / folder / importers.item_file_name(item)).write_bytes(b"png")
+        (root / folder / item_file_name(item)).write_bytes(b"png")
     df = importers.read_paper_folders(root, T)
     assert recognised_flags(df, T).tolist() == [True, False, False]
     full = aggregate.answers_with_recognised(df, T, source="human")

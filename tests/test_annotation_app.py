@@ -25,7 +25,7 @@ from semsim_study.annotation.catalog import Catalog
 from semsim_study.annotation.store import Store
 from semsim_study.errors import DataError
 
-from .annotation_helpers import ServerThread, png, project
+from .support.annotation_helpers import ServerThread, png, project
 
 
 @pytest.fixture()

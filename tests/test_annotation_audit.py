@@ -1,6 +1,6 @@
 """The blind audit by eye (annotation/audit.py): sampling, hidden verdicts, scoring, the CLI.
 
-The project is made in the test (tests/annotation_helpers.py: attack folders and tasks.csv),
+The project is made in the test (tests/support/annotation_helpers.py: attack folders and tasks.csv),
 with a crowd table and PSNR values laid out so every PSNR band x verdict stratum holds two
 items, plus one tie, one unannotated item and one without a PSNR.
 """
@@ -21,7 +21,7 @@ import pytest
 from semsim_study.annotation import audit
 from semsim_study.datasets.imaging import decode, to_rgb_array
 from semsim_study.errors import ConfigError, DataError
-from tests.annotation_helpers import project
+from tests.support.annotation_helpers import project
 from tests.conftest import ROOT
 
 MODELS = ("resnet8_none", "lenet_crop")

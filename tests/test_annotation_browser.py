@@ -24,7 +24,7 @@ from semsim_study.annotation.app import create_app
 from semsim_study.annotation.catalog import Catalog
 from semsim_study.annotation.store import Store
 
-from .annotation_helpers import ServerThread, project
+from .support.annotation_helpers import ServerThread, project
 
 TIMEOUT_MS = 15_000
 

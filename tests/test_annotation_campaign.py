@@ -19,9 +19,10 @@ from semsim_study.annotation.status import status
 from semsim_study.annotation.store import Store
 from semsim_study.errors import ConfigError, DataError
 
-from .annotation_helpers import project
+from .support.annotation_helpers import project
 
 ITEM_KEYS = {"ref", "protocol", "question", "candidates", "images"}
+_INPUTS = ("data/tasks/toy/tasks.csv", "data/prepared/toy")  # as stages/annotate.py names them
 
 
 @pytest.fixture()
@@ -182,29 +183,30 @@ def test_annotators_below_the_gold_threshold_are_left_out_and_named(camp, monkey
               "annotate": {"source": "app", "paths": {"toy": [db], "pairs": [db]},
                            "quality": {"min_gold_accuracy": 0.8}}}
     monkeypatch.chdir(camp["root"])
-    result = collect.run(params, "toy")
+    result = collect.run(params, "toy", *_INPUTS)
     assert set(result.answers["annotator_id"]) == {"alice"}
     assert result.summary["excluded_annotators"] == [
         {"annotator": "bob", "gold_accuracy": 0.0, "gold_answers": stats["bob"]["gold_answers"]}]
     assert result.summary["min_gold_accuracy"] == 0.8
     assert json.loads(json.dumps(result.summary))["excluded_annotators"][0]["annotator"] == "bob"  # as the stage writes it
-    kept = collect.run({**params, "annotate": {**params["annotate"], "quality": {"min_gold_accuracy": None}}}, "toy")
+    kept = collect.run({**params, "annotate": {**params["annotate"], "quality": {"min_gold_accuracy": None}}}, "toy",
+                       *_INPUTS)
     assert set(kept.answers["annotator_id"]) == {"alice", "bob"} and "excluded_annotators" not in kept.summary
     strict = copy.deepcopy(params)
     strict["annotate"]["quality"]["min_gold_accuracy"] = 1.0
-    assert set(collect.run(strict, "toy").answers["annotator_id"]) == {"alice"}  # right every time: kept
+    assert set(collect.run(strict, "toy", *_INPUTS).answers["annotator_id"]) == {"alice"}  # right every time: kept
     with sqlite3.connect(db) as con:  # alice's gold record spoilt by hand: nobody is left
         con.execute("UPDATE gold_answers SET correct=0 WHERE annotator_id='alice'")
     with pytest.raises(DataError, match="every annotator with answers here is below"):
-        collect.run(strict, "toy")
+        collect.run(strict, "toy", *_INPUTS)
     csv_params = copy.deepcopy(params)
     csv_params["annotate"]["source"] = "csv"
     with pytest.raises(ConfigError, match="gold answers are kept only in the app's database"):
-        collect.run(csv_params, "toy")
+        collect.run(csv_params, "toy", *_INPUTS)
     bad = copy.deepcopy(params)
     bad["annotate"]["quality"]["min_gold_accuracy"] = 1.5
     with pytest.raises(ConfigError, match="'annotate.quality.min_gold_accuracy' must be a finite number"):
-        collect.run(bad, "toy")
+        collect.run(bad, "toy", *_INPUTS)
 
 
 def test_cookie_of_an_annotator_is_not_an_admin_cookie(camp):

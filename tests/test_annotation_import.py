@@ -14,7 +14,7 @@ import pytest
 from semsim_study.annotation import importers
 from semsim_study.annotation.longformat import OUTPUT_COLUMNS
 from semsim_study.errors import ConfigError, DataError
-from tests.annotation_fixtures import D1, D2, D3, D4, F1, F2, tasks
+from tests.support.annotation_fixtures import D1, D2, D3, D4, F1, F2, item_file_name, tasks
 
 HEADER = "item_id,annotator_id,protocol,answer,submitted_at"
 T0 = "2024-05-01T10:00:00Z"
@@ -219,7 +219,7 @@ def test_app_db_structure_errors(tmp_path, T):
 # ------------------------------------------------------------------------------- paper folders
 
 def fname(item_id: str) -> str:
-    return importers.item_file_name(item_id)
+    return item_file_name(item_id)
 
 
 def make_tree(root: Path, layout: dict[str, list[str]]) -> Path:

@@ -235,7 +235,7 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     params["annotate"]["simulated"]["observer"]["epochs"] = 10
     _project(tmp_path, ds, split, idx, params)
     monkeypatch.chdir(tmp_path)
-    result = collect.run(params, "digits")
+    result = collect.run(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits")
     sets = result.sets.set_index("model")
     assert sets.loc["good", "recognised_rate"] > 0.7 and sets.loc["bad", "unrecognised_rate"] > 0.7
     assert set(result.answers["source"]) == {"simulated"} and set(result.items["source"]) == {"simulated"}
@@ -252,7 +252,7 @@ def test_annotate_stage_recognises_copies_not_noise(shapes, tiny_params, embedde
     out.mkdir()
     result.write(out)
     assert json.loads((out / "annotators.json").read_text())["observer"]["test_accuracy"] > 0
-    again = collect.run(params, "digits")
+    again = collect.run(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits")
     assert again.answers.equals(result.answers)
 
 
@@ -263,10 +263,10 @@ def test_annotate_stage_names_missing_answer_files(shapes, tiny_params, tmp_path
     _project(tmp_path, ds, split, idx, params)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="annotate.paths.digits"):
-        collect.run(params, "digits")
+        collect.run(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits")
     params["annotate"]["paths"] = {"digits": ["annotations/digits.csv"]}
     with pytest.raises(Exception, match="annotations/digits.csv"):
-        collect.run(params, "digits")
+        collect.run(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits")
 
 
 def test_annotation_source_per_dataset(tiny_params):

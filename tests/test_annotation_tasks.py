@@ -17,7 +17,7 @@ from semsim_study.torch_helpers import state_bytes
 from semsim_study.annotation import tasks as T
 from semsim_study.errors import ConfigError, DataError
 
-from .annotation_helpers import CLASSES_A, attack_folder, project, settings
+from .support.annotation_helpers import CLASSES_A, attack_folder, project, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,10 +84,11 @@ def test_real_checkpoint_classifier(tmp_path):
     """The default path: load models/<ds>/<id>.pt with its card and normalise like training."""
     import torch
 
-    from semsim_study import atomic, classifiers, training
+    from semsim_study import atomic
+    from semsim_study.classifiers import backbones
 
     torch.manual_seed(0)
-    model = classifiers.build("convnet4", 12, 32)
+    model = backbones.build("convnet4", 12, 32)
     (tmp_path / "models" / "toy").mkdir(parents=True)
     (tmp_path / "models" / "toy" / "convnet4_none.pt").write_bytes(state_bytes(model))
     atomic.write_json(tmp_path / "models" / "toy" / "convnet4_none.json",

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from semsim_study.torch_helpers import state_bytes
-from semsim_study import classifiers, training
+from semsim_study.classifiers import backbones, checkpoints, grid, training
 from semsim_study.attacks import configs, engine, jobs
 from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError, DataError
@@ -47,7 +47,7 @@ def cases(photos):
 
 def lenet() -> torch.nn.Module:
     torch.manual_seed(1234)
-    return classifiers.build("lenet", 100, SIZE)
+    return backbones.build("lenet", 100, SIZE)
 
 
 def _attack(name, model, x, label, seed, **overrides):
@@ -83,7 +83,7 @@ def test_adam_attacks_improve_well_over_the_random_start(cases, name):
 
 def test_gradinversion_bn_prior_is_measured_per_image():
     torch.manual_seed(0)
-    model = classifiers.build("resnet8", 10, 16).eval()
+    model = backbones.build("resnet8", 10, 16).eval()
     x = torch.randn(2, 3, 16, 16)
     targets = [engine.observed_gradient(model, x[i : i + 1], i, 0.5) for i in range(2)]
     base = configs.build("gradinversion", {"bn_prior": 0.0, "tv": 0.0, "l2_prior": 0.0})
@@ -106,7 +106,7 @@ def test_gradinversion_bn_prior_is_measured_per_image():
 @pytest.mark.parametrize("name", ["idlg", "dlg", "invgrad", "gradinversion"])
 def test_a_batch_of_attacks_equals_the_attacks_one_by_one(cases, name):
     torch.manual_seed(5)
-    model = classifiers.build("resnet8", 100, SIZE).eval() if name == "gradinversion" else lenet()
+    model = backbones.build("resnet8", 100, SIZE).eval() if name == "gradinversion" else lenet()
     # few steps: L-BFGS on a non-convex objective amplifies float rounding, and batched kernels round differently
     cfg = configs.build(name, {"iterations": 1, "lbfgs_inner": 4} if name in ("dlg", "idlg") else {"iterations": 5})
     targets = [engine.observed_gradient(model, x, y, cfg.loss_scale) for x, y in cases[:3]]
@@ -163,7 +163,7 @@ def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
 @pytest.mark.parametrize("backbone", ["lenet", "resnet8", "convnet4"])
 def test_label_rules_recover_the_true_label(backbone):
     torch.manual_seed(3)
-    model = classifiers.build(backbone, 10, 32).eval()
+    model = backbones.build(backbone, 10, 32).eval()
     for label in (0, 4, 9):
         g = engine.observed_gradient(model, torch.randn(1, 3, 32, 32), label, 0.5)
         assert engine.infer_label(model, g, "idlg") == label
@@ -292,9 +292,9 @@ def stage_inputs(tmp_path_factory, tiny_params):
     ds, split, idx = build.prepare(tiny_params, "shapes")
     standard.save(ds, root / "prepared", split, idx[:3])
     ds.train_images, ds.train_labels = ds.train_images[:128], ds.train_labels[:128]
-    settings = training.settings(tiny_params)
+    settings = grid.settings(tiny_params)
     for backbone, setting in (("resnet8", "crop"), ("lenet", "crop-prune70")):
-        spec = training.ModelSpec("shapes", backbone, settings[setting])
+        spec = grid.ModelSpec("shapes", backbone, settings[setting])
         cfg = training.ClassifierTrainConfig(epochs=1, batch_size=64, lr=0.02, defense_at="both")
         result = training.train(ds, spec, cfg, seed=0)
         (root / "models").mkdir(exist_ok=True)
@@ -409,7 +409,7 @@ def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observ
 
 def test_nan_model_gives_diverged_rows(stage_inputs, tmp_path):
     root, _ = stage_inputs
-    model, card = training.load(root / "models" / "resnet8_crop.pt")
+    model, card = checkpoints.load(root / "models" / "resnet8_crop.pt")
     with torch.no_grad():
         model.fc.weight.fill_(float("nan"))
     models_dir = tmp_path / "models"

@@ -16,11 +16,11 @@ class FixedSigns:
     def __init__(self, randoms, integers=()):
         self._r, self._i = list(randoms), list(integers)
 
-    def random(self):
-        return self._r.pop(0)
+    def random(self, size=None):
+        return self._r.pop(0) if size is None else np.array([self._r.pop(0) for _ in range(size)])
 
-    def integers(self, lo, hi=None):
-        return self._i.pop(0)
+    def integers(self, lo, hi=None, size=None):
+        return self._i.pop(0) if size is None else np.array([self._i.pop(0) for _ in range(size)])
 
 
 def _square(size=32):

@@ -11,7 +11,7 @@ import pytest
 
 from semsim_study.datasets.download import RemoteFile, extract, fetch, md5sum, with_overrides
 from semsim_study.errors import DataError, DownloadError
-from tests.http_server import serve
+from tests.support.http_server import serve
 
 
 @pytest.fixture

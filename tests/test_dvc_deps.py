@@ -114,7 +114,7 @@ def test_stage_deps_cover_every_imported_project_file(name):
 def test_the_closure_sees_function_level_and_package_imports():
     """The walker itself: a function-level import and a parent package's __init__ are both reached."""
     reached = {str(p.relative_to(ROOT)) for p in import_closure("semsim_study.annotation.tasks")}
-    assert "semsim_study/training.py" in reached  # imported inside load_classifier
+    assert "semsim_study/classifiers/checkpoints.py" in reached  # imported inside load_classifier
     assert "semsim_study/annotation/__init__.py" in reached and "semsim_study/__init__.py" in reached
 
 
@@ -149,3 +149,18 @@ def test_package_folder_deps_ignore_bytecode():
     assert folders, "no stage lists a package folder"
     ignored = (ROOT / ".dvcignore").read_text(encoding="utf-8").split()
     assert "__pycache__/" in ignored and "*.pyc" in ignored
+
+
+def test_the_training_loop_is_a_dependency_of_the_train_stages_only():
+    """Editing the classifiers' training loop (a log line, a comment) leaves `dvc status` showing
+    only the train stages: no other stage depends on it, by its deps or by its imports."""
+    loop = "semsim_study/classifiers/training.py"
+    by_deps, by_imports = set(), set()
+    for name, stage in _stages().items():
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
+        if _covered(loop, deps):
+            by_deps.add(name)
+        module = stage["cmd"].split("python -m ", 1)[1].split()[0]
+        if loop in {str(p.relative_to(ROOT)) for p in import_closure(module)}:
+            by_imports.add(name)
+    assert by_deps == by_imports == {"train"}, (by_deps, by_imports)

@@ -16,7 +16,7 @@ import torch
 from semsim_study.errors import ConfigError, DataError
 from semsim_study.metrics import featurenet, feature_extractors, imagenet
 from semsim_study.metrics.feature_extractors import LpipsOptions
-from tests import metrics_helpers as H
+from tests.support import metrics_helpers as H
 
 
 @pytest.fixture

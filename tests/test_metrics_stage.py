@@ -14,7 +14,7 @@ import yaml
 from semsim_study.errors import ConfigError, DataError
 from semsim_study.metrics import classification, compute, pairs, pixel
 from stages import metrics as stage
-from tests import metrics_helpers as H
+from tests.support import metrics_helpers as H
 
 IMAGES_CONTRACT = ["item_id", "dataset", "model", "attack", "image_id", "status", "mse", "psnr", "ssim", "lpips",
                    "classification"]
@@ -208,19 +208,6 @@ def test_sets_of_one_image_have_an_empty_fid(tmp_path):
     result = compute.evaluate(ps, Stub(), Always(), progress=False)
     assert math.isnan(result.sets[0]["fid"]) and compute.fmt(result.sets[0]["fid"]) == ""
     assert result.sets[0]["classification_ratio"] == 1.0 and result.image_shape == (32, 32, 3)
-
-
-def test_shipped_profiles_parse(embedded_params):
-    from tests.conftest import ROOT
-
-    from semsim_study.metrics import featurenet, settings
-
-    emb = settings.from_params(embedded_params)
-    assert emb.features == "pipeline" and emb.lpips.paper_input_scale is False and emb.fid_method == "exact"
-    featurenet.from_params(embedded_params)
-    paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    cfg = settings.from_params(paper)
-    assert cfg.features == "imagenet" and cfg.lpips.net == "alex" and cfg.lpips.resize == 256
 
 
 def test_stage_columns_are_the_metric_tables(project, monkeypatch):

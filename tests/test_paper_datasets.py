@@ -10,8 +10,8 @@ import pytest
 
 from semsim_study.datasets import build, paper, standard
 from semsim_study.errors import DataError, DownloadError
-from tests import fake_archives as fake
-from tests.http_server import serve
+from tests.support import fake_archives as fake
+from tests.support.http_server import serve
 
 
 def _params(name: str, source: str, cfg: dict) -> dict:

@@ -89,12 +89,12 @@ def _with(params, key, value):
     ("train.threads", "two", "'train.threads' must be int, got 'two'"),
 ])
 def test_training_params_are_checked_with_their_dotted_key(tiny_params, key, value, expected):
-    from semsim_study import training
+    from semsim_study.classifiers import grid, training
 
     p = _with(tiny_params, key, value)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        training.from_params(p, "digits", "lenet", training.settings(p)["none"])
-        training.threads(p)
+        training.from_params(p, "digits", "lenet", grid.settings(p)["none"])
+        P.positive_int(p, "train.threads", 1)  # as stages/train.py reads it
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -115,9 +115,9 @@ def test_semsim_params_are_checked_with_their_dotted_key(embedded_params, key, v
 
 def _checkers():
     """Each section's reader, as the stage that owns it calls it before any work."""
-    from semsim_study import observer_controls, training
     from semsim_study.analysis import config
-    from semsim_study.annotation import collect, tasks
+    from semsim_study.annotation import collect, planted_cues, tasks
+    from semsim_study.classifiers import grid, training
     from semsim_study.attacks import configs
     from semsim_study.metrics import featurenet, settings
     from semsim_study.semsim import train as semsim_train
@@ -128,7 +128,7 @@ def _checkers():
         "train": lambda p: training.from_params(p, "digits", "lenet"),
         "train.optimizer": lambda p: training.from_params(p, "digits", "lenet"),
         "train.datasets.digits": lambda p: training.from_params(p, "digits", "lenet"),
-        "train.settings.crop": training.settings,
+        "train.settings.crop": grid.settings,
         "attack": lambda p: configs.from_params(p, "invgrad"),
         "attack.methods": lambda p: configs.from_params(p, "invgrad"),
         "attack.methods.invgrad": lambda p: configs.from_params(p, "invgrad"),
@@ -144,7 +144,7 @@ def _checkers():
         "annotate.quality": tasks.check_section,
         "annotate.simulated": collect.from_params,
         "annotate.simulated.observer": collect.from_params,
-        "observer_controls": observer_controls.from_params,
+        "observer_controls": planted_cues.from_params,
         "semsim": semsim_train.from_params,
         "semsim.model": semsim_train.from_params,
         "semsim.training": semsim_train.from_params,
@@ -170,7 +170,7 @@ def test_every_section_refuses_a_misspelt_key(embedded_params, section):
 
 
 def test_misspelt_key_suggests_the_near_name(tmp_path, embedded_params):
-    from semsim_study import training
+    from semsim_study.classifiers import training
 
     p = _with(embedded_params, "train.optimizer.lrr", 0.5)
     with pytest.raises(ConfigError, match=r"'train.optimizer.lrr' is not a known key \(did you mean 'lr'\?\)"):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import yaml
 from semsim_study.annotation import read_tasks
 from semsim_study.cpu_kernels import unpinnable_reason
 from tests.conftest import ROOT
+from tests.support.dvc_clone import clone, digest, dvc, run  # noqa: F401 (clone is a fixture)
 from tests.test_cpu_kernels import OTHER_CPU
 
 # Three domains (both protocols; two protocol-B ones keep every SemSim split trainable) and two
@@ -27,57 +25,12 @@ ATTACKS = ["idlg", "invgrad"]
 PAPER = ["cifar100", "caltech101", "celeba", "imagenette", "stanford_dogs"]
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def _run(args, cwd, check=True, **env) -> subprocess.CompletedProcess:
-    res = subprocess.run(args, cwd=cwd, env={**_env(), **env}, capture_output=True, text=True, timeout=1200)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def _dvc(*args, cwd, check=True, **env):
-    return _run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check, **env)
-
-
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and ".gitignore" not in p.name:
-            h.update(str(p.relative_to(folder)).encode() + p.read_bytes())
-    return h.hexdigest()
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    """The project's files (tracked or not ignored), as a fresh clone would have them."""
-    dest = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    _run(["git", "init", "-q"], dest)
-    _run(git + ["add", "-A"], dest)
-    _run(git + ["commit", "-q", "-m", "clone"], dest)
-    return dest
-
-
 @pytest.mark.slow
 def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     tiny = {**tiny_params, "datasets": DOMAINS, "attacks": ATTACKS}
     tiny["semsim"] = {**tiny["semsim"], "held_out_attacks": ["invgrad"], "held_out_backbones": ["lenet"]}
     (clone / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
-    first = _dvc("repro", cwd=clone)
+    first = dvc("repro", cwd=clone)
     for name in DOMAINS:
         assert f"prepare@{name}" in first.stdout
         out = clone / "data" / "prepared" / name
@@ -135,67 +88,67 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     assert taken > 0, log[-2000:]
     assert "simulated" in (clone / "reports" / "report" / "report.md").read_text()
     # `dvc metrics show` prints the headline alone, a table that fits a terminal
-    metrics = _dvc("metrics", "show", cwd=clone)
+    metrics = dvc("metrics", "show", cwd=clone)
     lines = metrics.stdout.rstrip("\n").splitlines()
     assert len(lines) <= 40 and max(map(len, lines)) <= 120, metrics.stdout
     assert "reports/headline/all.json" in metrics.stdout and "ceiling" in metrics.stdout  # tiny: too few
     # sets for a model-level rho, so the ceiling alone; the embedded run adds SemSim and the other columns
     assert "reports/metrics/report.json" not in metrics.stdout and "reports/train/digits.json" not in metrics.stdout
     assert json.loads((clone / "reports" / "metrics" / "report.json").read_text())["spearman"]  # still written
-    digests = {n: _digest(clone / "data" / "prepared" / n) for n in DOMAINS}
+    digests = {n: digest(clone / "data" / "prepared" / n) for n in DOMAINS}
 
-    again = _dvc("repro", cwd=clone)
+    again = dvc("repro", cwd=clone)
     assert "Running stage" not in again.stdout and "up to date" in again.stdout
 
     # a new SemSim margin invalidates only the triplet SemSim stages, not the CE baseline's (the
     # report follows from their outputs)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     (clone / "params.yaml").write_text(yaml.safe_dump({**params, "alpha": 0.5}, sort_keys=False))
-    stale = {line.strip().rstrip(":") for line in _dvc("status", cwd=clone).stdout.splitlines()
+    stale = {line.strip().rstrip(":") for line in dvc("status", cwd=clone).stdout.splitlines()
              if line and not line.startswith("\t") and not line.startswith(" ")}
     expected = {"semsim"}
     assert stale == expected, stale
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    model_digest = _digest(clone / "models" / "faces")
-    forced = _dvc("repro", "--force", "--single-item", "prepare@faces", "train@faces", cwd=clone)
+    model_digest = digest(clone / "models" / "faces")
+    forced = dvc("repro", "--force", "--single-item", "prepare@faces", "train@faces", cwd=clone)
     assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
-    assert _digest(clone / "data" / "prepared" / "faces") == digests["faces"]
-    assert _digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
+    assert digest(clone / "data" / "prepared" / "faces") == digests["faces"]
+    assert digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
     # one OpenMP thread instead of the machine's count, and the kernel choices another x86-64 CPU
     # (or a user's environment) would make: the stages fix their threads and pin their kernels
     # (semsim_study/cpu_kernels.py), so the same bytes
     lock = (clone / "dvc.lock").read_text()
-    one = _dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
+    one = dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
                "semsim", cwd=clone, OMP_NUM_THREADS="1", **OTHER_CPU)
     assert "Running stage 'semsim'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
-    assert _digest(clone / "models" / "faces") == model_digest
+    assert digest(clone / "models" / "faces") == model_digest
     assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it
     ran = json.loads((clone / "logs" / "provenance" / "attack@digits-idlg.json").read_text())
     assert ran["pinned"] == (unpinnable_reason() is None), ran
     if ran["pinned"]:
         assert ran["aten_cpu_capability"] == "AVX2" and ran["onednn_max_isa"] == "AVX2", ran
     assert "CPU kernels" in one.stderr + one.stdout
-    assert "logs" not in _run(["git", "status", "--porcelain"], clone).stdout  # untracked and ignored
+    assert "logs" not in run(["git", "status", "--porcelain"], clone).stdout  # untracked and ignored
 
     # a stage that fails on bad input says how to get its previous outputs back, and that works
-    annotated = _digest(clone / "data" / "annotations" / "digits")
+    annotated = digest(clone / "data" / "annotations" / "digits")
     params = yaml.safe_load((clone / "params.yaml").read_text())
     bad = copy.deepcopy(params)
     bad["annotate"]["source"] = "csv"
     (clone / "params.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
-    failed = _dvc("repro", "--single-item", "annotate@digits", cwd=clone, check=False)
+    failed = dvc("repro", "--single-item", "annotate@digits", cwd=clone, check=False)
     assert failed.returncode != 0 and "dvc checkout annotate@digits" in failed.stderr + failed.stdout
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _dvc("checkout", "annotate@digits", cwd=clone)
-    assert _digest(clone / "data" / "annotations" / "digits") == annotated
+    dvc("checkout", "annotate@digits", cwd=clone)
+    assert digest(clone / "data" / "annotations" / "digits") == annotated
 
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["prepare"]["faces"]["attack_images"] = 3
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     params["train"]["datasets"]["glyphs"]["epochs"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = _dvc("status", cwd=clone)
+    status = dvc("status", cwd=clone)
     assert "prepare@faces" in status.stdout and "prepare@digits" not in status.stdout
     assert "train@glyphs" in status.stdout and "prepare@glyphs" not in status.stdout and "train@digits" not in status.stdout
 
@@ -235,11 +188,11 @@ def _docs_semsim_examples_run(clone: Path) -> None:
         shutil.copy2(rec, my["reconstructions"] / f"{key}.png")
     # a release of the tiny run, pushed to a local remote, stands in for the project's public repository
     remote = clone.parent / f"{clone.name}-remote"
-    _dvc("remote", "add", "-f", "-d", "local", str(remote), cwd=clone)
-    _dvc("push", "semsim", cwd=clone)
-    _run(git + ["add", "dvc.lock", ".dvc/config"], clone)
-    _run(git + ["commit", "-q", "-m", "tiny release"], clone)
-    _run(git + ["tag", "-f", "v1.0"], clone)
+    dvc("remote", "add", "-f", "-d", "local", str(remote), cwd=clone)
+    dvc("push", "semsim", cwd=clone)
+    run(git + ["add", "dvc.lock", ".dvc/config"], clone)
+    run(git + ["commit", "-q", "-m", "tiny release"], clone)
+    run(git + ["tag", "-f", "v1.0"], clone)
     repo_url = "https://github.com/<owner>/<repo>"
     ran = 0
     for block in _doc_blocks(docs, "bash"):
@@ -252,7 +205,7 @@ def _docs_semsim_examples_run(clone: Path) -> None:
                                                               str(folder.relative_to(clone)))
                    .replace("_reconstruction_8", suffix))
             args = cmd.split()
-            done = _run([sys.executable, "-m", "semsim_study.semsim", *args[1:]], clone, check=False,
+            done = run([sys.executable, "-m", "semsim_study.semsim", *args[1:]], clone, check=False,
                         SEMSIM_CACHE=str(clone.parent / f"{clone.name}-models"))
             assert done.returncode == 0, f"docs/semsim.md: {line!r} failed:\n{done.stdout}\n{done.stderr}"
             ran += 1
@@ -269,7 +222,7 @@ def _docs_semsim_examples_run(clone: Path) -> None:
     )
     for block in _doc_blocks(docs, "python"):
         code = block.replace(f'repo="{repo_url}"', f'repo={str(clone)!r}')
-        done = _run([sys.executable, "-c", setup + code], clone, check=False,
+        done = run([sys.executable, "-c", setup + code], clone, check=False,
                     SEMSIM_CACHE=str(clone.parent / f"{clone.name}-models"))
         assert done.returncode == 0, f"docs/semsim.md example failed:\n{block}\n{done.stderr[-2000:]}"
         ran += 1
@@ -279,25 +232,25 @@ def _docs_semsim_examples_run(clone: Path) -> None:
 
 @pytest.mark.slow
 def test_paper_profile_dag_without_data(clone):
-    _run(["scripts/use-profile", "--force", "paper"], clone)  # the clone holds the tiny profile
-    dag = _dvc("dag", cwd=clone)
+    run(["scripts/use-profile", "--force", "paper"], clone)  # the clone holds the tiny profile
+    dag = dvc("dag", cwd=clone)
     for name in PAPER:
         assert f"prepare@{name}" in dag.stdout and f"train@{name}" in dag.stdout
         assert f"attack@{name}-invgrad" in dag.stdout
     # --force: with no dvc.lock entry and no data, DVC cannot compare; it lists every stage
-    dry = _dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
+    dry = dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
     for name in PAPER:
         for stage in ("prepare", "train", "tasks"):
             assert f"Running stage '{stage}@{name}'" in dry.stdout
         for attack in ("dlg", "idlg", "invgrad", "gradinversion"):
             assert f"Running stage 'attack@{name}-{attack}'" in dry.stdout
-    _run(["scripts/use-profile", "embedded"], clone)
+    run(["scripts/use-profile", "embedded"], clone)
     assert (clone / "params.yaml").read_text() == (clone / "profiles" / "embedded.yaml").read_text()
 
 
 def test_stage_reports_bad_params_without_traceback(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "datasets": ["x"], "prepare": {"x": {"source": "nope"}}}))
-    res = _run([sys.executable, "-m", "stages.prepare", "--dataset", "x", "--params", str(tmp_path / "params.yaml")],
+    res = run([sys.executable, "-m", "stages.prepare", "--dataset", "x", "--params", str(tmp_path / "params.yaml")],
                ROOT, check=False)
     assert res.returncode == 2
     assert "error: params: 'prepare.x.source' is 'nope'" in res.stderr and "Traceback" not in res.stderr

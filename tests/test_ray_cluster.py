@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_pipeline_e2e import _digest, _dvc, _env, _run, clone  # noqa: F401 (clone is a fixture)
+from tests.support.dvc_clone import clone, digest, dvc, env, run  # noqa: F401 (clone is a fixture)
 
 DATASET, ATTACK = "digits", "idlg"
 STAGES = [f"train@{DATASET}", f"attack@{DATASET}-{ATTACK}"]
@@ -50,12 +50,12 @@ def _tiny_one_dataset(tiny_params: dict) -> dict:
 def local_run(clone, tiny_params):
     """The train and attack stages of one dataset with the local executor, committed."""
     (clone / "params.yaml").write_text(yaml.safe_dump(_tiny_one_dataset(tiny_params), sort_keys=False))
-    _dvc("repro", *STAGES, cwd=clone)
+    dvc("repro", *STAGES, cwd=clone)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    _run(git + ["add", "-A"], clone)
-    _run(git + ["commit", "-q", "-m", "local run"], clone)
-    return {"models": _digest(clone / "models" / DATASET),
-            "attack": _digest(clone / "data" / "attacks" / DATASET / ATTACK),
+    run(git + ["add", "-A"], clone)
+    run(git + ["commit", "-q", "-m", "local run"], clone)
+    return {"models": digest(clone / "models" / DATASET),
+            "attack": digest(clone / "data" / "attacks" / DATASET / ATTACK),
             "lock": (clone / "dvc.lock").read_text()}
 
 
@@ -65,7 +65,7 @@ def test_ray_cluster_gives_the_local_executors_bytes(clone, local_run):
     if why:
         pytest.skip(why)
     ray = Path(sys.executable).parent / "ray"
-    dvc = Path(sys.executable).parent / "dvc"
+    dvc_bin = Path(sys.executable).parent / "dvc"
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["executor"] = {"kind": "ray", "address": f"127.0.0.1:{PORT}", "jobs_per_gpu": 1}
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -77,35 +77,35 @@ trap '"{ray}" stop --force >/dev/null 2>&1 || true' EXIT
 "{ray}" start --head --node-ip-address=127.0.0.1 --port={PORT} --include-dashboard=false {common}
 "{ray}" start --address=127.0.0.1:{PORT} --node-ip-address=127.0.0.1 {common}
 "{ray}" status --address=127.0.0.1:{PORT}
-"{dvc}" repro --force --single-item {' '.join(STAGES)}
+"{dvc_bin}" repro --force --single-item {' '.join(STAGES)}
 """
-    res = subprocess.run(["unshare", "-n", "bash", "-c", script], cwd=clone, env={**_env(), "RAY_USAGE_STATS_ENABLED": "0"},
+    res = subprocess.run(["unshare", "-n", "bash", "-c", script], cwd=clone, env={**env(), "RAY_USAGE_STATS_ENABLED": "0"},
                          capture_output=True, text=True, timeout=1200)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-6000:]
     # each node offers one CPU: two in the cluster means the second node joined, and the stages say so
     assert log.count(f"executor: Ray {_ray_version()} at 127.0.0.1:{PORT}, 2.0 CPU(s)") == 2, log[-3000:]
-    assert _digest(clone / "models" / DATASET) == local_run["models"]
-    assert _digest(clone / "data" / "attacks" / DATASET / ATTACK) == local_run["attack"]
+    assert digest(clone / "models" / DATASET) == local_run["models"]
+    assert digest(clone / "data" / "attacks" / DATASET / ATTACK) == local_run["attack"]
     assert (clone / "dvc.lock").read_text() == local_run["lock"]  # executor is no stage param: nothing reruns
     params["executor"] = {"kind": "local", "address": None, "jobs_per_gpu": 1}
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Running stage" not in _dvc("repro", *STAGES, cwd=clone).stdout
+    assert "Running stage" not in dvc("repro", *STAGES, cwd=clone).stdout
 
 
 @pytest.mark.slow
 def test_a_dvc_remote_hands_a_finished_run_to_another_clone(clone, local_run, tmp_path):
     remote = tmp_path / "remote"
-    _dvc("remote", "add", "-d", "shared", str(remote), cwd=clone)
-    _dvc("push", cwd=clone)
+    dvc("remote", "add", "-d", "shared", str(remote), cwd=clone)
+    dvc("push", cwd=clone)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    _run(git + ["add", "-A"], clone)
-    _run(git + ["commit", "-q", "-m", "remote"], clone)
+    run(git + ["add", "-A"], clone)
+    run(git + ["commit", "-q", "-m", "remote"], clone)
     other = tmp_path / "other"
-    _run(["git", "clone", "-q", str(clone), str(other)], tmp_path)
+    run(["git", "clone", "-q", str(clone), str(other)], tmp_path)
     assert not (other / "models" / DATASET).exists()
-    _dvc("pull", "--with-deps", *STAGES, cwd=other)
-    assert _digest(other / "models" / DATASET) == local_run["models"]
-    assert _digest(other / "data" / "attacks" / DATASET / ATTACK) == local_run["attack"]
-    again = _dvc("repro", *STAGES, cwd=other)
+    dvc("pull", "--with-deps", *STAGES, cwd=other)
+    assert digest(other / "models" / DATASET) == local_run["models"]
+    assert digest(other / "data" / "attacks" / DATASET / ATTACK) == local_run["attack"]
+    again = dvc("repro", *STAGES, cwd=other)
     assert "Running stage" not in again.stdout, again.stdout

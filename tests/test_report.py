@@ -14,9 +14,10 @@ import pytest
 from scipy import stats
 
 from semsim_study.analysis import alpha_sweep, contradictions, correlate as C, report, study as S
-from semsim_study.analysis.orientation import expected_sign, leakage_sign
+from semsim_study.analysis.orientation import expected_sign
+from semsim_study.metric_table import leakage_sign
 
-from .report_fixtures import make_project
+from .support.report_fixtures import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ def test_orientation_signs():
 
 def test_oriented_values_positive_for_faithful_synthetic_metrics(tmp_path):
     p = make_project(tmp_path, datasets=("digits",), images=4, pngs=False)
-    st = S.build(tmp_path, ["digits"], [], [], S.Settings(reps=50))
+    st = S.build(tmp_path, ["digits"], [], [], S.BootstrapConfig(reps=50))
     t = st.correlations
     model = t[(t.level == "model") & (t.scope == "digits") & (t.coefficient == "spearman")].set_index("metric")
     assert model.loc["psnr", "value"] < 0 < model.loc["psnr", "oriented"]        # PSNR falls as unrecognised rises
@@ -153,7 +154,7 @@ def test_missing_annotations_listed_and_few_sets(tmp_path):
     df["annotators"] = 0
     df["recognised_rate"] = np.nan
     df.to_csv(items, index=False)
-    st = S.build(tmp_path, ["digits", "faces", "glyphs"], ["dlg"], [], S.Settings(reps=20))
+    st = S.build(tmp_path, ["digits", "faces", "glyphs"], ["dlg"], [], S.BootstrapConfig(reps=20))
     t = st.correlations
     model = t[t.level == "model"]
     from semsim_study.analysis.orientation import CONTROL_METRICS
@@ -177,14 +178,14 @@ def test_bad_metrics_file_names_file(tmp_path):
     (tmp_path / "data/metrics/digits/images.csv").write_text("item_id,mse\nx,1\n")
     from semsim_study.errors import DataError
     with pytest.raises(DataError, match=r"images.csv: missing column\(s\) dataset"):
-        S.build(tmp_path, ["digits"], [], [], S.Settings(reps=0))
+        S.build(tmp_path, ["digits"], [], [], S.BootstrapConfig(reps=0))
 
 
 def test_human_and_imagenet_give_no_warning_lines(tmp_path):
     make_project(tmp_path, datasets=("digits",), images=3, source="human", features="imagenet", pngs=False,
                  held_out_attacks=(), held_out_backbones=())
     from semsim_study.analysis import render
-    st = S.build(tmp_path, ["digits"], [], [], S.Settings(reps=0))
+    st = S.build(tmp_path, ["digits"], [], [], S.BootstrapConfig(reps=0))
     assert render.banner(st) == [] and render.column_label(st, "digits") == "digits"
 
 
@@ -309,7 +310,7 @@ def test_dvc_yaml_declares_report():
 def test_threat_model_controls_are_cross_fitted_and_know_no_image():
     import pandas as pd
 
-    from semsim_study.analysis import controls
+    from semsim_study.analysis import threat_controls as controls
 
     def sets(rates):
         rows = [(m, a, r) for (m, a), r in rates.items()]

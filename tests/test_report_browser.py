@@ -18,7 +18,7 @@ from pathlib import Path
 
 from semsim_study.analysis import config, report, study as S
 
-from .report_fixtures import make_project
+from .support.report_fixtures import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_report_page_renders_with_images(tmp_path, browser):
     make_project(tmp_path, datasets=("digits", "faces", "shapes"), images=2, annotated=("digits", "faces"))
     cfg = config.ReportConfig(datasets=["digits", "faces", "shapes"], attacks=["dlg", "idlg", "invgrad", "gradinversion"],
                               held_out_attacks=["dlg"], held_out_backbones=["lenet"],
-                              settings=S.Settings(reps=100), grid_images=4)
+                              bootstrap=S.BootstrapConfig(reps=100), grid_images=4)
     out = tmp_path / "reports/report"
     report.write(tmp_path, out, cfg)
     context = browser.new_context(viewport={"width": 1200, "height": 900}, offline=True)

@@ -14,7 +14,7 @@ from semsim_study.analysis import artifacts, config, disagreement, figures, late
 from semsim_study.analysis.regression import ols_band
 from semsim_study.analysis.ticks import RATE_TICKS, nice_step, nice_ticks, tick_label
 
-from .report_fixtures import make_project
+from .support.report_fixtures import make_project
 
 ATTACKS = ["dlg", "idlg", "invgrad", "gradinversion"]
 
@@ -199,8 +199,8 @@ def test_bar_interval_that_misses_its_estimate_is_drawn_as_it_is():
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     make_project(root, datasets=("digits", "faces"), images=3, held_out_attacks=(), held_out_backbones=())
-    cfg = config.ReportConfig(datasets=["digits", "faces"], attacks=ATTACKS, settings=S.Settings(reps=50), grid_images=3)
-    study = S.build(root, cfg.datasets, [], [], cfg.settings)
+    cfg = config.ReportConfig(datasets=["digits", "faces"], attacks=ATTACKS, bootstrap=S.BootstrapConfig(reps=50), grid_images=3)
+    study = S.build(root, cfg.datasets, [], [], cfg.bootstrap)
     return root, cfg, study
 
 
@@ -219,7 +219,7 @@ def test_table_cells_carry_their_intervals(built):
 def test_page_says_simulated_annotators_and_shows_the_alpha_sweep_when_present(built):
     root, cfg, study = built
     art = artifacts.build(root, study, cfg.datasets, cfg.attacks, 0.95)
-    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
+    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.bootstrap, cfg.grid_images, art)
     assert re.search(r"simulated annotators: \d/3 recognised", html) and not re.search(r"people: \d", html)
     assert "unrecognised rate (simulated annotators)" in art.figures["scatter-digits"].svg
     assert "Metrics vs simulated annotators disagree" in html and "No alpha sweep yet" in html
@@ -233,15 +233,15 @@ def test_page_says_simulated_annotators_and_shows_the_alpha_sweep_when_present(b
         art = artifacts.build(root, study, cfg.datasets, cfg.attacks, 0.95)
     finally:
         sweep.unlink()
-    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
+    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.bootstrap, cfg.grid_images, art)
     assert "From reports/alpha_sweep/alpha_sweep.csv" in html and "figure-alpha-sweep" in html and "No alpha sweep" not in html
     assert "alpha_sweep" in art.tables and "+0.600" in art.tables["alpha_sweep"]
 
 
 def test_human_answers_say_people(tmp_path):
     make_project(tmp_path, datasets=("digits",), images=3, source="human", held_out_attacks=(), held_out_backbones=())
-    study = S.build(tmp_path, ["digits"], [], [], S.Settings(reps=0))
+    study = S.build(tmp_path, ["digits"], [], [], S.BootstrapConfig(reps=0))
     art = artifacts.Artifacts()
-    html = page.build_html(tmp_path, study, ["digits"], ATTACKS, S.Settings(reps=0), 3, art)
+    html = page.build_html(tmp_path, study, ["digits"], ATTACKS, S.BootstrapConfig(reps=0), 3, art)
     assert re.search(r"people: \d/3 recognised", html) and "simulated annotators" not in html
     assert render.verdict(2 / 3, 3, "simulated") == "simulated annotators: 2/3 recognised"

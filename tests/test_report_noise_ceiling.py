@@ -10,7 +10,7 @@ import pytest
 
 from semsim_study.analysis import correlate as C, noise_ceiling as N, render, study as S
 
-from .report_fixtures import make_project
+from .support.report_fixtures import make_project
 
 DATASETS = ["digits", "faces"]
 
@@ -77,8 +77,8 @@ def _answers(root, dataset: str, recognised) -> None:
 
 
 def _ceiling(root, reps=200) -> pd.DataFrame:
-    study = S.build(root, DATASETS, [], [], S.Settings(reps=0))
-    return N.compute(root, study, S.Settings(reps=reps)).set_index(["level", "scope", "coefficient"])
+    study = S.build(root, DATASETS, [], [], S.BootstrapConfig(reps=0))
+    return N.compute(root, study, S.BootstrapConfig(reps=reps)).set_index(["level", "scope", "coefficient"])
 
 
 def test_a_crowd_that_always_agrees_reaches_one(tmp_path):
@@ -116,8 +116,8 @@ def test_a_crowd_answering_at_random_has_no_ceiling(tmp_path):
 def test_missing_answers_give_a_reason_and_the_tables_a_row(tmp_path):
     make_project(tmp_path, datasets=DATASETS, images=3, pngs=False, held_out_attacks=(), held_out_backbones=())
     (tmp_path / "data" / "annotations" / "faces" / "answers.csv").unlink()
-    study = S.build(tmp_path, DATASETS, [], [], S.Settings(reps=20))
-    study.ceiling = N.compute(tmp_path, study, S.Settings(reps=20))
+    study = S.build(tmp_path, DATASETS, [], [], S.BootstrapConfig(reps=20))
+    study.ceiling = N.compute(tmp_path, study, S.BootstrapConfig(reps=20))
     assert N.get(study, "model", "faces", "spearman")["reason"].startswith("no raw answers")
     assert math.isfinite(N.get(study, "model", "digits", "spearman")["value"])
     assert N.get(study, "model", "all", "spearman")["n"] == 16          # pooled: digits' sets only

@@ -14,7 +14,7 @@ import yaml
 from semsim_study.analysis import correlate as C, precomputed, study as S
 from semsim_study.errors import DataError
 
-from .report_fixtures import make_project
+from .support.report_fixtures import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_a_row_whose_data_changed_is_computed_again(project, tmp_path):
     table = pd.read_csv(images, dtype=str)
     table["psnr"] = (pd.to_numeric(table["psnr"]) * -1.0).map(repr)  # PSNR now runs the other way
     table.to_csv(images, index=False, lineterminator="\n")
-    cfg = S.Settings(reps=200, seed=params["seed"])
+    cfg = S.BootstrapConfig(reps=200, seed=params["seed"])
     reuse = precomputed.read(out)
     with_stale = S.build(work, ["digits", "faces", "shapes"], ["dlg"], ["lenet"], cfg, reuse=reuse)
     fresh = S.build(work, ["digits", "faces", "shapes"], ["dlg"], ["lenet"], cfg)

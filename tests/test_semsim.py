@@ -18,7 +18,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from tests import semsim_fixture as F
+from tests.support import semsim_fixture as F
 from semsim_study.torch_helpers import state_bytes
 from semsim_study.errors import ConfigError, DataError
 from semsim_study.semsim import SemSim, cli, distance, items as I, metric, study, train, triplet_loss

@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from tests import semsim_fixture as F
+from tests.support import semsim_fixture as F
 from tests.conftest import ROOT, shrink
+from semsim_study import augment
 from semsim_study.torch_helpers import state_bytes
 from semsim_study.errors import ConfigError, DataError
 from semsim_study.semsim import colour, items as I, matched, selection, study, train, triplets
@@ -228,27 +229,27 @@ def test_a_forced_epoch_zero_returns_the_untrained_weights(fx, monkeypatch):
 def test_per_triplet_geometry_gives_a_triplet_one_crop_and_flip():
     x = (np.random.default_rng(0).random((5, 12, 12, 3)) * 255).astype(np.uint8)
     batch = np.concatenate([x, x, x])  # anchors, positives, negatives of 5 triplets, alike here
-    out = train.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
+    out = augment.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
     assert np.array_equal(out[:5], out[5:10]) and np.array_equal(out[:5], out[10:])
     assert not np.array_equal(out[:5], x)  # but they were moved
-    again = train.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
+    again = augment.crop_flip_batch(batch, np.random.default_rng(1), groups=5)
     assert out.tobytes() == again.tobytes()
-    per_image = train.crop_flip_batch(batch, np.random.default_rng(1))
+    per_image = augment.crop_flip_batch(batch, np.random.default_rng(1))
     assert not (np.array_equal(per_image[:5], per_image[5:10]) and np.array_equal(per_image[:5], per_image[10:]))
     with pytest.raises(ValueError, match="groups"):
-        train.crop_flip_batch(batch, np.random.default_rng(1), groups=4)
+        augment.crop_flip_batch(batch, np.random.default_rng(1), groups=4)
 
 
 @pytest.mark.parametrize("geometry, expected", [("per_triplet", "n"), ("per_image", None), ("none", "never")])
 def test_triplet_batches_follow_the_geometry_param(fx, monkeypatch, geometry, expected):
     seen = []
-    real = train.crop_flip_batch
+    real = augment.crop_flip_batch
 
     def spy(images, rng, padding=4, groups=None):
         seen.append((len(images), groups))
         return real(images, rng, padding, groups)
 
-    monkeypatch.setattr(train, "crop_flip_batch", spy)
+    monkeypatch.setattr(augment, "crop_flip_batch", spy)
     study.run_split(F.params(epochs=1, geometry=geometry), "dataset", "gamma", fx)
     if expected == "never":
         assert not seen

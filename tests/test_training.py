@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from semsim_study.torch_helpers import state_bytes
-from semsim_study import defenses, training
+from semsim_study import defenses
+from semsim_study.classifiers import backbones, checkpoints, grid, training
 from semsim_study.datasets import build
 from semsim_study.errors import ConfigError, DataError
 
@@ -26,11 +27,11 @@ def digits(tiny_params):
 
 @pytest.fixture(scope="module")
 def settings(embedded_params):
-    return training.settings(embedded_params)
+    return grid.settings(embedded_params)
 
 
 def _spec(settings, backbone="resnet8", setting="crop"):
-    return training.ModelSpec("digits", backbone, settings[setting])
+    return grid.ModelSpec("digits", backbone, settings[setting])
 
 
 def test_short_run_is_deterministic(digits, settings):
@@ -79,7 +80,7 @@ def test_checkpoint_and_card_round_trip(tmp_path, digits, settings):
     info = training.card(digits, spec, cfg, 0, result)
     (tmp_path / "m.pt").write_bytes(state_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(info))
-    model, back = training.load(tmp_path / "m.pt")
+    model, back = checkpoints.load(tmp_path / "m.pt")
     x = torch.randn(3, 3, digits.image_size, digits.image_size)
     with torch.no_grad():
         assert torch.equal(model(x), result.model.eval()(x))
@@ -95,15 +96,15 @@ def test_load_errors_name_the_file(tmp_path, digits, settings):
     info = training.card(digits, spec, cfg, 0, result)
     (tmp_path / "m.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="m.pt: checkpoint missing"):
-        training.load(tmp_path / "m.pt")
+        checkpoints.load(tmp_path / "m.pt")
     (tmp_path / "m.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="m.pt: not a loadable weights-only checkpoint"):
-        training.load(tmp_path / "m.pt")
+        checkpoints.load(tmp_path / "m.pt")
     wrong = dict(info, backbone="lenet")
     (tmp_path / "m.pt").write_bytes(state_bytes(result.model))
     (tmp_path / "m.json").write_text(json.dumps(wrong))
     with pytest.raises(DataError, match="weights do not fit backbone 'lenet'"):
-        training.load(tmp_path / "m.pt")
+        checkpoints.load(tmp_path / "m.pt")
 
 
 def test_pickled_code_in_a_checkpoint_is_refused(tmp_path, digits, settings):
@@ -119,18 +120,18 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path, digits, settings):
     (tmp_path / "m.json").write_text(json.dumps(training.card(digits, spec, cfg, 0, result)))
     torch.save({"x": Evil()}, tmp_path / "m.pt")
     with pytest.raises(DataError, match="not a loadable weights-only checkpoint"):
-        training.load(tmp_path / "m.pt")
+        checkpoints.load(tmp_path / "m.pt")
 
 
 def test_grid_config_errors(embedded_params):
     p = copy.deepcopy(embedded_params)
     p["train"]["datasets"]["digits"]["models"]["vgg11"] = ["none"]
     with pytest.raises(ConfigError, match="unknown backbone 'vgg11'"):
-        training.model_grid(p, "digits")
+        grid.model_grid(p, "digits")
     p = copy.deepcopy(embedded_params)
     p["train"]["datasets"]["digits"]["models"]["resnet8"] = ["none", "mixup"]
     with pytest.raises(ConfigError, match="unknown setting 'mixup'; valid settings: ats-3-1-7"):
-        training.model_grid(p, "digits")
+        grid.model_grid(p, "digits")
     p = copy.deepcopy(embedded_params)
     p["train"]["defense_at"] = "server"
     with pytest.raises(ConfigError, match="'train.defense_at' is 'server'; valid values: attack, both, training"):
@@ -140,7 +141,7 @@ def test_grid_config_errors(embedded_params):
 def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded_params):
     used = set()
     for name in embedded_params["datasets"]:
-        specs = training.model_grid(embedded_params, name)
+        specs = grid.model_grid(embedded_params, name)
         assert len(specs) >= 4
         used |= {s.setting.name for s in specs}
         assert any(s.setting.epochs is None for s in specs)  # trained models in every dataset
@@ -150,19 +151,17 @@ def test_embedded_grid_covers_every_setting_and_four_models_per_dataset(embedded
 
 
 def test_a_setting_with_zero_epochs_is_the_model_at_initialisation(digits, embedded_params):
-    settings = training.settings(embedded_params)
+    settings = grid.settings(embedded_params)
     assert settings["untrained"].epochs == 0 and settings["none"].epochs is None
     cfg = training.from_params(embedded_params, "digits", "resnet8", settings["untrained"])
     assert cfg.epochs == 0
     assert training.from_params(embedded_params, "digits", "resnet8", settings["none"]).epochs == \
         embedded_params["train"]["datasets"]["digits"]["epochs"]
-    spec = training.ModelSpec("digits", "resnet8", settings["untrained"])
+    spec = grid.ModelSpec("digits", "resnet8", settings["untrained"])
     result = training.train(digits, spec, cfg, seed=0)
     torch_seed, _, _ = training.seeds(0, "digits", spec.model_id)
     torch.manual_seed(torch_seed)
-    from semsim_study import classifiers
-
-    fresh = classifiers.build("resnet8", digits.num_classes, digits.image_size)
+    fresh = backbones.build("resnet8", digits.num_classes, digits.image_size)
     assert state_bytes(result.model) == state_bytes(fresh.eval())
     assert result.history == [] and 0 <= result.test_accuracy <= 1
     assert training.card(digits, spec, cfg, 0, result)["epochs"] == 0
@@ -175,7 +174,7 @@ def test_setting_keys_are_checked(embedded_params, bad, match):
     p = copy.deepcopy(embedded_params)
     p["train"]["settings"]["early"] = {"augment": "none", **bad}
     with pytest.raises(ConfigError, match=match):
-        training.settings(p)
+        grid.settings(p)
 
 
 def test_backbone_lr_override(embedded_params):
@@ -195,7 +194,7 @@ def test_paper_profile_grid_is_the_papers_table_1():
                  "celeba": {"resnet20-4", "densenet121"}, "imagenette": {"resnet50", "resnet152"},
                  "stanford_dogs": {"resnet50", "resnet152"}}
     for name, expected in backbones.items():
-        specs = training.model_grid(paper, name)
+        specs = grid.model_grid(paper, name)
         assert len(specs) == 14 and {s.backbone for s in specs} == expected
         assert len({s.setting.name for s in specs}) == 7
     assert training.from_params(paper, "cifar100", "convnet").epochs == 200

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crowd_controls, disagreement, latex, render
+from . import checks_table, disagreement, latex, render
 from .figures import Rendered
 from .images import image_paths, rgb
 from .orientation import LABELS, SET_IMAGE_METRICS, SET_METRICS
@@ -180,8 +180,8 @@ def build(root: Path, study: Study, datasets: list[str], attacks: list[str], con
         art.figures["disagreement"] = disagreement_figure(root, art.pairs, attacks, render.study_annotators(study))
     art.tables.update(correlation_tables(study, datasets, confidence))
     art.tables.update(contradiction_tables(study))
-    controls, _ = crowd_controls.rows(Path(root), datasets)
-    art.tables["controls"] = latex.table(crowd_controls.HEADER, controls, caption="Controls on the annotators and "
+    controls, _ = checks_table.rows(Path(root), datasets)
+    art.tables["controls"] = latex.table(checks_table.HEADER, controls, caption="Controls on the annotators and "
                                          "on SemSim (see report.md).", label="tab:controls")
     _alpha_sweep(root, art)
     return art

@@ -20,7 +20,7 @@ class ReportConfig:
     attacks: list[str]
     held_out_attacks: list[str] = field(default_factory=list)
     held_out_backbones: list[str] = field(default_factory=list)
-    settings: S.Settings = S.Settings()
+    bootstrap: S.BootstrapConfig = S.BootstrapConfig()
     grid_images: int = 8
 
 
@@ -44,5 +44,5 @@ def from_params(params: dict) -> ReportConfig:
         datasets=_names(params, "datasets", None), attacks=_names(params, "attacks", None),
         held_out_attacks=_names(params, "semsim.held_out_attacks", []),
         held_out_backbones=_names(params, "semsim.held_out_backbones", []),
-        settings=S.Settings(reps=reps, confidence=confidence, seed=P.get(params, "seed", int, 0)),
+        bootstrap=S.BootstrapConfig(reps=reps, confidence=confidence, seed=P.get(params, "seed", int, 0)),
         grid_images=grid)

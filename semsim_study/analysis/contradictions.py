@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..metric_table import leakage_sign
 from .correlate import finite_pairs, point, undefined_reason
-from .orientation import LABELS, leakage_sign
+from .orientation import LABELS
 
 
 def _tied_pairs(*columns: np.ndarray) -> int:

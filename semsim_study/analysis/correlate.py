@@ -23,11 +23,12 @@ import functools
 import hashlib
 import math
 import warnings
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from .. import seeding
 
 COEFFICIENTS = ("spearman", "kendall", "pearson")
 MIN_POINTS = 3
@@ -53,7 +54,7 @@ class Corr:
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
     """A generator that depends only on the params seed and a stable name (not on run order)."""
-    return np.random.default_rng([int(seed), zlib.crc32(key.encode("utf-8"))])
+    return seeding.rng(seed, key)
 
 
 def undefined_reason(x: np.ndarray, y: np.ndarray, x_name: str = "metric", y_name: str = "human rate") -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .orientation import LABELS, leakage_sign
+from ..metric_table import leakage_sign
+from .orientation import LABELS
 
 #: the metrics that must all rank A above B (the paper's Fig. 1 compares these)
 COMPARED = ("psnr", "ssim", "lpips")

@@ -48,7 +48,7 @@ from scipy import stats
 from ..errors import DataError
 from .correlate import COEFFICIENTS, bootstrap, resample_counts, rng_for, undefined_reason
 from .inputs import read_table
-from .study import FINGERPRINT, POOLED, Settings, Study
+from .study import FINGERPRINT, POOLED, BootstrapConfig, Study
 
 #: random splits of the answers averaged for every ceiling
 SPLITS = 100
@@ -188,7 +188,7 @@ def _split_statistics(x: np.ndarray, y: np.ndarray, counts: np.ndarray | None) -
 
 
 def ceiling(level: str, scope: str, xs: np.ndarray, ys: np.ndarray, half_a: float, half_b: float,
-            s: Settings) -> list[dict]:
+            s: BootstrapConfig) -> list[dict]:
     """The rows (one per coefficient) of one comparison from each split's half rates (splits x units).
 
     The value averages every split; each bootstrap resample averages the first ``INTERVAL_SPLITS``
@@ -256,7 +256,7 @@ class Comparison:
     half_b: float = math.nan
     reason: str = ""
 
-    def fingerprint(self, s: Settings) -> str:
+    def fingerprint(self, s: BootstrapConfig) -> str:
         """What ``ceiling`` returns depends on nothing else (see ``correlate.fingerprint``)."""
         h = hashlib.sha256()
         for part in (self.xs, self.ys):
@@ -323,7 +323,7 @@ def comparisons(root: Path, study: Study, seed: int, splits: int = SPLITS) -> li
     return out
 
 
-def compute(root: Path, study: Study, s: Settings, reuse: Reuse | None = None) -> pd.DataFrame:
+def compute(root: Path, study: Study, s: BootstrapConfig, reuse: Reuse | None = None) -> pd.DataFrame:
     """The noise ceiling of every model- and image-level comparison of ``study``, each with the
     fingerprint of its data and settings; a comparison whose fingerprint ``reuse`` holds takes its
     rows from there (stage ``correlate`` computed them)."""

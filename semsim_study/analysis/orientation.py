@@ -26,8 +26,3 @@ TARGETS = {"unrecognised_rate": 1, "recognised_rate": -1}
 def expected_sign(metric: str, target: str) -> int:
     """+1 or -1: the sign a faithful metric's correlation with ``target`` should have."""
     return EXPECTED_VS_UNRECOGNISED[metric] * TARGETS[target]
-
-
-def leakage_sign(metric: str) -> int:
-    """+1 when a higher value means a more recognisable reconstruction (more leakage)."""
-    return T.leakage_sign(metric)

@@ -183,16 +183,16 @@ def _alpha(art: Artifacts) -> list[str]:
 
 
 def _datasets(root: Path, study: Study, art: Artifacts, datasets: list[str], attacks: list[str], grid: int,
-              settings) -> list[str]:
+              bootstrap) -> list[str]:
     body = ["<h2 id='datasets'>Per dataset: scatter plots and reconstructions</h2>",
             "<p class='notes'>Each point is one (model, attack) set; line: ordinary least squares, band: its "
-            f"{settings.confidence:.0%} confidence interval (Student t); panel titles: signed Spearman ρ "
+            f"{bootstrap.confidence:.0%} confidence interval (Student t); panel titles: signed Spearman ρ "
             "[bootstrap interval].</p>"]
     for name in datasets:
         d = study.dataset(name)
         body.append(f"<h3>{_esc(render.column_label(study, name))}</h3>")
         body.append(_figure(art, f"scatter-{name}", f"No scatter: {d.annotation_note or 'no annotated set'}."))
-        body.append(_grid(root, study, name, attacks, grid, settings.seed))
+        body.append(_grid(root, study, name, attacks, grid, bootstrap.seed))
     return body
 
 
@@ -205,13 +205,13 @@ def _banner(study: Study) -> str:
             "ImageNet-pretrained LPIPS/FID backbones.</div>")
 
 
-def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str], settings, grid_images: int,
+def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str], bootstrap, grid_images: int,
                art: Artifacts) -> str:
     scopes = datasets + [POOLED]
     who = render.study_annotators(study)
     body = [f"<h1>How faithfully each metric follows human judgement</h1>{_banner(study)}",
-            f"<p>Cells: oriented Spearman ρ and Kendall τ-b, each with its {settings.confidence:.0%} bootstrap "
-            f"interval ({settings.reps} resamples); higher = more faithful to the {_esc(who)} (PSNR, SSIM and "
+            f"<p>Cells: oriented Spearman ρ and Kendall τ-b, each with its {bootstrap.confidence:.0%} bootstrap "
+            f"interval ({bootstrap.reps} resamples); higher = more faithful to the {_esc(who)} (PSNR, SSIM and "
             "classification are expected to fall as the unrecognised rate rises, MSE, LPIPS, FID, SemSim and the "
             "CE baseline to rise). Signed values and p-values are in correlations.csv; every figure is also in "
             "figures/ (SVG, PDF) and every table in tables/ (LaTeX). Column “all” pools within datasets "
@@ -234,7 +234,7 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
         header, rows = render.contradiction_matrix(study, scope)
         body.append(f"<h3>{_esc(render.column_label(study, scope))}</h3>" + _table(header, rows))
     body += _alpha(art)
-    body += _datasets(root, study, art, datasets, attacks, grid_images, settings)
+    body += _datasets(root, study, art, datasets, attacks, grid_images, bootstrap)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>SemSim study report</title><style>{CSS}</style></head><body>"

@@ -42,12 +42,12 @@ def ceiling_path(path: Path) -> Path:
 
 
 def compute(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
-            settings: S.Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+            bootstrap: S.BootstrapConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows of every metric in ``METRICS``, and the noise ceiling of every comparison, with
     fingerprints, as the report would compute them."""
-    study = S.build(root, datasets, held_out_attacks, held_out_backbones, settings, metrics=METRICS,
+    study = S.build(root, datasets, held_out_attacks, held_out_backbones, bootstrap, metrics=METRICS,
                     score_stages=SCORE_STAGES)
-    return study.correlations[list(COLUMNS)], noise_ceiling.compute(root, study, settings)
+    return study.correlations[list(COLUMNS)], noise_ceiling.compute(root, study, bootstrap)
 
 
 def _write(path: Path, rows: pd.DataFrame, columns) -> None:

@@ -177,13 +177,13 @@ def untrained_note(study: Study, scopes: list[str]) -> str:
     return "Trained SemSim follows people less well than its own untrained network on: " + ", ".join(worse) + "."
 
 
-def markdown(study: Study, datasets: list[str], settings) -> str:
+def markdown(study: Study, datasets: list[str], bootstrap) -> str:
     scopes = datasets + [POOLED]
     parts = ["# Report: how faithfully each metric follows human judgement\n",
              "Cells: oriented Spearman rho (row ρ) and Kendall tau-b (row τ), each with its "
-             f"{settings.confidence:.0%} bootstrap interval; higher = more faithful to the "
+             f"{bootstrap.confidence:.0%} bootstrap interval; higher = more faithful to the "
              f"{study_annotators(study)} (signed values and p-values are in correlations.csv). "
-             f"{settings.reps} bootstrap resamples. "
+             f"{bootstrap.reps} bootstrap resamples. "
              "Column \"all\" pools within datasets: each value is first replaced by its percentile rank within "
              "its dataset, so no dataset's offset (nor each dataset's own leave-one-out SemSim) ranks against "
              "another's. " + CEILING_NOTE + "\n"]

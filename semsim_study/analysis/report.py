@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomic
-from . import artifacts, crowd_controls, noise_ceiling, page, render, study as S
+from . import artifacts, checks_table, noise_ceiling, page, render, study as S
 from .config import ReportConfig
 from .headline import by_scope, headline
 
@@ -25,13 +25,13 @@ def write(root: Path, out: Path, cfg: ReportConfig, metrics: Path | None = None,
     """Compute everything (taking matching rows from ``reuse`` and ``ceiling_reuse``, see
     ``precomputed``), then write each file atomically (plots/, figures/, tables/ and the
     headline folder as swapped-in folders)."""
-    study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.settings, reuse=reuse)
-    study.ceiling = noise_ceiling.compute(Path(root), study, cfg.settings, ceiling_reuse)
+    study = S.build(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.bootstrap, reuse=reuse)
+    study.ceiling = noise_ceiling.compute(Path(root), study, cfg.bootstrap, ceiling_reuse)
     out = Path(out)
-    art = artifacts.build(Path(root), study, cfg.datasets, cfg.attacks, cfg.settings.confidence)
-    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.settings, cfg.grid_images, art)
-    md = (render.markdown(study, cfg.datasets, cfg.settings) + "\n" + artifacts.markdown(study, art)
-          + crowd_controls.markdown(Path(root), cfg.datasets))
+    art = artifacts.build(Path(root), study, cfg.datasets, cfg.attacks, cfg.bootstrap.confidence)
+    html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.bootstrap, cfg.grid_images, art)
+    md = (render.markdown(study, cfg.datasets, cfg.bootstrap) + "\n" + artifacts.markdown(study, art)
+          + checks_table.markdown(Path(root), cfg.datasets))
     with atomic.build_dir(out / "figures") as tmp:
         for name, fig in art.figures.items():
             (tmp / f"{name}.svg").write_text(fig.svg, encoding="utf-8")

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from . import contradictions, controls
+from . import contradictions, threat_controls
 from .correlate import COEFFICIENTS, correlate, fingerprint
 from .inputs import SCORE_STAGES, DatasetInputs, held_out_tables, load_dataset, read_split_scores
 from .orientation import IMAGE_METRICS, LABELS, SET_METRICS, expected_sign
@@ -36,7 +36,8 @@ Reuse = Mapping[tuple[str, str, str, str], list[dict]]
 
 
 @dataclass(frozen=True)
-class Settings:
+class BootstrapConfig:
+    """The bootstrap of every correlation: resamples, interval level, seed (from report.* and seed)."""
     reps: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -61,7 +62,7 @@ class Study:
         return next(d for d in self.datasets if d.name == name)
 
 
-def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: Settings,
+def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: BootstrapConfig,
           missing_reason: str = "", reuse: Reuse | None = None) -> list[dict]:
     rows = []
     for metric in metrics:
@@ -136,7 +137,7 @@ def _contradiction_rows(scope: str, images: pd.DataFrame) -> list[dict]:
 
 
 def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
-          s: Settings, *, metrics: Sequence[str] | None = None, score_stages: Sequence[str] = SCORE_STAGES,
+          s: BootstrapConfig, *, metrics: Sequence[str] | None = None, score_stages: Sequence[str] = SCORE_STAGES,
           reuse: Reuse | None = None) -> Study:
     """Every correlation of the report (``metrics`` None), or only those of ``metrics`` (no
     metric-vs-metric rows then), reading the scores of ``score_stages`` only. A metric whose
@@ -147,7 +148,7 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
     set_metrics = [m for m in SET_METRICS if only is None or m in only]
     image_metrics = [m for m in IMAGE_METRICS if only is None or m in only]
     loaded = [load_dataset(root, name, score_stages) for name in datasets]
-    with_controls = controls.add({d.name: d.sets for d in loaded}, {d.name for d in loaded if d.annotated})
+    with_controls = threat_controls.add({d.name: d.sets for d in loaded}, {d.name for d in loaded if d.annotated})
     for d in loaded:
         d.sets = with_controls[d.name]
     rows: list[dict] = []

@@ -39,7 +39,6 @@ import html
 import io
 import logging
 import math
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import atomic
+from .. import seeding
 from .. import metric_table as MT
 from ..datasets.imaging import decode, png_bytes, to_rgb_array
 from ..errors import ConfigError, DataError
@@ -464,7 +464,7 @@ def make_audit(root: str | Path, datasets: Sequence[str], per_dataset: int, out:
     chosen, population = [], {}
     for ds in datasets:
         items, left_out = read_population(root, ds, edges)
-        picked = sample(items, per_dataset, edges, np.random.default_rng([seed, zlib.crc32(ds.encode())]))
+        picked = sample(items, per_dataset, edges, seeding.rng(seed, ds))
         if len(picked) < per_dataset:
             log.warning("%s: only %d items with a crowd verdict and a PSNR (asked for %d)", ds, len(picked), per_dataset)
         population[ds] = {"strata": population_counts(items, edges), "left_out": left_out}
@@ -472,7 +472,7 @@ def make_audit(root: str | Path, datasets: Sequence[str], per_dataset: int, out:
     if not chosen:
         raise DataError(f"no item of {', '.join(datasets)} has both a crowd verdict and a PSNR: nothing to audit")
     chosen.sort(key=lambda i: i.task.item_id)
-    order = np.random.default_rng([seed, zlib.crc32(b"audit order")]).permutation(len(chosen))
+    order = seeding.rng(seed, b"audit order").permutation(len(chosen))
     numbered = [(n, chosen[i]) for n, i in enumerate(order, start=1)]
     key = {"datasets": list(datasets), "per_dataset": per_dataset, "seed": seed, "bands_db": list(edges),
            "bands": band_labels(edges), "population": population, "items": [key_entry(n, i) for n, i in numbered]}

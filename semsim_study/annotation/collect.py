@@ -17,9 +17,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .. import atomic, params as P
+from .. import atomic, params as P, seeding
 from ..datasets import halves, standard
-from ..datasets.imaging import decode
+from ..datasets.imaging import read_png
 from ..errors import ConfigError, DataError
 from ..torch_helpers import state_bytes
 from . import aggregate, agreement, crowd_checks, importers, observer, quality, simulated
@@ -61,11 +61,7 @@ def _dataclass_from(cls, section: Mapping, where: str):
 
 
 def _read_image(path: str, item_id: str) -> np.ndarray:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: image of item {item_id} is missing (rerun the attack stage)") from None
-    return np.asarray(decode(data, path).convert("RGB"))
+    return read_png(path, f"image of item {item_id} is missing (rerun the attack stage)")
 
 
 def from_params(params: Mapping) -> tuple[observer.ObserverConfig, simulated.PoolConfig]:
@@ -79,20 +75,22 @@ def from_params(params: Mapping) -> tuple[observer.ObserverConfig, simulated.Poo
     return obs_cfg, pool_cfg
 
 
-def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int) -> tuple[pd.DataFrame, dict, observer.Observer]:
+def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int,
+             prepared_dir: str | Path) -> tuple[pd.DataFrame, dict, observer.Observer]:
     """Answers of the simulated pool for ``tasks``, through the CSV importer; what was
-    simulated; and the observer network the pool saw through."""
+    simulated; and the observer network the pool saw through (trained on the prepared dataset
+    in ``prepared_dir``)."""
     obs_cfg, pool_cfg = from_params(params)
-    ds = standard.load(f"data/prepared/{dataset}")
+    ds = standard.load(prepared_dir)
     ids = sorted(tasks)  # every image is read (and checked) before the observer trains
     originals = np.stack([_read_image(tasks[i].original, i) for i in ids])
     recons = np.stack([_read_image(tasks[i].reconstruction, i) for i in ids])
     if originals.shape[1:] != ds.train_images.shape[1:] or recons.shape[1:] != ds.train_images.shape[1:]:
-        raise DataError(f"data/tasks/{dataset}: images are {recons.shape[1:]}, the prepared dataset's are "
-                        f"{ds.train_images.shape[1:]}; rerun the attack and tasks stages")
+        raise DataError(f"tasks of {dataset}: images are {recons.shape[1:]}, the prepared dataset's ({prepared_dir}) "
+                        f"are {ds.train_images.shape[1:]}; rerun the attack and tasks stages")
     own = halves.training_half(ds.train_labels, "observer")  # never an image the feature network learnt from
     net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
-                                  seed=int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
+                                  seed=seeding.torch_seed([seed, 5]))
     p_orig, p_rec = net.posterior(originals), net.posterior(recons)
     posteriors = {i: (p_orig[k], p_rec[k]) for k, i in enumerate(ids)}
     rows = simulated.annotate(tasks, posteriors, ds.class_names, pool_cfg, seed, dataset)
@@ -141,14 +139,16 @@ def source_of(params: Mapping, dataset: str) -> str:
     return P.choice(params, "annotate.source", SOURCES)
 
 
-def run(params: Mapping, dataset: str) -> Result:
+def run(params: Mapping, dataset: str, tasks_csv: str | Path, prepared_dir: str | Path) -> Result:
+    """The answers, aggregates and summary of ``dataset`` for the tasks in ``tasks_csv`` (the
+    simulated crowd learns to see from the prepared dataset in ``prepared_dir``)."""
     check_section(params)
     source = source_of(params, dataset)
     seed = P.get(params, "seed", int)
-    tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
+    tasks = read_tasks(tasks_csv)
     net = None
     if source == "simulated":
-        answers, info, net = simulate(tasks, dataset, params, seed)
+        answers, info, net = simulate(tasks, dataset, params, seed, prepared_dir)
     else:
         answers, info = import_people(tasks, dataset, params, source)
     kind = info["source"]

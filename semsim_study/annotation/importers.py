@@ -177,11 +177,6 @@ def read_app_db(paths: PathLike | Iterable[PathLike], tasks: Mapping[str, TaskLi
 
 # ---------------------------------------------------------------------------- paper folders
 
-def item_file_name(item_id: str, suffix: str = ".png") -> str:
-    """File name of a reconstruction in the paper-folder layout: '/' in the item id -> '__'."""
-    return item_id.replace("/", "__") + suffix
-
-
 def _read_mapping(path: Path) -> dict[str, tuple[str, str]]:
     """``<id>/<file name>`` -> (item_id, where) from a mapping CSV with columns path,item_id."""
     text = _read_text(path)

@@ -215,10 +215,6 @@ def format_problems(source: str, problems: list[str]) -> str:
     return f"{len(problems)} problems in {source}:\n  " + "\n  ".join(shown) + tail
 
 
-def empty_answers() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in OUTPUT_COLUMNS})
-
-
 def recognised_flags(answers: pd.DataFrame, tasks: Mapping[str, TaskLike],
                      expected: Expected = default_expected) -> pd.Series:
     """Per row: did the annotator recognise the reconstruction? (bool Series, same index)

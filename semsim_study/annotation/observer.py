@@ -23,7 +23,7 @@ Three properties make it behave like a person rather than like a classifier:
   signed-gradient steps towards a random class, within ``cue_epsilon`` of the noise), also
   taught "no idea": gradient inversion writes such cues for the attacked classifier, and a
   CNN that read them would "recognise" what a person sees as noise. The stage
-  ``observer-controls`` measures what is left of that (semsim_study/observer_controls.py).
+  ``observer-controls`` measures what is left of that (semsim_study/annotation/planted_cues.py).
 
 It learns from its own half of the training split (``datasets.halves``); the feature network
 behind LPIPS/FID learns from the other half, so the two never saw the same image.

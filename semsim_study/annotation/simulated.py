@@ -28,12 +28,12 @@ from people; every output marks them ``source: simulated``.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from .. import seeding
 from .longformat import COLUMNS
 from .tasks import DIFFERENT, SAME, Task
 
@@ -64,7 +64,7 @@ class Annotator:
 
 
 def _rng(seed: int, *parts: str) -> np.random.Generator:
-    return np.random.default_rng([seed] + [zlib.crc32(p.encode()) for p in parts])
+    return seeding.rng(seed, *parts)
 
 
 def make_pool(cfg: PoolConfig, classes: Sequence[str], seed: int, dataset: str) -> list[Annotator]:

@@ -25,14 +25,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zlib
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import atomic, threat
+from .. import atomic, seeding, threat
 from .. import params as P
 from ..errors import ConfigError, DataError
 
@@ -95,7 +94,7 @@ def expected_answer(task: Task) -> str:
 
 
 @dataclass(frozen=True)
-class TaskSettings:
+class TaskConfig:
     dataset: str
     protocol: str
     protocol_source: str
@@ -119,7 +118,7 @@ def check_section(params: Mapping) -> None:
     P.known(params, "annotate.quality", QUALITY_KEYS)
 
 
-def from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
+def from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskConfig:
     """Read ``annotate.*`` for one dataset; ``meta`` is its prepared meta.json.
 
     ``annotate.protocols.<dataset>`` overrides the protocol ``prepare`` recorded;
@@ -151,11 +150,11 @@ def from_params(params: Mapping, dataset: str, meta: Mapping) -> TaskSettings:
         elif raw is not None and not isinstance(raw, str):
             raise ConfigError("params: 'annotate.candidate_model' must be a model id or a mapping dataset -> model id")
         if raw is None:
-            from .. import training  # torch: only needed here
+            from ..classifiers import grid
 
-            raw = training.default_classifier(params, dataset)
+            raw = grid.default_classifier(params, dataset)
         model = raw
-    return TaskSettings(dataset, protocol, "annotate.protocols" if override is not None else "prepare",
+    return TaskConfig(dataset, protocol, "annotate.protocols" if override is not None else "prepare",
                         tuple(str(a) for a in attacks), max_candidates, model, P.get(params, "seed", int))
 
 
@@ -203,7 +202,7 @@ def read_attack_index(path: str | Path) -> list[dict]:
 
 
 def item_rng(seed: int, dataset: str, item_id: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(dataset.encode()), zlib.crc32(item_id.encode())])
+    return seeding.rng(seed, dataset, item_id)
 
 
 def top_candidates(probs: np.ndarray, truth: int, class_names: Sequence[str], limit: int) -> list[str]:
@@ -219,27 +218,20 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu") -> tuple[Classi
     """A function uint8 NHWC images -> softmax probabilities, from a trained model and its card."""
     import torch
 
-    from .. import training
+    from ..classifiers import checkpoints
 
-    torch.set_num_threads(1)  # the candidates' order must not depend on the machine's core count
-    model, card = training.load(checkpoint)
-    norm = card.get("normalization") or {}
-    if "mean" not in norm or "std" not in norm:
-        raise DataError(f"{Path(checkpoint).with_suffix('.json')}: card has no normalization mean/std")
+    model, card = checkpoints.load(checkpoint)
+    checkpoints.normalization(card, str(Path(checkpoint).with_suffix(".json")))
     model = model.to(device).eval()
 
-    @torch.no_grad()
     def predict(images: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(images), 256):
-            x = training.to_tensor(images[i : i + 256], norm["mean"], norm["std"]).to(device)
-            out.append(torch.softmax(model(x).double(), dim=1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, card["num_classes"]))
+        logits = checkpoints.logits(model, card, images, device, batch_size=256)
+        return torch.softmax(logits.double(), dim=1).cpu().numpy()
 
     return predict, card
 
 
-def build_tasks(settings: TaskSettings, class_names: Sequence[str], root: str | Path = ".",
+def build_tasks(settings: TaskConfig, class_names: Sequence[str], root: str | Path = ".",
                 classifier: Classifier | None = None) -> list[Task]:
     """Tasks for every reconstruction of ``settings.attacks`` under ``root/data/attacks/<dataset>``.
 
@@ -313,7 +305,7 @@ def build_tasks(settings: TaskSettings, class_names: Sequence[str], root: str | 
     return tasks
 
 
-def tasks_meta(settings: TaskSettings, class_names: Sequence[str], tasks: Sequence[Task], prepared_meta: Mapping) -> dict:
+def tasks_meta(settings: TaskConfig, class_names: Sequence[str], tasks: Sequence[Task], prepared_meta: Mapping) -> dict:
     """meta.json beside tasks.csv: how the tasks were made, so readers need not guess."""
     per_attack = {a: sum(t.attack == a for t in tasks) for a in settings.attacks}
     sizes = sorted({len(t.candidates) for t in tasks})

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import shutil
-import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
@@ -30,10 +29,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import atomic, augment, defenses, executor, threat, training
+from .. import atomic, augment, defenses, executor, seeding, threat
+from ..classifiers import checkpoints
 from ..datasets import standard
 from ..datasets.imaging import png_bytes
-from ..torch_helpers import load_state
+from ..torch_helpers import load_state, to_tensor
 from . import engine
 from .engine import AttackConfig
 
@@ -95,7 +95,7 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
     for model_id in model_ids:  # every checkpoint is opened before the first job: a bad one fails now
         ckpt = Path(ctx.model_dir) / f"{model_id}.pt"
         card = Path(ctx.model_dir) / f"{model_id}.json"
-        training.load(ckpt)
+        checkpoints.load(ckpt)
         model_hash = _sha(ckpt.read_bytes() + card.read_bytes())
         for start in range(0, len(subset), batch_size):
             members = subset[start : start + batch_size]
@@ -117,9 +117,8 @@ def batches(jobs: list[Job]) -> list[list[Job]]:
 
 
 def job_seeds(ctx: Context, job: Job) -> tuple[np.random.Generator, torch.Generator]:
-    key = [ctx.seed] + [zlib.crc32(s.encode()) for s in (ctx.dataset, job.model_id, ctx.attack, job.image_id)]
-    torch_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-    return np.random.default_rng(key), torch.Generator().manual_seed(torch_seed)
+    key = seeding.key(ctx.seed, ctx.dataset, job.model_id, ctx.attack, job.image_id)
+    return np.random.default_rng(key), torch.Generator().manual_seed(seeding.torch_seed(key))
 
 
 def _job_dir(ctx: Context, job: Job) -> Path:
@@ -151,11 +150,11 @@ class _Worker:
     def model(self, model_id: str):
         if model_id not in self.models:
             if self.checkpoints is None:
-                model, card = training.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
+                model, card = checkpoints.load(Path(self.ctx.model_dir) / f"{model_id}.pt")
             else:
                 weights, card = self.checkpoints[model_id]
                 where = f"{self.ctx.model_dir}/{model_id}.pt"
-                model = training.from_state(load_state(weights, where), card, where)
+                model = checkpoints.from_state(load_state(weights, where), card, where)
             self.models[model_id] = (model.to(self.ctx.device), card)
         return self.models[model_id]
 
@@ -181,7 +180,7 @@ class _Worker:
             original = self.image(job)
             # the threat model of the paper's code: the client's image passes the training transform
             seen = aug(original, rng) if (aug.crop_flip or aug.policy) else original
-            x = training.to_tensor(seen[None], norm["mean"], norm["std"]).to(ctx.device)
+            x = to_tensor(seen[None], norm["mean"], norm["std"]).to(ctx.device)
             target = engine.observed_gradient(model, x, job.label, ctx.config.loss_scale)
             if card.get("defense_on_observed_gradient"):  # on CPU with the job's generator: same noise anywhere
                 d = card["defense"]

@@ -3,11 +3,11 @@ section's keys, and choose the seeded attack subset (the `prepare` stage's logic
 
 from __future__ import annotations
 
-import zlib
 from typing import Mapping
 
 import numpy as np
 
+from .. import seeding
 from .. import params as P
 from ..errors import ConfigError
 from . import embedded, paper, standard
@@ -18,7 +18,7 @@ BUILDERS = {**embedded.BUILDERS, **paper.BUILDERS}
 
 def dataset_rng(seed: int, name: str, purpose: str) -> np.random.Generator:
     """A generator per (seed, dataset, purpose): one dataset's draws never shift another's."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(purpose.encode())])
+    return seeding.rng(seed, name, purpose)
 
 
 def from_params(params: Mapping, name: str) -> Mapping:

@@ -46,6 +46,16 @@ def decode(data: bytes | str | Path, name: str | None = None) -> Image.Image:
         raise DataError(f"{label}: unreadable or corrupt image ({exc})") from None
 
 
+def read_png(path: str | Path, missing: str = "image missing (rerun the attack stage)") -> np.ndarray:
+    """A stored image (PNG, or any format PIL reads) as uint8 HWC RGB; DataError ``<path>: <missing>``
+    when the file is not there, naming the file when it cannot be decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    return np.asarray(decode(data, str(path)))
+
+
 def save_png(arr: np.ndarray, path: str | Path) -> None:
     """PNG without timestamps or other metadata, so the same pixels give the same bytes."""
     Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(path, format="PNG", optimize=False)

@@ -18,19 +18,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import params as P, training
+from .. import params as P
+from ..classifiers import checkpoints, grid
 from ..errors import ConfigError
 
 
 def classifier_id(params: Mapping, dataset: str) -> str:
     """``metrics.classifier`` if set, else the dataset's first listed trained model."""
-    grid = [spec.model_id for spec in training.model_grid(params, dataset)]
+    ids = grid.model_ids(params, dataset)
     chosen = P.get(params, "metrics.classifier", (str, type(None)), None)
     if chosen is None:
-        return training.default_classifier(params, dataset)
-    if chosen not in grid:
+        return grid.default_classifier(params, dataset)
+    if chosen not in ids:
         raise ConfigError(f"params: 'metrics.classifier' is {chosen!r}, not a model of {dataset} "
-                          f"(train.datasets.{dataset}.models gives: {', '.join(grid)})")
+                          f"(train.datasets.{dataset}.models gives: {', '.join(ids)})")
     return chosen
 
 
@@ -39,12 +40,9 @@ class Classifier:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu"):
         self.checkpoint = Path(checkpoint)
-        model, self.card = training.load(self.checkpoint)
+        model, self.card = checkpoints.load(self.checkpoint)
         self.model = model.to(device)
         self.device = device
-        norm = self.card["normalization"]
-        self.mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.size = int(self.card["image_size"])
 
     @torch.no_grad()
@@ -52,7 +50,7 @@ class Classifier:
         """Labels for a float [0, 1] NCHW batch (resized to the classifier's input size if needed)."""
         if x01.shape[-1] != self.size:
             x01 = F.interpolate(x01, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return self.model(((x01 - self.mean) / self.std).to(self.device)).argmax(1).cpu().numpy()
+        return checkpoints.predict(self.model, self.card, x01, self.device)
 
     def describe(self) -> dict:
         c = self.card

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
+from ..torch_helpers import load_state
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
 TRUNK_FILES = {  # torchvision's ImageNet weights for lpips' trunks (IMAGENET1K_V1)
@@ -50,22 +51,12 @@ def require(folder: Path, name: str, url: str, what: str) -> Path:
     return path
 
 
-def load_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file or a pickle that is not plain tensors
-        raise DataError(f"{path}: not a loadable weights-only checkpoint ({exc})") from None
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
-
-
 def lpips_model(net: str, folder: Path):
     """lpips.LPIPS(net) with its trunk loaded from torchvision's checkpoint in ``folder``."""
     if net not in LPIPS_NETS:
         raise ConfigError(f"params: 'metrics.lpips.net' is {net!r}; valid values: {', '.join(LPIPS_NETS)}")
     path = require(folder, TRUNK_FILES[net], TRUNK_URL.format(TRUNK_FILES[net]), f"LPIPS {net} trunk (ImageNet)")
-    state = load_state(path)
+    state = load_state(path, str(path))
     import lpips
 
     with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
@@ -88,7 +79,7 @@ def lpips_model(net: str, folder: Path):
 def inception_model(folder: Path):
     """pytorch-fid's InceptionV3 returning 2048-d pool3 features, weights from ``folder``."""
     path = require(folder, INCEPTION_FILE, INCEPTION_URL, "FID Inception-v3 (pytorch-fid)")
-    state = load_state(path)
+    state = load_state(path, str(path))
     from pytorch_fid import inception as pfi
 
     def local(url, *args, **kwargs):  # replaces pytorch-fid's download; it asks for exactly one file

@@ -14,7 +14,7 @@ from .imagenet import LPIPS_NETS
 
 
 @dataclass(frozen=True)
-class MetricsSettings:
+class MetricsConfig:
     features: str
     weights_dir: str | None
     lpips: LpipsOptions
@@ -24,7 +24,7 @@ class MetricsSettings:
     threads: int
 
 
-def from_params(params: Mapping) -> MetricsSettings:
+def from_params(params: Mapping) -> MetricsConfig:
     P.known(params, "metrics", ("features", "weights_dir", "lpips", "fid", "classifier", "batch_size", "device", "threads"))
     P.known(params, "metrics.lpips", ("net", "paper_input_scale", "resize"))
     P.known(params, "metrics.fid", ("method",))
@@ -32,7 +32,7 @@ def from_params(params: Mapping) -> MetricsSettings:
     resize = P.get(m, "lpips.resize", (int, type(None)), None)
     if resize is not None and resize < 8:
         raise ConfigError(f"params: 'metrics.lpips.resize' must be null or a side of at least 8 px, got {resize}")
-    return MetricsSettings(
+    return MetricsConfig(
         features=P.choice(m, "features", KINDS),
         weights_dir=P.get(m, "weights_dir", (str, type(None)), None),
         lpips=LpipsOptions(net=P.choice(m, "lpips.net", LPIPS_NETS, "alex"),

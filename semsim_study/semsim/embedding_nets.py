@@ -6,7 +6,7 @@ embedding; the supplementary names ResNet-50. Both are here for the paper profil
 initialised as in the official code. The embedded profile needs something that trains in
 about a second per split on a CPU core, hence ``tinyconv16`` (three conv-BN-ReLU layers, a
 stride-2 stem, global average pooling; 24k parameters); the classifier-grid ResNets of
-``semsim_study.classifiers`` (``resnet20``, ``resnet8``) are available in between.
+``semsim_study.classifiers.backbones`` (``resnet20``, ``resnet8``) are available in between.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import classifiers
+from ..classifiers import backbones
 from ..errors import ConfigError
 
 
@@ -34,7 +34,7 @@ class CifarResNet18(nn.Module):
             down = None
             if stride != 1 or in_ch != out_ch:
                 down = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
-            block = classifiers.BasicBlock
+            block = backbones.BasicBlock
             stages.append(nn.Sequential(block(in_ch, out_ch, stride, down), block(out_ch, out_ch)))
             in_ch = out_ch
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -72,7 +72,7 @@ class _GridResNet(nn.Module):
 
     def __init__(self, name: str):
         super().__init__()
-        net = classifiers.build(name, 1, 32)
+        net = backbones.build(name, 1, 32)
         net.fc = nn.Identity()
         self.net = net
         self.out_dim = net.layer3[-1].conv2.out_channels

@@ -67,12 +67,6 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def normalize_input(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / s
-
-
 # How far (as a share of the value range) a float input may stray outside its range: such values
 # are clamped, further ones are an error. Enough for float round-off, a resampling filter's
 # overshoot or an attack's unclamped iterate (lpips checks nothing; torchmetrics rejects any

@@ -21,7 +21,6 @@ depends only on the seed and the dataset, so the same originals are held back in
 from __future__ import annotations
 
 import copy
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -29,8 +28,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from .. import seeding
 from .. import params as P
 from ..errors import ConfigError
+from ..torch_helpers import normalize
 from . import preprocess
 from .items import Item
 from .loss import distance
@@ -62,7 +63,7 @@ def hold_back(items: Sequence[Item], fraction: float, seed: int) -> tuple[list[I
         n = min(len(ids) - 1, max(1, int(round(fraction * len(ids)))))
         if n <= 0:
             continue
-        rng = np.random.default_rng([seed, zlib.crc32(b"selection"), zlib.crc32(ds.encode())])
+        rng = seeding.rng(seed, b"selection", ds)
         chosen.update((ds, ids[i]) for i in sorted(rng.choice(len(ids), size=n, replace=False)))
     fit = [it for it in items if it.original_key not in chosen]
     held = [it for it in items if it.original_key in chosen]
@@ -128,7 +129,7 @@ class Selector:
         return self.accuracies(net)[0]
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
-        return preprocess.normalize_input(preprocess.uint8_to_float(images), self.mean, self.std).to(self.device)
+        return normalize(preprocess.uint8_to_float(images), self.mean, self.std).to(self.device)
 
     def observe(self, epoch: int, net: torch.nn.Module) -> float | None:
         """Score ``net`` after ``epoch`` epochs (0 = untrained); remember its weights if strictly best."""

@@ -38,7 +38,6 @@ the same weights on a CPU. Colour jitter draws from the same generator as the cr
 from __future__ import annotations
 
 import logging
-import zlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -47,9 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import augment, seeding
 from .. import params as P
 from ..errors import ConfigError, DataError
-from ..torch_helpers import resolve_device
+from ..torch_helpers import normalize, resolve_device
 from . import colour, embedding_nets, matched, preprocess, selection
 from .loss import distance, triplet_loss
 from .triplets import TripletSampler
@@ -167,34 +167,8 @@ def _geometry(params: Mapping) -> str:
 
 def seeds(seed: int, split: str, held_out: str, kind: str) -> tuple[int, np.random.Generator]:
     """Torch seed (initial weights) and a NumPy generator (triplets, order, crops) for one model."""
-    key = [seed, zlib.crc32(split.encode()), zlib.crc32(held_out.encode()), zlib.crc32(kind.encode())]
-    return int(np.random.SeedSequence(key).generate_state(1)[0]), np.random.default_rng(key)
-
-
-def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int = 4,
-                    groups: int | None = None) -> np.ndarray:
-    """RandomCrop(size, padding) with zero padding, then a horizontal flip with p = 0.5.
-
-    The same transform as ``augment.random_crop_flip`` (torchvision's, as the official code),
-    with the padding done once per batch: padding image by image cost a quarter of the time.
-    ``groups=None`` draws one crop and flip per image; ``groups=n`` draws n of them and gives
-    image i draw ``i % n``: a batch laid out as [anchors, positives, negatives] of n triplets
-    then shares one transform per triplet.
-    """
-    n, h, w = images.shape[:3]
-    k = n if groups is None else groups
-    if n % k:
-        raise ValueError(f"{n} images do not split into {k} groups of equal size")
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ys = rng.integers(0, 2 * padding + 1, size=k)
-    xs = rng.integers(0, 2 * padding + 1, size=k)
-    flips = rng.random(k) < 0.5
-    out = np.empty_like(images)
-    for i in range(n):
-        j = i % k
-        crop = padded[i, ys[j] : ys[j] + h, xs[j] : xs[j] + w]
-        out[i] = crop[:, ::-1] if flips[j] else crop
-    return out
+    key = seeding.key(seed, split, held_out, kind)
+    return seeding.torch_seed(key), np.random.default_rng(key)
 
 
 def lr_at(cfg: SemSimTrainConfig, epoch: int) -> float:
@@ -267,11 +241,11 @@ class _Trainer:
         return self.opt.lr
 
     def batch(self, images: np.ndarray, groups: int | None = None) -> torch.Tensor:
-        """Augmented, normalised input; ``groups``: images sharing one crop/flip (``crop_flip_batch``)."""
+        """Augmented, normalised input; ``groups``: images sharing one crop/flip (``augment.crop_flip_batch``)."""
         if self.cfg.geometry != "none":
-            images = crop_flip_batch(images, self.rng, padding=4, groups=groups)
+            images = augment.crop_flip_batch(images, self.rng, padding=4, groups=groups)
         x = self.cfg.colour(preprocess.uint8_to_float(images), self.rng)
-        return preprocess.normalize_input(x, self.mean, self.std).to(self.cfg.device)
+        return normalize(x, self.mean, self.std).to(self.cfg.device)
 
     def step(self, loss: torch.Tensor, what: str, epoch: int) -> None:
         if not torch.isfinite(loss):

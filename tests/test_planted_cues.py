@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from semsim_study.torch_helpers import state_bytes
-from semsim_study import observer_controls as oc
 from semsim_study.annotation import observer, simulated
+from semsim_study.annotation import planted_cues as oc
+from semsim_study.classifiers import checkpoints
 from semsim_study.annotation.tasks import Task
 from semsim_study.datasets import build, halves
 from semsim_study.datasets.standard import PreparedDataset
@@ -46,6 +49,10 @@ def _linear(classes: int, seed: int = 0) -> nn.Module:
 NORM = {"mean": [0.5] * 3, "std": [0.5] * 3}
 
 
+def _predict(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    return checkpoints.predict(model, {"normalization": NORM}, images)
+
+
 def test_planted_copies_flip_the_classifier_within_epsilon():
     model = _linear(4)
     rng = np.random.default_rng(1)
@@ -55,7 +62,7 @@ def test_planted_copies_flip_the_classifier_within_epsilon():
     copies = oc.plant(model, NORM, images, targets, cfg)
     assert copies.dtype == np.uint8 and copies.shape == images.shape
     assert np.abs(copies.astype(int) - images.astype(int)).max() <= 8
-    assert (oc.predict(model, NORM, copies) == targets).mean() > 0.9
+    assert (_predict(model, copies) == targets).mean() > 0.9
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +87,7 @@ def test_a_planted_class_cue_does_not_change_the_crowds_verdict(digits_observer)
     other = (truth + 1 + rng.integers(0, ds.num_classes - 1, n)) % ds.num_classes
     cfg = oc.ControlConfig(epsilon=8 / 255, steps=20)
     true_copy, other_copy = oc.plant(clf, NORM, noise, truth, cfg), oc.plant(clf, NORM, noise, other, cfg)
-    took = (oc.predict(clf, NORM, true_copy) == truth) & (oc.predict(clf, NORM, other_copy) != truth)
+    took = (_predict(clf, true_copy) == truth) & (_predict(clf, other_copy) != truth)
     assert took.sum() >= 30  # pairs the cue flipped, as the stage keeps
     tasks = {f"i{k}": Task(f"i{k}", "digits", "m", "a", f"x{k}", "A", ds.class_names[truth[k]],
                            tuple(ds.class_names), "o.png", "r.png", "ok") for k in range(n)}
@@ -140,5 +147,8 @@ def test_paired_interval_covers_the_mean_difference():
 
 
 def test_people_need_no_planted_cue_control():
-    summary, table = oc.run({"seed": 0, "annotate": {"source": "csv"}, "observer_controls": {}}, "digits")
+    nowhere = oc.Inputs(*(Path("nowhere") / name for name in ("tasks.csv", "prepared", "annotations", "images.csv",
+                                                               "models")))
+    summary, table = oc.run({"seed": 0, "annotate": {"source": "csv"}, "observer_controls": {}}, "digits", nowhere,
+                            psnr=None)
     assert summary["simulated"] is False and table.empty

@@ -8,16 +8,17 @@ training, after backward and before the optimiser step.
 Determinism: the model's initial weights, the batch order, every augmentation draw and the
 defence noise come from generators seeded by (seed, dataset, model id), so the same params
 give the same weights on the same CPU.
+
+Only the train stages import this module (tests/test_dvc_deps.py checks it): the model grid is
+``grid.py``, reading a trained model back is ``checkpoints.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,39 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import atomic, augment, classifiers, defenses
-from . import params as P
-from .datasets.standard import PreparedDataset
-from .errors import ConfigError, DataError
-from .torch_helpers import fill, load_state, resolve_device, state_bytes
+from .. import augment, defenses, executor, seeding
+from .. import params as P
+from ..datasets.standard import PreparedDataset
+from ..errors import DataError
+from ..torch_helpers import resolve_device, state_bytes, to_tensor
+from . import backbones
+from .grid import ModelSpec, Setting
 
 log = logging.getLogger(__name__)
 MILESTONE_DIVISORS = (2.667, 1.6, 1.142)
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    augmentation: augment.Augmentation
-    defense: defenses.Defense
-    # Epochs of training before the model is attacked; None = the dataset's epochs. 0 attacks
-    # the model at initialisation, as in the first round of federated training, when the
-    # gradients leak most: a point of training is a threat factor, like a defence.
-    epochs: int | None = None
-
-
-SETTING_KEYS = ("augment", "policy", "defense", "prune_ratio", "noise_sigma", "epochs")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    dataset: str
-    backbone: str
-    setting: Setting
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.backbone}_{self.setting.name}"
 
 
 @dataclass
@@ -86,22 +64,14 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def settings(params: Mapping) -> dict[str, Setting]:
-    """The training settings ``train.settings`` names (augmentation, defence, epochs), by name."""
-    raw = P.get(params, "train.settings", dict)
-    out = {}
-    for name, cfg in raw.items():
-        where = f"train.settings.{name}"
-        if "_" in str(name) or "/" in str(name):
-            raise ConfigError(f"params: setting name {name!r} may not contain '_' or '/' (it is part of model ids)")
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"params: '{where}' must be a mapping")
-        P.known(P.Section(cfg, where), "", SETTING_KEYS)
-        epochs = cfg.get("epochs")
-        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0):
-            raise ConfigError(f"params: '{where}.epochs' must be a non-negative integer, got {epochs!r}")
-        out[str(name)] = Setting(str(name), augment.from_config(cfg, where), defenses.from_config(cfg, where), epochs)
-    return out
+def augmentation(setting: Setting) -> augment.Augmentation:
+    """What ``setting`` does to each training image (its ``augment`` and ``policy`` options)."""
+    return augment.from_config(setting.config(), setting.where)
+
+
+def defense(setting: Setting) -> defenses.Defense:
+    """The gradient defence of ``setting`` (its ``defense``, ``prune_ratio``, ``noise_sigma`` options)."""
+    return defenses.from_config(setting.config(), setting.where)
 
 
 def from_params(params: Mapping, dataset: str, backbone: str,
@@ -117,8 +87,10 @@ def from_params(params: Mapping, dataset: str, backbone: str,
     own = P.get(opt, f"backbone_lr.{backbone}", None, None) is not None  # a per-backbone lr wins
     lr = P.number(opt, f"backbone_lr.{backbone}" if own else "lr", above=0)
     epochs = P.positive_int(params, f"train.datasets.{dataset}.epochs")
-    if setting is not None and setting.epochs is not None:
-        epochs = setting.epochs
+    if setting is not None:
+        augmentation(setting), defense(setting)  # a bad option stops the stage before the first model trains
+        if setting.epochs is not None:
+            epochs = setting.epochs
     return ClassifierTrainConfig(
         epochs=epochs,
         batch_size=P.positive_int(params, f"train.datasets.{dataset}.batch_size"),
@@ -131,60 +103,12 @@ def from_params(params: Mapping, dataset: str, backbone: str,
     )
 
 
-def threads(params: Mapping, key: str = "train.threads") -> int:
-    """The torch CPU thread count a stage runs with (default 1): outputs depend on it."""
-    return P.positive_int(params, key, 1)
-
-
-def model_grid(params: Mapping, dataset: str) -> list[ModelSpec]:
-    """The models params name for ``dataset``: ``train.datasets.<dataset>.models.<backbone>: [settings]``."""
-    named = settings(params)
-    grid = P.get(params, f"train.datasets.{dataset}.models", dict)
-    specs = []
-    for backbone, names in grid.items():
-        if backbone not in classifiers.BACKBONES:
-            raise ConfigError(f"params: 'train.datasets.{dataset}.models' names unknown backbone {backbone!r}; "
-                              f"valid backbones: {', '.join(sorted(classifiers.BACKBONES))}")
-        if "_" in backbone:
-            raise ConfigError(f"params: backbone name {backbone!r} may not contain '_'")
-        if not isinstance(names, list) or not names:
-            raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' must be a non-empty list of settings")
-        for name in names:
-            if name not in named:
-                raise ConfigError(f"params: 'train.datasets.{dataset}.models.{backbone}' names unknown setting {name!r}; "
-                                  f"valid settings: {', '.join(sorted(named))}")
-            specs.append(ModelSpec(dataset, backbone, named[name]))
-    ids = [s.model_id for s in specs]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"params: 'train.datasets.{dataset}.models' lists a model twice")
-    return specs
-
-
-def default_classifier(params: Mapping, dataset: str) -> str:
-    """The dataset's first listed *trained* model (a setting with epochs 0 is no classifier):
-    the default for the classification baseline and for protocol A's candidate classes."""
-    grid = model_grid(params, dataset)
-    trained = [spec for spec in grid if spec.setting.epochs != 0]
-    return (trained or grid)[0].model_id
-
-
 def seeds(seed: int, dataset: str, model_id: str) -> tuple[int, np.random.Generator, torch.Generator]:
     """Torch seed for initialisation, a NumPy generator (order, augmentation), a torch one (noise)."""
-    key = [seed, zlib.crc32(dataset.encode()), zlib.crc32(model_id.encode())]
-    torch_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+    key = seeding.key(seed, dataset, model_id)
+    torch_seed = seeding.torch_seed(key)
     gen = torch.Generator().manual_seed(torch_seed + 1)
     return torch_seed, np.random.default_rng(key), gen
-
-
-def to_tensor(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
-    """uint8 NHWC -> normalised float NCHW."""
-    images = np.ascontiguousarray(images)
-    if not images.flags.writeable:  # torch warns on read-only buffers; the copy is tiny
-        images = images.copy()
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
 
 
 @torch.no_grad()
@@ -203,12 +127,13 @@ def train(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed
     """Train one model of the grid on ``ds``; ``on_epoch(epoch, metrics)`` after each epoch."""
     torch_seed, rng, noise_gen = seeds(seed, ds.name, spec.model_id)
     torch.manual_seed(torch_seed)
-    model = classifiers.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
+    model = backbones.build(spec.backbone, ds.num_classes, ds.image_size).to(cfg.device)
     mean, std = ds.channel_stats()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=0.1)
-    defend = spec.setting.defense if cfg.defense_at in ("training", "both") else defenses.Defense()
+    augment_ = augmentation(spec.setting)
+    defend = defense(spec.setting) if cfg.defense_at in ("training", "both") else defenses.Defense()
     if cfg.device != "cpu":
         noise_gen = torch.Generator(device=cfg.device).manual_seed(torch_seed + 1)
     x_all, y_all = ds.train_images, ds.train_labels
@@ -222,7 +147,7 @@ def train(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed
         lr = opt.param_groups[0]["lr"]
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            x = to_tensor(spec.setting.augmentation.batch(x_all[idx], rng), mean, std).to(cfg.device)
+            x = to_tensor(augment_.batch(x_all[idx], rng), mean, std).to(cfg.device)
             y = torch.from_numpy(y_all[idx]).to(cfg.device)
             out = model(x)
             loss = F.cross_entropy(out, y)
@@ -275,30 +200,42 @@ def train_job(job: tuple[ModelSpec, ClassifierTrainConfig, int], ds: PreparedDat
                    result.seconds)
 
 
+def train_all(jobs: Sequence[tuple[ModelSpec, ClassifierTrainConfig, int]], ds: PreparedDataset, seed: int,
+              run_on: executor.ExecutorConfig) -> Iterator[Trained]:
+    """Every job's result, in the jobs' order: here, one after another, or on Ray when ``run_on``
+    says so (the same bytes either way)."""
+    if run_on.kind != "ray":
+        return (train_job(job, ds, seed) for job in jobs)
+    done = dict(executor.run_ray(run_on, train_job, jobs, {"ds": ds, "seed": seed},
+                                 gpu=any(cfg.device.startswith("cuda") for _, cfg, _ in jobs), desc=f"train {ds.name}"))
+    return (done[i] for i in range(len(jobs)))
+
+
 def card(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed: int, result: TrainResult) -> dict:
     """The JSON card written beside each checkpoint: everything later stages and readers need."""
     mean, std = ds.channel_stats()
     setting = spec.setting
+    augmented, defended = augmentation(setting), defense(setting)
     return {
         "dataset": ds.name,
         "model_id": spec.model_id,
         "backbone": spec.backbone,
         "setting": setting.name,
-        "augmentation": setting.augmentation.describe(),
-        "ats_policy": setting.augmentation.policy,
-        "crop_flip": setting.augmentation.crop_flip,
-        "defense": {"kind": setting.defense.kind, "prune_ratio": setting.defense.prune_ratio,
-                    "noise_sigma": setting.defense.noise_sigma, "description": setting.defense.describe()},
+        "augmentation": augmented.describe(),
+        "ats_policy": augmented.policy,
+        "crop_flip": augmented.crop_flip,
+        "defense": {"kind": defended.kind, "prune_ratio": defended.prune_ratio,
+                    "noise_sigma": defended.noise_sigma, "description": defended.describe()},
         "defense_at": cfg.defense_at,
-        "defense_in_training": setting.defense.kind != "none" and cfg.defense_at in ("training", "both"),
-        "defense_on_observed_gradient": setting.defense.kind != "none" and cfg.defense_at in ("attack", "both"),
+        "defense_in_training": defended.kind != "none" and cfg.defense_at in ("training", "both"),
+        "defense_on_observed_gradient": defended.kind != "none" and cfg.defense_at in ("attack", "both"),
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "optimizer": {"name": "SGD", "lr": cfg.lr, "momentum": cfg.momentum, "nesterov": cfg.nesterov,
                       "weight_decay": cfg.weight_decay, "milestones": cfg.milestones, "gamma": 0.1},
         "seed": seed,
         "device": cfg.device,
-        "parameters": classifiers.parameter_count(result.model),
+        "parameters": backbones.parameter_count(result.model),
         "image_size": ds.image_size,
         "num_classes": ds.num_classes,
         "normalization": {"mean": mean, "std": std, "source": "training split of the prepared dataset"},
@@ -308,17 +245,3 @@ def card(ds: PreparedDataset, spec: ModelSpec, cfg: ClassifierTrainConfig, seed:
         "offline_stand_in": bool(ds.source.get("offline_stand_in", False)),
         "torch_version": torch.__version__.split("+")[0],
     }
-
-
-def load(checkpoint: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from ``<id>.pt`` and its card ``<id>.json`` (weights only, no code)."""
-    checkpoint = Path(checkpoint)
-    info = atomic.read_json(checkpoint.with_suffix(".json"), f"model card missing beside {checkpoint.name}")
-    state = load_state(checkpoint, str(checkpoint), "checkpoint missing; rerun the train stage")
-    return from_state(state, info, str(checkpoint)), info
-
-
-def from_state(state: dict, info: dict, where: str) -> nn.Module:
-    """The model a card describes, with the weights of ``state`` (from ``load_state``)."""
-    model = classifiers.build(info["backbone"], info["num_classes"], info["image_size"])
-    return fill(model, state, where, f"backbone {info['backbone']!r}").eval()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from semsim_study.torch_helpers import state_bytes
-from semsim_study import classifiers, training
+from semsim_study.classifiers import backbones
 from semsim_study.datasets.imaging import save_png
 from semsim_study.datasets.standard import PreparedDataset
 from semsim_study.metrics import featurenet
@@ -48,9 +48,9 @@ def feature_dir(folder: Path, epochs: int = 1) -> Path:
 
 
 def classifier(folder: Path, model_id: str, num_classes: int, size: int = 32) -> Path:
-    """A randomly initialised resnet8 checkpoint with the card training.load needs."""
+    """A randomly initialised resnet8 checkpoint with the card checkpoints.load needs."""
     torch.manual_seed(0)
-    model = classifiers.build("resnet8", num_classes, size)
+    model = backbones.build("resnet8", num_classes, size)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{model_id}.pt").write_bytes(state_bytes(model))
     backbone, setting = model_id.split("_", 1)

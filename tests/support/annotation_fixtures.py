@@ -53,3 +53,9 @@ def tasks() -> dict[str, FakeTask]:
         task(F2, "B", "id12"),
     ]
     return {t.item_id: t for t in items}
+
+
+def item_file_name(item_id: str, suffix: str = ".png") -> str:
+    """File name of a reconstruction in the paper-folder layout (importers.py's docstring): '/' in
+    the item id -> '__'."""
+    return item_id.replace("/", "__") + suffix

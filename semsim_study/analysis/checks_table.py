@@ -1,4 +1,4 @@
-"""The report's table of controls on the annotators and on SemSim, one row per dataset.
+"""The report's table of checks on the annotators and on SemSim (its "controls" table), one row per dataset.
 
 Offline the "people" are simulated, so the report shows how far they can be trusted beside
 the correlations that rest on them: the observer's clean test accuracy, how the crowd judges

@@ -27,20 +27,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import params as P, training
-from .annotation import collect, observer, simulated
-from .annotation.tasks import Task, read_tasks
-from .datasets import standard
-from .datasets.imaging import decode
-from .errors import ConfigError, DataError
-from .metrics import pixel
+from .. import params as P
+from ..classifiers import checkpoints
+from ..datasets import standard
+from ..datasets.imaging import read_png
+from ..errors import ConfigError, DataError
+from ..torch_helpers import normalize
+from . import collect, observer, simulated
+from .tasks import Task, read_tasks
 
 
 # what `dvc metrics show` lists of the summary (the full one: reports/observer/<dataset>.json)
@@ -48,6 +49,22 @@ HEADLINE = ("observer_adversarial_gap", "observer_adversarial_gap_ci", "observer
             "observer_adversarial_pairs")
 COLUMNS = ("item_id", "copy_of", "kind", "model", "psnr", "truth", "prediction", "pred_true_copy",
            "pred_other_copy", "planted", "recognised_true_copy", "recognised_other_copy")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the control reads a dataset's files (the stage names them, as dvc.yaml does)."""
+
+    tasks: Path  # the tasks stage's tasks.csv
+    prepared: Path  # the prepared dataset (class names)
+    annotations: Path  # the annotate stage's folder: its observer and items.csv
+    metrics: Path  # the metrics stage's images.csv (PSNR of every reconstruction)
+    models: Path  # the attacked classifiers, <model id>.pt with their cards
+
+
+#: PSNR of uint8 NHWC pairs (originals, images) -> one value a pair; the stage passes the
+#: metrics package's (annotation does not import metrics: the domain packages stay apart).
+Psnr = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -77,27 +94,18 @@ def from_params(params: Mapping) -> ControlConfig:
     return cfg
 
 
-def _image(path: str) -> np.ndarray:
-    try:
-        return np.asarray(decode(Path(path).read_bytes(), path).convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image missing (rerun the attack stage)") from None
-
-
 def plant(model: torch.nn.Module, norm: Mapping, images: np.ndarray, targets: np.ndarray,
           cfg: ControlConfig) -> np.ndarray:
     """Copies of uint8 ``images`` within ``epsilon`` (L-inf) that ``model`` reads as ``targets``:
     targeted projected gradient descent on the cross-entropy, then rounded to uint8 as a PNG
     would store them."""
     x0 = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1)
     y = torch.from_numpy(targets.astype(np.int64))
     eps = float(cfg.epsilon)
     x = x0.clone()
     for _ in range(cfg.steps):
         x.requires_grad_(True)
-        loss = F.cross_entropy(model((x - mean) / std), y)
+        loss = F.cross_entropy(model(normalize(x, norm["mean"], norm["std"])), y)
         (grad,) = torch.autograd.grad(loss, x)
         with torch.no_grad():
             x = x - (eps / 4) * grad.sign()
@@ -105,11 +113,6 @@ def plant(model: torch.nn.Module, norm: Mapping, images: np.ndarray, targets: np
     q = (x.detach() * 255.0).round().clamp(0, 255)
     q = torch.minimum(torch.maximum(q, x0 * 255 - round(eps * 255)), x0 * 255 + round(eps * 255))
     return q.byte().permute(0, 2, 3, 1).numpy()
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, norm: Mapping, images: np.ndarray) -> np.ndarray:
-    return model(training.to_tensor(images, norm["mean"], norm["std"])).argmax(1).numpy()
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, cfg: ControlConfig, seed: int) -> list[float] | None:
@@ -123,8 +126,7 @@ def paired_interval(a: np.ndarray, b: np.ndarray, cfg: ControlConfig, seed: int)
     return [round(float(np.quantile(means, tail)), 6), round(float(np.quantile(means, 1 - tail)), 6)]
 
 
-def _low_psnr_items(dataset: str, tasks: Mapping[str, Task], cfg: ControlConfig) -> pd.DataFrame:
-    path = Path(f"data/metrics/{dataset}/images.csv")
+def _low_psnr_items(path: Path, tasks: Mapping[str, Task], cfg: ControlConfig, tasks_csv: Path) -> pd.DataFrame:
     try:
         scores = pd.read_csv(path, usecols=["item_id", "status", "psnr"])
     except FileNotFoundError:
@@ -132,13 +134,14 @@ def _low_psnr_items(dataset: str, tasks: Mapping[str, Task], cfg: ControlConfig)
     scores = scores[(scores.status == "ok") & (scores.psnr < cfg.max_psnr)]
     unknown = sorted(set(scores.item_id) - set(tasks))
     if unknown:
-        raise DataError(f"{path}: item ids not in data/tasks/{dataset}/tasks.csv, e.g. {unknown[0]!r}; "
+        raise DataError(f"{path}: item ids not in {tasks_csv}, e.g. {unknown[0]!r}; "
                         "rerun the tasks and metrics stages")
     return scores.sort_values("item_id").reset_index(drop=True)
 
 
-def _candidates(dataset: str, tasks: Mapping[str, Task], rows: list[dict], rng: np.random.Generator,
-                class_index: Mapping[str, int], models: dict, cfg: ControlConfig) -> tuple[pd.DataFrame, np.ndarray, ...]:
+def _candidates(inputs: Inputs, tasks: Mapping[str, Task], rows: list[dict], rng: np.random.Generator,
+                class_index: Mapping[str, int], models: dict, cfg: ControlConfig,
+                psnr: Psnr) -> tuple[pd.DataFrame, np.ndarray, ...]:
     """Rows of images (the study's reconstructions or fresh noise) and what the attacked
     classifier reads in each of their two planted copies; the originals and both copies."""
     table = pd.DataFrame(rows, columns=["item_id", "copy_of", "kind"])
@@ -149,39 +152,38 @@ def _candidates(dataset: str, tasks: Mapping[str, Task], rows: list[dict], rng: 
     originals, images = [], []
     for r in table.itertuples():
         t = tasks[r.copy_of]
-        originals.append(_image(t.original))
+        originals.append(read_png(t.original))
         if r.kind == "reconstruction":
-            images.append(_image(t.reconstruction))
+            images.append(read_png(t.reconstruction))
         else:
             noise = rng.normal(0.5, 0.5, originals[-1].shape)
             images.append((np.clip(noise, 0, 1) * 255).round().astype(np.uint8))
     originals, images = np.stack(originals), np.stack(images)
-    table["psnr"] = pixel.pixel_metrics(originals, images)["psnr"]
+    table["psnr"] = psnr(originals, images)
     table["truth"] = [class_index[tasks[i].truth] for i in table.copy_of]
     table["model"] = [tasks[i].model for i in table.copy_of]
     true_copy, other_copy = np.empty_like(images), np.empty_like(images)
     pred, pred_true, pred_other = (np.zeros(len(table), dtype=np.int64) for _ in range(3))
     for model_id, group in table.groupby("model", sort=True):
         if model_id not in models:
-            models[model_id] = training.load(f"models/{dataset}/{model_id}.pt")
+            models[model_id] = checkpoints.load(inputs.models / f"{model_id}.pt")
         model, info = models[model_id]
         norm = info["normalization"]
         at = group.index.to_numpy()
         truth = table.truth.to_numpy()[at]
-        with torch.no_grad():
-            logits = model(training.to_tensor(images[at], norm["mean"], norm["std"]))
+        logits = checkpoints.logits(model, info, images[at])
         pred[at] = logits.argmax(1).numpy()
         logits[torch.arange(len(at)), torch.from_numpy(truth)] = -torch.inf
         true_copy[at] = plant(model, norm, images[at], truth, cfg)
         other_copy[at] = plant(model, norm, images[at], logits.argmax(1).numpy(), cfg)
-        pred_true[at] = predict(model, norm, true_copy[at])
-        pred_other[at] = predict(model, norm, other_copy[at])
+        pred_true[at] = checkpoints.predict(model, info, true_copy[at])
+        pred_other[at] = checkpoints.predict(model, info, other_copy[at])
     table["prediction"], table["pred_true_copy"], table["pred_other_copy"] = pred, pred_true, pred_other
     table["planted"] = (table.pred_true_copy == table.truth) & (table.pred_other_copy != table.truth)
     return table, originals, true_copy, other_copy
 
 
-def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
+def run(params: Mapping, dataset: str, inputs: Inputs, psnr: Psnr) -> tuple[dict, pd.DataFrame]:
     """The control's summary (reports/observer/<ds>.json) and its per-copy table."""
     cfg = from_params(params)
     seed = P.get(params, "seed", int)
@@ -190,19 +192,19 @@ def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
                 "note": "answers come from people; the planted-cue control applies to simulated annotators"}, \
             pd.DataFrame(columns=COLUMNS)
     obs_cfg, pool_cfg = collect.from_params(params)
-    tasks = read_tasks(f"data/tasks/{dataset}/tasks.csv")
-    ds = standard.load(f"data/prepared/{dataset}")
-    net = observer.load(Path(f"data/annotations/{dataset}") / collect.OBSERVER_FILE, ds.num_classes, obs_cfg)
+    tasks = read_tasks(inputs.tasks)
+    ds = standard.load(inputs.prepared)
+    net = observer.load(inputs.annotations / collect.OBSERVER_FILE, ds.num_classes, obs_cfg)
     class_index = {c: i for i, c in enumerate(ds.class_names)}
-    low = _low_psnr_items(dataset, tasks, cfg)
+    low = _low_psnr_items(inputs.metrics, tasks, cfg, inputs.tasks)
 
     # the study's own low-PSNR reconstructions, then the noise an inversion starts from until
     # ``min_images`` pairs took the planted cue (a cue does not always flip a classifier)
     rng = np.random.default_rng([seed, 0x706C616E74])  # "plant"
     pool = sorted(i for i, t in tasks.items() if t.attack_status == "ok")
     models: dict[str, tuple] = {}
-    parts = [_candidates(dataset, tasks, [{"item_id": i, "copy_of": i, "kind": "reconstruction"} for i in low.item_id],
-                         rng, class_index, models, cfg)]
+    parts = [_candidates(inputs, tasks, [{"item_id": i, "copy_of": i, "kind": "reconstruction"} for i in low.item_id],
+                         rng, class_index, models, cfg, psnr)]
     started = 0
     while (planted := int(sum(p[0].planted.sum() for p in parts))) < cfg.min_images and pool \
             and started < 20 * cfg.min_images:
@@ -211,12 +213,12 @@ def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
         rows = [{"item_id": f"{b}#start{started + k}", "copy_of": b, "kind": "inversion start (noise)"}
                 for k, b in enumerate(bases)]
         started += len(rows)
-        parts.append(_candidates(dataset, tasks, rows, rng, class_index, models, cfg))
+        parts.append(_candidates(inputs, tasks, rows, rng, class_index, models, cfg, psnr))
     parts = [p for p in parts if len(p[0])] or parts[:1]
     table = pd.concat([p[0] for p in parts], ignore_index=True)
     originals, true_copy, other_copy = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
     if table.empty:
-        raise DataError(f"data/tasks/{dataset}/tasks.csv: no reconstruction to build the planted-cue control from")
+        raise DataError(f"{inputs.tasks}: no reconstruction to build the planted-cue control from")
 
     # the same people (same draws) judge each pair: only what the observer reads can differ
     fake = {i: tasks[c] for i, c in zip(table.item_id, table.copy_of)}
@@ -237,7 +239,7 @@ def run(params: Mapping, dataset: str) -> tuple[dict, pd.DataFrame]:
     own_a, own_b = mine.recognised_true_copy.to_numpy(), mine.recognised_other_copy.to_numpy()
 
     # the observational difference on the study's own verdicts (content and cues mixed)
-    items = pd.read_csv(f"data/annotations/{dataset}/items.csv", usecols=["item_id", "majority"])
+    items = pd.read_csv(inputs.annotations / "items.csv", usecols=["item_id", "majority"])
     own = table[table.kind == "reconstruction"].merge(items, on="item_id", how="left")
     hit = (own.prediction == own.truth).to_numpy()
     seen = (own.majority == "recognised").to_numpy()

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class BasicBlock(nn.Module):

@@ -58,8 +58,8 @@ def attack_folder(root: Path, dataset: str, attack: str, models: list[str], labe
 
 
 def settings(dataset: str, protocol: str, attacks=("dlg", "invgrad"), max_candidates: int = 20,
-             candidate_model: str | None = None, seed: int = 0) -> T.TaskSettings:
-    return T.TaskSettings(dataset, protocol, "prepare", tuple(attacks), max_candidates, candidate_model, seed)
+             candidate_model: str | None = None, seed: int = 0) -> T.TaskConfig:
+    return T.TaskConfig(dataset, protocol, "prepare", tuple(attacks), max_candidates, candidate_model, seed)
 
 
 def project(root: Path, datasets: dict[str, str], images: int = 3, models=("m1", "m2"),

@@ -1,0 +1,1 @@
+"""What several test files share: fixtures, helpers, fake archives, a local HTTP server, a DVC clone."""
