@@ -115,12 +115,12 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
     assert digest(clone / "data" / "prepared" / "faces") == digests["faces"]
     assert digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
-    # one OpenMP thread instead of the machine's count, and the kernel choices another x86-64 CPU
-    # (or a user's environment) would make: the stages fix their threads and pin their kernels
-    # (semsim_study/cpu_kernels.py), so the same bytes
+    # two OpenMP threads instead of the stages' default of one, and the kernel choices another
+    # x86-64 CPU (or a user's environment) would make: the stages fix torch's threads and pin their
+    # kernels (semsim_study/cpu_kernels.py), so the same bytes
     lock = (clone / "dvc.lock").read_text()
     one = dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
-               "semsim", cwd=clone, OMP_NUM_THREADS="1", **OTHER_CPU)
+               "semsim", cwd=clone, OMP_NUM_THREADS="2", **OTHER_CPU)
     assert "Running stage 'semsim'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
     assert digest(clone / "models" / "faces") == model_digest
     assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it

@@ -205,9 +205,9 @@ class SemSim(nn.Module):
     def _prepare(self, x: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Checked images -> the net's input: [0, 1] RGB on the module's device, resized, normalised."""
         x = preprocess.to_unit(x.to(self.device), signed=not normalize, dtype=self.mean.dtype)
-        return self._standardise(preprocess.resize(x, self.input_size))
+        return self._normalise_input(preprocess.resize(x, self.input_size))
 
-    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+    def _normalise_input(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std  # the card's mean and std, kept as the module's buffers
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
@@ -248,7 +248,7 @@ class SemSim(nn.Module):
     @torch.no_grad()
     def embed(self, images: Images) -> torch.Tensor:
         """L2-normalised embeddings (N, embedding_dim) of files or [0, 1] tensors, on the CPU."""
-        out = [self.net.embed(self._standardise(x.to(self.device))).cpu() for x in self._batches(images, "images")]
+        out = [self.net.embed(self._normalise_input(x.to(self.device))).cpu() for x in self._batches(images, "images")]
         return torch.cat(out) if out else torch.zeros(0, self.card["embedding_dim"])
 
     @torch.no_grad()
@@ -260,7 +260,7 @@ class SemSim(nn.Module):
             raise InputError(f"{n} original(s) but {m} reconstruction(s): SemSim scores pairs")
         out = []
         for x, y in zip(self._batches(originals, "originals"), self._batches(reconstructions, "reconstructions")):
-            ex = self.net(self._standardise(x.to(self.device)))
-            ey = self.net(self._standardise(y.to(self.device)))
+            ex = self.net(self._normalise_input(x.to(self.device)))
+            ey = self.net(self._normalise_input(y.to(self.device)))
             out.append(distance(ex, ey).cpu())
         return torch.cat(out) if out else torch.zeros(0)
