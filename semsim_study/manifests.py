@@ -11,10 +11,10 @@ reruns; an attack that rewrites the same bytes leaves the manifest, and the cons
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from . import atomic
+from .datasets.download import md5sum
 from .errors import DataError
 
 FORMAT = "attack-manifest"
@@ -26,14 +26,6 @@ def path(root: str | Path, dataset: str) -> Path:
     return Path(root) / FOLDER / f"{dataset}.json"
 
 
-def _md5(file: Path) -> str:
-    digest = hashlib.md5()
-    with open(file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build(attacks_dir: str | Path, dataset: str) -> dict:
     """The manifest of ``attacks_dir/<dataset>``: every file (sorted, POSIX paths under it) and its md5."""
     folder = Path(attacks_dir) / dataset
@@ -43,7 +35,7 @@ def build(attacks_dir: str | Path, dataset: str) -> dict:
     if not files:
         raise DataError(f"{folder}: the attacks wrote no file for {dataset!r}")
     return {"format": FORMAT, "dataset": dataset,
-            "files": {p.relative_to(folder).as_posix(): _md5(p) for p in files}}
+            "files": {p.relative_to(folder).as_posix(): md5sum(p) for p in files}}
 
 
 def write(root: str | Path, dataset: str) -> dict:
