@@ -7,6 +7,7 @@ network on every held-out domain."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -495,3 +496,83 @@ def test_standardised_input_ignores_brightness_and_contrast():
     p["semsim"]["model"]["standardise"] = "yes"
     with pytest.raises(ConfigError, match=r"semsim\.model\.standardise"):
         train.from_params(p)
+
+
+# -- the selection gain test (semsim.training.selection_confidence) ---------------------------
+
+def _pair_items(originals: int) -> list[I.Item]:
+    """Per original one recognised and one unrecognised reconstruction: one pair each."""
+    out = []
+    for o in range(originals):
+        for majority in ("recognised", "unrecognised"):
+            out.append(I.Item(f"d/m/a/{o}-{majority}", "d", "m", "a", f"img-{o}", "ok", Path("o.png"), Path("r.png"),
+                              I.Label(3, 1.0 if majority == "recognised" else 0.0, majority, "simulated")))
+    return out
+
+
+def _scores_winning(originals: int, wins: int) -> list[float]:
+    """Scores under which the recognised reconstruction is closer for the first ``wins`` originals."""
+    return [v for o in range(originals) for v in ((0.1, 0.9) if o < wins else (0.9, 0.1))]
+
+
+def _selector_over(items, epochs_scores, confidence):
+    sel = selection.Selector(items, np.zeros((len(items), 2, 2, 3), np.uint8), np.zeros((len(items), 2, 2, 3), np.uint8),
+                             [0] * 3, [1] * 3, confidence=confidence, rng=np.random.default_rng(0))
+    it = iter(epochs_scores)
+    sel.distances = lambda net: next(it)
+    net = torch.nn.Linear(1, 1, bias=False)
+    for epoch in range(len(epochs_scores)):
+        with torch.no_grad():
+            net.weight.fill_(epoch + 10)
+        sel.observe(epoch, net)
+    return sel, net, sel.restore(net, len(epochs_scores) - 1)
+
+
+def test_a_gain_within_chance_keeps_the_untrained_network():
+    items = _pair_items(40)
+    # epoch 2 wins one original more than the untrained network: best, but within resampling noise
+    scores = [_scores_winning(40, 20), _scores_winning(40, 19), _scores_winning(40, 21)]
+    sel, net, kept = _selector_over(items, scores, confidence=0.9)
+    assert kept == 0 and net.weight.item() == 10.0
+    assert sel.test["best_epoch"] == 2 and not sel.test["passed"] and sel.test["gain"] == pytest.approx(1 / 40)
+    assert sel.test["lower_bound"] <= 0
+    # without the test the same accuracies keep epoch 2
+    sel, net, kept = _selector_over(items, scores, confidence=0.0)
+    assert kept == 2 and net.weight.item() == 12.0 and sel.test is None
+
+
+def test_a_clear_gain_keeps_the_trained_epoch():
+    items = _pair_items(40)
+    scores = [_scores_winning(40, 15), _scores_winning(40, 32), _scores_winning(40, 30)]
+    sel, net, kept = _selector_over(items, scores, confidence=0.95)
+    assert kept == 1 and net.weight.item() == 11.0
+    assert sel.test["passed"] and sel.test["lower_bound"] > 0 and sel.test["gain"] == pytest.approx(17 / 40)
+
+
+def test_gain_bound_is_paired_over_originals():
+    rng = np.random.default_rng(0)
+    wins, base, pairs = np.array([2.0, 1.0, 3.0]), np.array([1.0, 1.0, 1.0]), np.array([3, 2, 3])
+    gain, lower = selection.gain_bound(wins, base, pairs, 0.9, rng)
+    assert gain == pytest.approx(3 / 8) and 0 <= lower <= gain
+    # identical scorings gain nothing, whatever the draws
+    assert selection.gain_bound(base, base, pairs, 0.9, rng) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_bad_selection_confidence_names_the_key(value):
+    with pytest.raises(ConfigError, match=r"'semsim\.training\.selection_confidence'"):
+        train.from_params(F.params(selection_confidence=value))
+
+
+def test_run_split_records_the_gain_test_on_card_and_record(fx):
+    p = F.params(epochs=2, colour=COLOUR, selection_fraction=0.25, selection_confidence=0.9)
+    r = study.run_split(p, "dataset", "gamma", fx)
+    sel, test = r.card["selection"], r.metrics["selection_gain_test"]
+    assert sel["confidence"] == 0.9 and sel["gain_test"] == test and "gain over epoch 0" in sel["rule"]
+    if test is None:  # the best epoch was the untrained network: nothing to test
+        assert r.metrics["selected_epoch"] == 0
+    else:
+        assert r.metrics["selected_epoch"] == (test["best_epoch"] if test["passed"] else 0)
+        assert r.metrics["selection_triplet_accuracy_by_epoch"][r.metrics["selected_epoch"]] is not None
+    if r.metrics["selected_epoch"] == 0:  # the untrained network kept: it scores exactly as its control
+        assert r.metrics["heldout_triplet_accuracy"] == r.metrics["heldout_triplet_accuracy_random_init"]

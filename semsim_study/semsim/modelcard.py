@@ -84,7 +84,7 @@ def render(card: Mapping, metrics: Mapping) -> str:
         f"- Model selection: kept epoch {sel['selected_epoch']} (0 = untrained) by {sel['rule']}"
         + (f" ({sel.get('matched_pairs', 0)} matched pairs within {sel.get('matched_db')} dB among "
            f"{sel.get('pairs', 0)} pairs of {sel.get('originals', 0)} held-back originals)" if sel.get("pairs") else "")
-        + ".",
+        + "." + _gain_test_words(sel.get("gain_test")),
         "",
         "## Held-out results",
         "",
@@ -156,3 +156,11 @@ def render(card: Mapping, metrics: Mapping) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _gain_test_words(test: dict | None) -> str:
+    if not test:
+        return ""
+    verdict = "kept" if test["passed"] else "within chance, so the untrained network was kept"
+    return (f" Epoch {test['best_epoch']} gained {test['gain']:+.4f} over the untrained network on them, lower "
+            f"{test['confidence']:g} bound {test['lower_bound']:+.4f}: {verdict}.")

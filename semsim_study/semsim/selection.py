@@ -13,6 +13,14 @@ weights of the best epoch are kept (ties: the earliest), so training never retur
 worse than its initialisation on the training domains' held-back originals. The all-pairs
 accuracy is recorded next to it.
 
+With ``semsim.training.selection_confidence`` c > 0, the best epoch must also beat the untrained
+network by more than chance: a paired bootstrap over the held-back originals (their pairs share
+reconstructions, so originals are the unit) of the best epoch's gain over epoch 0; unless its
+lower one-sided c bound is above zero, the untrained network is kept. Why: the gains a few epochs
+buy on the training domains are a few tenths of a point, the size of the resampling noise, and a
+gain that small did not carry over to the inner held-out domains of the nested search
+(``recipe_search.py``); declining it costs nothing where the untrained network is the better one.
+
 Only training items are ever held back: the held-out dataset / attack / backbone is split off
 before (``items.split``) and never takes part in any choice. Which originals are held back
 depends only on the seed and the dataset, so the same originals are held back in every split.
@@ -35,18 +43,43 @@ from ..torch_helpers import normalize
 from . import preprocess
 from .items import Item
 from .loss import distance
-from .triplets import ranking_accuracy
+from .triplets import per_original, ranking_accuracy
 
 KEY = "semsim.training.selection_fraction"
+CONFIDENCE_KEY = "semsim.training.selection_confidence"
+TEST_RESAMPLES = 1000
+
+
+def _share(params: Mapping, key: str, what: str, off: str) -> float:
+    value = P.get(params, key, (int, float), 0.0)
+    if not (np.isfinite(value) and 0.0 <= value < 1.0):
+        raise ConfigError(f"params: '{key}' ({what}) must lie in [0, 1) (0 {off}), got {value!r}")
+    return float(value)
 
 
 def from_params(params: Mapping) -> float:
     """``semsim.training.selection_fraction`` in [0, 1); 0 (or absent) = no selection, keep the last epoch."""
-    value = P.get(params, KEY, (int, float), 0.0)
-    if not (np.isfinite(value) and 0.0 <= value < 1.0):
-        raise ConfigError(f"params: '{KEY}' (the share of each training dataset's originals held back for model "
-                          f"selection) must lie in [0, 1) (0 disables selection), got {value!r}")
-    return float(value)
+    return _share(params, KEY, "the share of each training dataset's originals held back for model selection",
+                  "disables selection")
+
+
+def confidence_from_params(params: Mapping) -> float:
+    """``semsim.training.selection_confidence`` in [0, 1); 0 (or absent) = keep the best epoch, however small its gain."""
+    return _share(params, CONFIDENCE_KEY, "how sure model selection must be that the best epoch beats the untrained "
+                  "network", "= no test")
+
+
+def gain_bound(wins: np.ndarray, wins_untrained: np.ndarray, pairs: np.ndarray, confidence: float,
+               rng: np.random.Generator, resamples: int = TEST_RESAMPLES) -> tuple[float, float]:
+    """(gain, lower bound): the accuracy gain of one scoring over another on the same pairs, and
+    the lower one-sided ``confidence`` bound of its paired bootstrap over originals."""
+    total = int(pairs.sum())
+    if not total:
+        return float("nan"), float("nan")
+    diff = np.asarray(wins, float) - np.asarray(wins_untrained, float)
+    idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
+    boot = diff[idx].sum(1) / np.maximum(pairs[idx].sum(1), 1)
+    return float(diff.sum() / total), float(np.quantile(boot, 1.0 - confidence))
 
 
 def hold_back(items: Sequence[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
@@ -83,6 +116,8 @@ class Selector:
     chunk: int = 256
     psnr: Sequence[float] | None = None  # one per selection item (vs its original); None: no matching
     within_db: float = 2.0
+    confidence: float = 0.0  # > 0: the best epoch must beat epoch 0 at this one-sided bootstrap confidence
+    rng: np.random.Generator | None = None  # the bootstrap's draws (seeded by the caller)
 
     def __post_init__(self):
         self.by_epoch: list[float | None] = []  # the criterion's accuracy (matched pairs, or all pairs)
@@ -90,6 +125,9 @@ class Selector:
         self.best_epoch: int | None = None
         self.best_accuracy = -np.inf
         self.best_state: dict | None = None
+        self.untrained_state: dict | None = None
+        self.wins_by_epoch: list[np.ndarray] = []  # the criterion's wins per original, for the test
+        self.test: dict | None = None  # the outcome of the gain test (confidence > 0 only)
         zeros = [0.0] * len(self.items)
         _, self.pairs = ranking_accuracy(self.items, zeros)
         self.matched_pairs = (ranking_accuracy(self.items, zeros, self.psnr, self.within_db)[1]
@@ -118,11 +156,17 @@ class Selector:
 
     def accuracies(self, net: torch.nn.Module) -> tuple[float, float]:
         """(criterion accuracy, all-pairs accuracy) of ``net`` on the selection set."""
-        scores = self.distances(net)
+        return self._accuracies_of(self.distances(net))
+
+    def _accuracies_of(self, scores: Sequence[float]) -> tuple[float, float]:
         every = ranking_accuracy(self.items, scores)[0]
         if self.criterion == "matched":
             return ranking_accuracy(self.items, scores, self.psnr, self.within_db)[0], every
         return every, every
+
+    def _criterion_wins(self, scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        within = {"psnr": self.psnr, "within_db": self.within_db} if self.criterion == "matched" else {}
+        return per_original(self.items, scores, **within)
 
     def accuracy(self, net: torch.nn.Module) -> float:
         """The selection criterion's accuracy of ``net``."""
@@ -137,7 +181,14 @@ class Selector:
             self.by_epoch.append(None)
             self.all_pairs_by_epoch.append(None)
             return None
-        acc, every = self.accuracies(net)
+        if self.confidence > 0:  # the test needs each epoch's wins per original, and the untrained weights
+            scores = self.distances(net)
+            acc, every = self._accuracies_of(scores)
+            self.wins_by_epoch.append(self._criterion_wins(scores)[0])
+            if epoch == 0:
+                self.untrained_state = copy.deepcopy(net.state_dict())
+        else:
+            acc, every = self.accuracies(net)
         self.by_epoch.append(acc)
         self.all_pairs_by_epoch.append(every)
         if acc > self.best_accuracy:
@@ -149,6 +200,21 @@ class Selector:
         """Load the best weights into ``net``; returns the selected epoch (``last_epoch`` when inactive)."""
         if not self.active or self.best_state is None:
             return last_epoch
+        if self.confidence > 0 and self.best_epoch != 0 and self.untrained_state is not None:
+            self._test_gain()
         if self.best_epoch != last_epoch:
             net.load_state_dict(self.best_state)
         return int(self.best_epoch)
+
+    def _test_gain(self) -> None:
+        """Keep the untrained network unless the best epoch's gain over it is beyond chance."""
+        if self.rng is None:
+            raise ValueError("a selection gain test needs a seeded rng")
+        _, pairs = self._criterion_wins([0.0] * len(self.items))
+        gain, lower = gain_bound(self.wins_by_epoch[self.best_epoch], self.wins_by_epoch[0], pairs,
+                                 self.confidence, self.rng)
+        passed = bool(lower > 0)
+        self.test = {"confidence": self.confidence, "resamples": TEST_RESAMPLES, "best_epoch": self.best_epoch,
+                     "gain": round(gain, 6), "lower_bound": round(lower, 6), "passed": passed}
+        if not passed:
+            self.best_epoch, self.best_accuracy, self.best_state = 0, self.by_epoch[0], self.untrained_state

@@ -145,7 +145,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     # the control: the very same network before any training (what the triplets add over it)
     untrained_net = copy.deepcopy(trainer.net) if model == "semsim" else None
     selector = selection.Selector(selection_items, selection_originals, selection_reconstructions, mean, std,
-                                  cfg.device, psnr=selection_pixel[matched.MATCH_ON], within_db=cfg.matched_db)
+                                  cfg.device, psnr=selection_pixel[matched.MATCH_ON], within_db=cfg.matched_db,
+                                  confidence=cfg.selection_confidence, rng=seeds(seed, split, held_out, "selection")[1])
     selector.observe(0, trainer.net)  # epoch 0: the untrained network may be the best
     if selector.criterion == "all_pairs":
         log.warning("%s: the held-back originals give no pair within %g dB PSNR; selecting on all %d pairs", name,
@@ -165,6 +166,11 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     if selector.active:
         log.info("%s: selection triplet accuracy (%s) by epoch (0 = untrained) %s; kept epoch %d", name,
                  selector.criterion, ", ".join(f"{a:.4f}" for a in selector.by_epoch), selected)
+        if selector.test is not None:
+            t = selector.test
+            log.info("%s: epoch %d gains %+.4f over the untrained network, lower %g bound %+.4f: %s", name,
+                     t["best_epoch"], t["gain"], t["confidence"], t["lower_bound"],
+                     "kept" if t["passed"] else "within chance, the untrained network is kept")
     elif selection_items:
         log.warning("%s: the %d held-back reconstructions give no (recognised, unrecognised) pair; keeping the "
                     "last epoch", name, len(selection_items))
@@ -196,6 +202,8 @@ SELECTION_RULES = {
     "all_pairs": "best triplet accuracy on all pairs of held-back originals of the training domains (they had no "
                  "PSNR-matched pair), epoch 0 = untrained, ties -> earliest",
     "none": "the last epoch (no model selection, or no (recognised, unrecognised) pair held back)",
+    "gain_test": "with selection_confidence c > 0: the best epoch is kept only if the lower one-sided c bound of "
+                 "its gain over epoch 0 (paired bootstrap over held-back originals) is above zero, else epoch 0",
 }
 
 
@@ -232,7 +240,11 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
                       "originals": len({it.original_key for it in selection_items}),
                       "pairs": selector.pairs, "matched_pairs": selector.matched_pairs, "matched_db": cfg.matched_db,
                       "criterion": selector.criterion, "selected_epoch": selected,
-                      "rule": SELECTION_RULES[selector.criterion]},
+                      "rule": SELECTION_RULES[selector.criterion]
+                      + ("; " + SELECTION_RULES["gain_test"] if cfg.selection_confidence > 0 else ""),
+                      # the gain test's keys only where it ran (selection_confidence > 0)
+                      **({"confidence": cfg.selection_confidence, "gain_test": selector.test}
+                         if cfg.selection_confidence > 0 else {})},
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
                      "negatives": stats.negatives, "ties_left_out": stats.ties,
                      "fallback_negative_anchors": stats.fallback_anchors, "per_epoch": stats.triplets_per_epoch},
@@ -280,6 +292,8 @@ def _metrics(model: str, history: list[dict], fit_items, selection_items, select
            f"selection_triplet_accuracy{suffix}_matched_by_epoch": [_round(a) for a in matched_by_epoch],
            f"selected_epoch{suffix}": selected, "matched_db": matched_db, "heldout_items": len(test_items),
            "heldout_annotated": sum(1 for it in test_items if it.annotated)}
+    if selector.confidence > 0:
+        out["selection_gain_test"] = selector.test
     psnr = pixel[matched.MATCH_ON]
     scorers = {f"heldout_triplet_accuracy{KEYS[col]}": values for col, values in scores.items()}
     if model == "semsim":

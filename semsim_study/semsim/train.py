@@ -75,6 +75,7 @@ class SemSimTrainConfig:
     device: str = "cpu"
     colour: colour.ColourJitter = colour.ColourJitter()
     selection_fraction: float = 0.0
+    selection_confidence: float = 0.0
     matched_db: float = 2.0
     batch_norm: str = "batch"
     trainable: str = "all"
@@ -100,6 +101,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     P.known(params, "semsim.model", ("backbone", "input_size", "normalization", "standardise"))
     P.known(params, "semsim.training", ("epochs", "milestones", "gamma", "batch_size", "lr", "momentum", "nesterov",
                                         "weight_decay", colour.KEY.rsplit(".", 1)[1], selection.KEY.rsplit(".", 1)[1],
+                                        selection.CONFIDENCE_KEY.rsplit(".", 1)[1],
                                         "geometry", "crop_flip", "batch_norm", "trainable"))
     backbone = P.choice(params, "semsim.model.backbone", embedding_nets.BACKBONES)
     norm = P.choice(params, "semsim.model.normalization", preprocess.NORMALIZATIONS)
@@ -124,6 +126,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         colour=colour.from_params(params),
         selection_fraction=selection.from_params(params),
+        selection_confidence=selection.confidence_from_params(params),
         matched_db=matched.from_params(params),
         batch_norm=P.choice(params, "semsim.training.batch_norm", BATCH_NORM, "batch"),
         trainable=P.choice(params, "semsim.training.trainable", TRAINABLE, "all"),

@@ -126,12 +126,12 @@ def ranking_accuracy(items: Sequence[Item], scores: Sequence[float], psnr: Seque
 
     With ``psnr`` (one value per item, vs its original) and ``within_db``: only the *matched*
     pairs, whose two PSNRs differ by at most ``within_db`` dB (``matched.py``)."""
-    wins, pairs = _per_original(items, scores, psnr, within_db)
+    wins, pairs = per_original(items, scores, psnr, within_db)
     total = int(pairs.sum())
     return (float(wins.sum()) / total if total else float("nan")), total
 
 
-def _per_original(items: Sequence[Item], scores: Sequence[float], psnr: Sequence[float] | None = None,
+def per_original(items: Sequence[Item], scores: Sequence[float], psnr: Sequence[float] | None = None,
                   within_db: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Wins and pairs of each original that has both a recognised and an unrecognised reconstruction
     (and, with ``psnr`` and ``within_db``, at least one matched pair of them)."""
@@ -163,7 +163,7 @@ def ranking_accuracy_interval(items: Sequence[Item], scores: Sequence[float], rn
                               within_db: float | None = None) -> list[float] | None:
     """Percentile bootstrap interval of ``ranking_accuracy``, resampling originals (the pairs of
     one original share its reconstructions, so they are not independent). None without pairs."""
-    wins, pairs = _per_original(items, scores, psnr, within_db)
+    wins, pairs = per_original(items, scores, psnr, within_db)
     if not len(pairs):
         return None
     idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
