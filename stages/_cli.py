@@ -70,15 +70,19 @@ def _option(name: str) -> str | None:
     return None
 
 
+#: Stages that take ``--dataset`` only to run a subset by hand: one DVC stage covers every dataset.
+WHOLE = ("prepare",)
+
+
 def dvc_stage() -> str:
-    """The DVC stage name of this run (``attack@digits-dlg``), from the module and its options."""
+    """The DVC stage name of this run (``attack@digits``), from the module and its options."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = (spec.name if spec else "").rsplit(".", 1)[-1]
     name = module.replace("_", "-")
-    if module == "attack":
-        return f"attack@{_option('--dataset')}-{_option('--attack')}"
     if module == "semsim":
         return "ce-baseline" if _option("--model") == "ce_baseline" else "semsim"
+    if module in WHOLE:
+        return name
     dataset = _option("--dataset")
     return f"{name}@{dataset}" if dataset else name
 

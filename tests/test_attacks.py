@@ -338,6 +338,27 @@ def test_killed_then_resumed_stage_equals_a_clean_parallel_run(stage_inputs):
     assert list(index[0]) == list(jobs.INDEX_COLUMNS) and "seconds" not in index[0]
 
 
+def test_a_datasets_attacks_in_one_pool_give_each_attacks_own_bytes(stage_inputs):
+    """Stage attack@<dataset> runs every attack's batches in one pool: the same bytes as each
+    attack alone, one after another in one process."""
+    root, model_ids = stage_inputs
+    alone, pooled = {}, []
+    for attack in ("dlg", "invgrad"):
+        ctx = _ctx(root, f"work_alone_{attack}", attack=attack)
+        plan = jobs.plan(ctx, model_ids, batch_size=2)
+        jobs.run_jobs(ctx, plan, workers=1)
+        jobs.assemble(ctx, plan, root / f"out_alone_{attack}")
+        alone[attack] = root / f"out_alone_{attack}"
+        pooled_ctx = _ctx(root, f"work_pooled_{attack}", attack=attack)
+        pooled.append((pooled_ctx, jobs.plan(pooled_ctx, model_ids, batch_size=2)))
+    jobs.run_all(pooled, workers=2)
+    for ctx, plan in pooled:
+        jobs.assemble(ctx, plan, root / f"out_pooled_{ctx.attack}")
+        out = root / f"out_pooled_{ctx.attack}"
+        assert (out / "index.csv").read_bytes() == (alone[ctx.attack] / "index.csv").read_bytes()
+        assert _tree(out) == _tree(alone[ctx.attack])
+
+
 def test_budgets_become_sets_of_their_own_and_reruns_give_the_same_bytes(stage_inputs):
     root, model_ids = stage_inputs
     runs = []
@@ -384,7 +405,7 @@ def test_results_from_other_params_are_not_reused(stage_inputs):
 
 def test_switching_the_attack_device_reruns_the_stage():
     """dvc.yaml tracks attack.device, so switching cpu and cuda does not keep stale results."""
-    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["attack"]
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["attack"]["do"]
     assert "attack.device" in stage["params"]
 
 

@@ -31,8 +31,8 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     tiny["semsim"] = {**tiny["semsim"], "held_out_attacks": ["invgrad"], "held_out_backbones": ["lenet"]}
     (clone / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
     first = dvc("repro", cwd=clone)
+    assert "Running stage 'prepare'" in first.stdout  # one stage builds every dataset
     for name in DOMAINS:
-        assert f"prepare@{name}" in first.stdout
         out = clone / "data" / "prepared" / name
         for f in ("meta.json", "train_images.npy", "test_labels.npy", "attack_subset.csv"):
             assert (out / f).is_file(), f"{out / f} missing"
@@ -47,8 +47,8 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
                 assert f",{card.stem}," in curve  # one chart per quantity, a line per model
     for name in DOMAINS:
         n_models = len(tiny["train"]["datasets"][name]["models"])
+        assert f"Running stage 'attack@{name}'" in first.stdout  # one stage runs every attack of a dataset
         for attack in tiny["attacks"]:
-            assert f"attack@{name}-{attack}" in first.stdout
             out = clone / "data" / "attacks" / name / attack
             with open(out / "index.csv", newline="") as fh:
                 rows = list(csv.DictReader(fh))
@@ -111,20 +111,20 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     model_digest = digest(clone / "models" / "faces")
-    forced = dvc("repro", "--force", "--single-item", "prepare@faces", "train@faces", cwd=clone)
-    assert "Running stage 'prepare@faces'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
-    assert digest(clone / "data" / "prepared" / "faces") == digests["faces"]
+    forced = dvc("repro", "--force", "--single-item", "prepare", "train@faces", cwd=clone)
+    assert "Running stage 'prepare'" in forced.stdout and "Running stage 'train@faces'" in forced.stdout
+    assert {n: digest(clone / "data" / "prepared" / n) for n in DOMAINS} == digests
     assert digest(clone / "models" / "faces") == model_digest  # same seed, same weights, same bytes
     # two OpenMP threads instead of the stages' default of one, and the kernel choices another
     # x86-64 CPU (or a user's environment) would make: the stages fix torch's threads and pin their
     # kernels (semsim_study/cpu_kernels.py), so the same bytes
     lock = (clone / "dvc.lock").read_text()
-    one = dvc("repro", "--force", "--single-item", "train@faces", "attack@digits-idlg", "annotate@digits",
+    one = dvc("repro", "--force", "--single-item", "train@faces", "attack@digits", "annotate@digits",
                "semsim", cwd=clone, OMP_NUM_THREADS="2", **OTHER_CPU)
-    assert "Running stage 'semsim'" in one.stdout and "Running stage 'attack@digits-idlg'" in one.stdout
+    assert "Running stage 'semsim'" in one.stdout and "Running stage 'attack@digits'" in one.stdout
     assert digest(clone / "models" / "faces") == model_digest
     assert (clone / "dvc.lock").read_text() == lock  # every output hash as the default run wrote it
-    ran = json.loads((clone / "logs" / "provenance" / "attack@digits-idlg.json").read_text())
+    ran = json.loads((clone / "logs" / "provenance" / "attack@digits.json").read_text())
     assert ran["pinned"] == (unpinnable_reason() is None), ran
     if ran["pinned"]:
         assert ran["aten_cpu_capability"] == "AVX2" and ran["onednn_max_isa"] == "AVX2", ran
@@ -148,11 +148,25 @@ def test_repro_tiny_profile_is_cached_and_deterministic(clone, tiny_params):
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     params["train"]["datasets"]["glyphs"]["epochs"] = 2
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = dvc("status", cwd=clone)
-    assert "prepare@faces" in status.stdout and "prepare@digits" not in status.stdout
-    assert "train@glyphs" in status.stdout and "prepare@glyphs" not in status.stdout and "train@digits" not in status.stdout
+    before = _stale(clone)  # (annotate@digits and the report too: checkout cannot restore uncached reports)
+    assert {"prepare", "train@glyphs"} <= before, before
+    assert not {s for s in before if s.startswith(("train@", "attack@"))} - {"train@glyphs"}, before
+    # the one prepare stage rebuilds every dataset, the others byte for byte: only faces' stages
+    # and the stages that read every dataset go stale
+    dvc("repro", "--single-item", "prepare", cwd=clone)
+    assert {n: digest(clone / "data" / "prepared" / n) for n in DOMAINS if n != "faces"} == \
+        {n: d for n, d in digests.items() if n != "faces"}
+    stale = _stale(clone)
+    assert {"train@faces", "attack@faces"} <= stale, stale
+    assert {s for s in stale - before if not s.endswith("@faces")} <= {"features", "semsim", "ce-baseline"}, stale
 
     _docs_semsim_examples_run(clone)
+
+
+def _stale(clone: Path) -> set[str]:
+    """The stages `dvc status` lists as changed."""
+    return {line.strip().rstrip(":") for line in dvc("status", cwd=clone).stdout.splitlines()
+            if line and not line.startswith("\t") and not line.startswith(" ")}
 
 
 def _doc_blocks(path: Path, language: str) -> list[str]:
@@ -234,16 +248,15 @@ def _docs_semsim_examples_run(clone: Path) -> None:
 def test_paper_profile_dag_without_data(clone):
     run(["scripts/use-profile", "--force", "paper"], clone)  # the clone holds the tiny profile
     dag = dvc("dag", cwd=clone)
+    assert "prepare" in dag.stdout
     for name in PAPER:
-        assert f"prepare@{name}" in dag.stdout and f"train@{name}" in dag.stdout
-        assert f"attack@{name}-invgrad" in dag.stdout
+        assert f"train@{name}" in dag.stdout and f"attack@{name}" in dag.stdout
     # --force: with no dvc.lock entry and no data, DVC cannot compare; it lists every stage
     dry = dvc("repro", "--dry", "--allow-missing", "--force", cwd=clone)
+    assert "Running stage 'prepare'" in dry.stdout
     for name in PAPER:
-        for stage in ("prepare", "train", "tasks"):
+        for stage in ("train", "attack", "tasks"):
             assert f"Running stage '{stage}@{name}'" in dry.stdout
-        for attack in ("dlg", "idlg", "invgrad", "gradinversion"):
-            assert f"Running stage 'attack@{name}-{attack}'" in dry.stdout
     run(["scripts/use-profile", "embedded"], clone)
     assert (clone / "params.yaml").read_text() == (clone / "profiles" / "embedded.yaml").read_text()
 
@@ -254,11 +267,14 @@ def test_stage_reports_bad_params_without_traceback(tmp_path):
                ROOT, check=False)
     assert res.returncode == 2
     assert "error: params: 'prepare.x.source' is 'nope'" in res.stderr and "Traceback" not in res.stderr
-    assert "`dvc checkout prepare@x` restores the cached ones" in res.stderr
+    assert "`dvc checkout prepare` restores the cached ones" in res.stderr
 
 
 @pytest.mark.parametrize("argv, stage", [
-    (["stages.attack", "--dataset", "digits", "--attack", "dlg"], "attack@digits-dlg"),
+    (["stages.attack", "--dataset", "digits"], "attack@digits"),
+    (["stages.attack", "--dataset", "digits", "--attack", "dlg"], "attack@digits"),
+    (["stages.prepare"], "prepare"),
+    (["stages.prepare", "--dataset", "faces"], "prepare"),
     (["stages.semsim"], "semsim"),
     (["stages.semsim", "--model", "semsim"], "semsim"),
     (["stages.semsim", "--model=ce_baseline"], "ce-baseline"),

@@ -20,7 +20,7 @@ import yaml
 from tests.support.dvc_clone import clone, digest, dvc, env, run  # noqa: F401 (clone is a fixture)
 
 DATASET, ATTACK = "digits", "idlg"
-STAGES = [f"train@{DATASET}", f"attack@{DATASET}-{ATTACK}"]
+STAGES = [f"train@{DATASET}", f"attack@{DATASET}"]
 PORT = 6391
 
 

@@ -238,31 +238,51 @@ def _ray_batch(batch: list[Job], ctx: Context, images: dict, checkpoints: dict) 
 _RAY_WORKER: _Worker | None = None
 
 
-_WORKER: _Worker | None = None
+_WORKERS: dict[int, _Worker] = {}
+_CONTEXTS: tuple[Context, ...] = ()
 
 
-def _init_worker(ctx: Context) -> None:
-    global _WORKER
+def _init_worker(contexts: tuple[Context, ...]) -> None:
+    global _CONTEXTS
     torch.set_num_threads(1)
-    _WORKER = _Worker(ctx)
+    _CONTEXTS = contexts
+    _WORKERS.clear()
 
 
-def _run_in_worker(batch: list[Job]) -> list[dict]:
-    return _WORKER.run(batch)
+def _run_in_worker(which: int, batch: list[Job]) -> list[dict]:
+    """One batch of plan ``which`` in a pool process (one cached ``_Worker`` per plan's context)."""
+    if which not in _WORKERS:
+        _WORKERS[which] = _Worker(_CONTEXTS[which])
+    return _WORKERS[which].run(batch)
 
 
 def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.ExecutorConfig | None = None) -> None:
-    """Run every batch with a job not yet done: on Ray when ``run_on`` says so, else here
-    (``workers`` > 1 uses that many processes). Finished jobs are saved as they arrive."""
-    todo_batches = [b for b in batches(jobs) if not all(is_done(ctx, j) for j in b)]
-    todo = [j for b in todo_batches for j in b]
-    if len(todo) < len(jobs):
-        log.info("%s/%s: resuming, %d of %d jobs already done", ctx.dataset, ctx.attack, len(jobs) - len(todo), len(jobs))
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc=f"{ctx.dataset}/{ctx.attack}",
-               disable=None, dynamic_ncols=True)
+    """Run every batch of one (dataset, attack) plan with a job not yet done (``run_all``)."""
+    run_all([(ctx, jobs)], workers, run_on)
+
+
+def run_all(plans: list[tuple[Context, list[Job]]], workers: int, run_on: executor.ExecutorConfig | None = None) -> None:
+    """Run every batch with a job not yet done, of every (context, jobs) plan (a dataset's attacks):
+    on Ray when ``run_on`` says so (plan after plan), else here, all plans' batches in one pool of
+    ``workers`` processes (> 1), so a stage of several attacks keeps every worker busy to its end.
+    Each job seeds itself and runs on one torch thread: the bytes do not depend on the pool, the
+    order or which plans share it. Finished jobs are saved as they arrive."""
+    todo: list[tuple[int, list[Job]]] = []
+    total = 0
+    for which, (ctx, jobs) in enumerate(plans):
+        pending = [b for b in batches(jobs) if not all(is_done(ctx, j) for j in b)]
+        left = sum(len(b) for b in pending)
+        if left < len(jobs):
+            log.info("%s/%s: resuming, %d of %d jobs already done", ctx.dataset, ctx.attack, len(jobs) - left, len(jobs))
+        todo += [(which, b) for b in pending]
+        total += len(jobs)
+    n_todo = sum(len(b) for _, b in todo)
+    name = ", ".join(dict.fromkeys(f"{ctx.dataset}/{ctx.attack}" for ctx, _ in plans))
+    desc = plans[0][0].dataset if len({ctx.dataset for ctx, _ in plans}) == 1 and len(plans) > 1 else name
+    bar = tqdm(total=total, initial=total - n_todo, unit="img", desc=desc, disable=None, dynamic_ncols=True)
     iterations, seconds, finished = 0, 0.0, 0
-    log.info("%s/%s: %d jobs in %d batches to run on %d worker(s)", ctx.dataset, ctx.attack, len(todo),
-             len(todo_batches), max(1, min(workers, len(todo_batches))))
+    log.info("%s: %d jobs in %d batches to run on %d worker(s)", name, n_todo, len(todo),
+             max(1, min(workers, len(todo))))
 
     def done(result: dict) -> None:
         nonlocal iterations, seconds, finished
@@ -272,26 +292,33 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.Execu
         rate = f"{iterations / max(seconds, 1e-9):.0f} it/s per worker"
         bar.set_postfix_str(rate)
         bar.update(1)
-        if bar.disable and (finished % max(1, len(todo) // 4) == 0 or finished == len(todo)):
-            log.info("%s/%s: %d/%d jobs done, %s", ctx.dataset, ctx.attack, finished, len(todo), rate)
+        if bar.disable and (finished % max(1, n_todo // 4) == 0 or finished == n_todo):
+            log.info("%s: %d/%d jobs done, %s", desc, finished, n_todo, rate)
 
-    if run_on is not None and run_on.kind == "ray" and todo_batches:
-        images = {(j.split, j.index): img for j, img in zip(todo, _subset_images(ctx, todo))}
-        models = sorted({j.model_id for j in todo})
-        checkpoints = {m: ((Path(ctx.model_dir) / f"{m}.pt").read_bytes(),
-                           atomic.read_json(Path(ctx.model_dir) / f"{m}.json", "model card missing")) for m in models}
-        for _, batch_results in executor.run_ray(run_on, _ray_batch, todo_batches, {"ctx": ctx, "images": images},
-                                                 gpu=ctx.device.startswith("cuda"), desc=f"{ctx.dataset}/{ctx.attack}",
-                                                 by_key={"checkpoints": checkpoints}):
-            for job, files, result in batch_results:
-                save(ctx, job, files, result)
-                done(result)
-    elif workers <= 1 or len(todo_batches) <= 1:
-        worker = _Worker(ctx)
+    if run_on is not None and run_on.kind == "ray" and todo:
+        for which, (ctx, _) in enumerate(plans):
+            ctx_batches = [b for w, b in todo if w == which]
+            if not ctx_batches:
+                continue
+            ctx_todo = [j for b in ctx_batches for j in b]
+            images = {(j.split, j.index): img for j, img in zip(ctx_todo, _subset_images(ctx, ctx_todo))}
+            models = sorted({j.model_id for j in ctx_todo})
+            checkpoints = {m: ((Path(ctx.model_dir) / f"{m}.pt").read_bytes(),
+                               atomic.read_json(Path(ctx.model_dir) / f"{m}.json", "model card missing")) for m in models}
+            for _, batch_results in executor.run_ray(run_on, _ray_batch, ctx_batches, {"ctx": ctx, "images": images},
+                                                     gpu=ctx.device.startswith("cuda"), desc=f"{ctx.dataset}/{ctx.attack}",
+                                                     by_key={"checkpoints": checkpoints}):
+                for job, files, result in batch_results:
+                    save(ctx, job, files, result)
+                    done(result)
+    elif workers <= 1 or len(todo) <= 1:
+        local: dict[int, _Worker] = {}
         threads = torch.get_num_threads()
         try:
-            for batch in todo_batches:
-                for result in worker.run(batch):
+            for which, batch in todo:
+                if which not in local:
+                    local[which] = _Worker(plans[which][0])
+                for result in local[which].run(batch):
                     done(result)
         finally:
             torch.set_num_threads(threads)
@@ -299,9 +326,9 @@ def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.Execu
         # fork starts workers in milliseconds (the parent has run no torch op, so no thread pool
         # is copied); spawn, where fork is unavailable, costs a fresh interpreter and torch import
         method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method),
-                                 initializer=_init_worker, initargs=(ctx,)) as pool:
-            for future in as_completed([pool.submit(_run_in_worker, batch) for batch in todo_batches]):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=_init_worker,
+                                 initargs=(tuple(ctx for ctx, _ in plans),)) as pool:
+            for future in as_completed([pool.submit(_run_in_worker, which, batch) for which, batch in todo]):
                 for result in future.result():
                     done(result)
     bar.close()
