@@ -57,16 +57,19 @@ def _share(params: Mapping, key: str, what: str, off: str) -> float:
     return float(value)
 
 
-def from_params(params: Mapping) -> float:
-    """``semsim.training.selection_fraction`` in [0, 1); 0 (or absent) = no selection, keep the last epoch."""
-    return _share(params, KEY, "the share of each training dataset's originals held back for model selection",
-                  "disables selection")
+@dataclass(frozen=True)
+class SelectionConfig:
+    fraction: float = 0.0    # share of each training dataset's originals held back; 0 = no selection
+    confidence: float = 0.0  # > 0: the best epoch must beat epoch 0 at this one-sided confidence; 0 = no test
 
 
-def confidence_from_params(params: Mapping) -> float:
-    """``semsim.training.selection_confidence`` in [0, 1); 0 (or absent) = keep the best epoch, however small its gain."""
-    return _share(params, CONFIDENCE_KEY, "how sure model selection must be that the best epoch beats the untrained "
-                  "network", "= no test")
+def from_params(params: Mapping) -> SelectionConfig:
+    """``semsim.training.selection_fraction`` and ``selection_confidence``, each in [0, 1) (0 or absent: off)."""
+    return SelectionConfig(
+        fraction=_share(params, KEY, "the share of each training dataset's originals held back for model selection",
+                        "disables selection"),
+        confidence=_share(params, CONFIDENCE_KEY, "how sure model selection must be that the best epoch beats the "
+                          "untrained network", "= no test"))
 
 
 def gain_bound(wins: np.ndarray, wins_untrained: np.ndarray, pairs: np.ndarray, confidence: float,

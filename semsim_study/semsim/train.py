@@ -109,6 +109,7 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
     milestones = P.get(params, "semsim.training.milestones", list, [])
     if any(not isinstance(m, int) or isinstance(m, bool) or m <= 0 for m in milestones) or milestones != sorted(milestones):
         raise ConfigError(f"params: 'semsim.training.milestones' must be increasing positive epochs, got {milestones!r}")
+    select = selection.from_params(params)
     cfg = SemSimTrainConfig(
         backbone=backbone,
         input_size=P.positive_int(params, "semsim.model.input_size"),
@@ -125,8 +126,8 @@ def from_params(params: Mapping) -> SemSimTrainConfig:
         geometry=_geometry(params),
         device=resolve_device(P.choice(params, "semsim.device", ("auto", "cpu", "cuda"), "cpu"), "semsim.device"),
         colour=colour.from_params(params),
-        selection_fraction=selection.from_params(params),
-        selection_confidence=selection.confidence_from_params(params),
+        selection_fraction=select.fraction,
+        selection_confidence=select.confidence,
         matched_db=matched.from_params(params),
         batch_norm=P.choice(params, "semsim.training.batch_norm", BATCH_NORM, "batch"),
         trainable=P.choice(params, "semsim.training.trainable", TRAINABLE, "all"),
