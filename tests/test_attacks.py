@@ -321,13 +321,13 @@ def test_killed_then_resumed_stage_equals_a_clean_parallel_run(stage_inputs):
     clean = _ctx(root, "work_clean")
     plan = jobs.plan(clean, model_ids, batch_size=2)
     assert len(plan) == 6 and [j.batch for j in plan] == [0, 0, 1, 2, 2, 3]
-    jobs.run_jobs(clean, plan, workers=2)
+    jobs.run_all([(clean, plan)], workers=2)
     clean_rows = jobs.assemble(clean, plan, root / "out_clean")
 
     resumed = _ctx(root, "work_resumed")
-    jobs.run_jobs(resumed, plan[:2], workers=1)  # the run that was killed after one batch
+    jobs.run_all([(resumed, plan[:2])], workers=1)  # the run that was killed after one batch
     first = (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns
-    jobs.run_jobs(resumed, plan, workers=1)
+    jobs.run_all([(resumed, plan)], workers=1)
     assert (root / "work_resumed" / plan[0].model_id / plan[0].image_id / "result.json").stat().st_mtime_ns == first
     resumed_rows = jobs.assemble(resumed, plan, root / "out_resumed")
 
@@ -346,7 +346,7 @@ def test_a_datasets_attacks_in_one_pool_give_each_attacks_own_bytes(stage_inputs
     for attack in ("dlg", "invgrad"):
         ctx = _ctx(root, f"work_alone_{attack}", attack=attack)
         plan = jobs.plan(ctx, model_ids, batch_size=2)
-        jobs.run_jobs(ctx, plan, workers=1)
+        jobs.run_all([(ctx, plan)], workers=1)
         jobs.assemble(ctx, plan, root / f"out_alone_{attack}")
         alone[attack] = root / f"out_alone_{attack}"
         pooled_ctx = _ctx(root, f"work_pooled_{attack}", attack=attack)
@@ -365,7 +365,7 @@ def test_budgets_become_sets_of_their_own_and_reruns_give_the_same_bytes(stage_i
     for name in ("work_budget_a", "work_budget_b"):
         ctx = _ctx(root, name, iterations=4, budgets=[1, 2])
         plan = jobs.plan(ctx, model_ids, batch_size=3)
-        jobs.run_jobs(ctx, plan, workers=1)
+        jobs.run_all([(ctx, plan)], workers=1)
         jobs.assemble(ctx, plan, root / f"out_{name}")
         runs.append(root / f"out_{name}")
     assert (runs[0] / "index.csv").read_bytes() == (runs[1] / "index.csv").read_bytes()
@@ -389,7 +389,7 @@ def test_results_from_other_params_are_not_reused(stage_inputs):
     root, model_ids = stage_inputs
     a = _ctx(root, "work_keys")
     plan_a = jobs.plan(a, model_ids)
-    jobs.run_jobs(a, plan_a[:1], workers=1)
+    jobs.run_all([(a, plan_a[:1])], workers=1)
     b = _ctx(root, "work_keys", iterations=5)
     plan_b = jobs.plan(b, model_ids)
     assert plan_a[0].key != plan_b[0].key
@@ -440,7 +440,7 @@ def test_nan_model_gives_diverged_rows(stage_inputs, tmp_path):
     ctx = jobs.Context("shapes", "invgrad", str(root / "prepared"), str(models_dir), str(tmp_path / "work"),
                        configs.build("invgrad", {"iterations": 3}), seed=0)
     plan = jobs.plan(ctx, ["resnet8_crop"])
-    jobs.run_jobs(ctx, plan, workers=1)
+    jobs.run_all([(ctx, plan)], workers=1)
     rows = jobs.assemble(ctx, plan, tmp_path / "out")
     assert {r["status"] for r in rows} == {"diverged"} and {r["final_loss"] for r in rows} == {"nan"}
     assert all((tmp_path / "out" / r["reconstruction"]).is_file() for r in rows)
@@ -462,10 +462,10 @@ def test_a_truncated_checkpoint_fails_before_any_job_runs(stage_inputs, tmp_path
 def test_stale_job_folders_are_pruned_and_this_plans_are_kept(stage_inputs):
     root, model_ids = stage_inputs
     old = _ctx(root, "work_prune", iterations=3)
-    jobs.run_jobs(old, jobs.plan(old, model_ids)[:2], workers=1)
+    jobs.run_all([(old, jobs.plan(old, model_ids)[:2])], workers=1)
     new = _ctx(root, "work_prune")
     plan = jobs.plan(new, model_ids)
-    jobs.run_jobs(new, plan[2:3], workers=1)
+    jobs.run_all([(new, plan[2:3])], workers=1)
     (root / "work_prune" / "gone_model" / "test-000001").mkdir(parents=True)  # a model no longer planned
     assert jobs.prune_stale(new, plan) == 3
     left = sorted(p.parent.relative_to(root / "work_prune").as_posix() for p in (root / "work_prune").glob("*/*/result.json"))

@@ -256,11 +256,6 @@ def _run_in_worker(which: int, batch: list[Job]) -> list[dict]:
     return _WORKERS[which].run(batch)
 
 
-def run_jobs(ctx: Context, jobs: list[Job], workers: int, run_on: executor.ExecutorConfig | None = None) -> None:
-    """Run every batch of one (dataset, attack) plan with a job not yet done (``run_all``)."""
-    run_all([(ctx, jobs)], workers, run_on)
-
-
 def run_all(plans: list[tuple[Context, list[Job]]], workers: int, run_on: executor.ExecutorConfig | None = None) -> None:
     """Run every batch with a job not yet done, of every (context, jobs) plan (a dataset's attacks):
     on Ray when ``run_on`` says so (plan after plan), else here, all plans' batches in one pool of

@@ -130,6 +130,7 @@ class Selector:
         self.best_state: dict | None = None
         self.untrained_state: dict | None = None
         self.wins_by_epoch: list[np.ndarray] = []  # the criterion's wins per original, for the test
+        self.test_pairs = np.zeros(0, dtype=np.int64)  # ... and its pairs per original
         self.test: dict | None = None  # the outcome of the gain test (confidence > 0 only)
         zeros = [0.0] * len(self.items)
         _, self.pairs = ranking_accuracy(self.items, zeros)
@@ -187,7 +188,8 @@ class Selector:
         if self.confidence > 0:  # the test needs each epoch's wins per original, and the untrained weights
             scores = self.distances(net)
             acc, every = self._accuracies_of(scores)
-            self.wins_by_epoch.append(self._criterion_wins(scores)[0])
+            wins, self.test_pairs = self._criterion_wins(scores)  # the pairs are the same every epoch
+            self.wins_by_epoch.append(wins)
             if epoch == 0:
                 self.untrained_state = copy.deepcopy(net.state_dict())
         else:
@@ -213,8 +215,7 @@ class Selector:
         """Keep the untrained network unless the best epoch's gain over it is beyond chance."""
         if self.rng is None:
             raise ValueError("a selection gain test needs a seeded rng")
-        _, pairs = self._criterion_wins([0.0] * len(self.items))
-        gain, lower = gain_bound(self.wins_by_epoch[self.best_epoch], self.wins_by_epoch[0], pairs,
+        gain, lower = gain_bound(self.wins_by_epoch[self.best_epoch], self.wins_by_epoch[0], self.test_pairs,
                                  self.confidence, self.rng)
         passed = bool(lower > 0)
         self.test = {"confidence": self.confidence, "resamples": TEST_RESAMPLES, "best_epoch": self.best_epoch,

@@ -241,10 +241,10 @@ def _card(cfg: SemSimTrainConfig, model: str, split: str, held_out: str, seed: i
                       "pairs": selector.pairs, "matched_pairs": selector.matched_pairs, "matched_db": cfg.matched_db,
                       "criterion": selector.criterion, "selected_epoch": selected,
                       "rule": SELECTION_RULES[selector.criterion]
-                      + ("; " + SELECTION_RULES["gain_test"] if cfg.selection_confidence > 0 else ""),
+                      + ("; " + SELECTION_RULES["gain_test"] if selector.confidence > 0 else ""),
                       # the gain test's keys only where it ran (selection_confidence > 0)
-                      **({"confidence": cfg.selection_confidence, "gain_test": selector.test}
-                         if cfg.selection_confidence > 0 else {})},
+                      **({"confidence": selector.confidence, "gain_test": selector.test}
+                         if selector.confidence > 0 else {})},
         "triplets": {"originals": stats.originals, "anchors": stats.anchors, "positives": stats.positives,
                      "negatives": stats.negatives, "ties_left_out": stats.ties,
                      "fallback_negative_anchors": stats.fallback_anchors, "per_epoch": stats.triplets_per_epoch},
