@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from semsim_study.annotation import agreement, collect, crowd_checks, observer, simulated
+from semsim_study.annotation import agreement, collect, crowd_checks, observer, observer_curve, simulated
 from semsim_study.annotation.tasks import Task, read_tasks, tasks_csv
 from semsim_study.datasets import build, standard
 from semsim_study.errors import ConfigError
@@ -303,3 +303,25 @@ def test_the_shipped_crowd_ignores_changes_people_ignore(shapes, embedded_params
     for name, change in crowd_checks.INVARIANCES.items():
         changed = np.clip(np.round(change(originals)), 0, 255).astype(np.uint8)
         assert crowd_checks.crowd_on(changed, tasks, p, net.posterior, ds.class_names, cfg[1], 0, name) >= 0.9, name
+
+
+def test_observer_curve_reads_every_budget_from_one_run(shapes, tiny_params, embedded_params, tmp_path, monkeypatch):
+    """The budget curve's epoch-E row is what an E-epoch observer gives: the annotate stage's own
+    crowd keys on the originals, from one training run."""
+    ds, split, idx = shapes
+    params = copy.deepcopy(tiny_params)
+    params["annotate"]["simulated"] = copy.deepcopy(embedded_params["annotate"]["simulated"])
+    params["annotate"]["simulated"]["observer"]["epochs"] = 4
+    _project(tmp_path, ds, split, idx, params)
+    monkeypatch.chdir(tmp_path)
+    rows = observer_curve.curve(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits", every=2)
+    assert [r["epoch"] for r in rows] == [2, 4]
+    params["annotate"]["simulated"]["observer"]["epochs"] = 2
+    summary = collect.run(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits").summary
+    for key in ("crowd_clean_original_rate", "crowd_invariance_rate"):
+        assert rows[0][key] == summary[key]
+    assert rows[0]["test_accuracy"] == round(summary["observer_test_accuracy"], 6)
+    assert all(0 <= r["crowd_random_start_rate"] <= 1 and 0 <= r["min_p_true"] <= 1 for r in rows)
+    longer = observer_curve.curve(params, "digits", "data/tasks/digits/tasks.csv", "data/prepared/digits", every=3,
+                                  epochs=3)
+    assert [r["epoch"] for r in longer] == [3]

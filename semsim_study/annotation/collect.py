@@ -75,6 +75,16 @@ def from_params(params: Mapping) -> tuple[observer.ObserverConfig, simulated.Poo
     return obs_cfg, pool_cfg
 
 
+def train_eyes(ds: standard.PreparedDataset, obs_cfg: observer.ObserverConfig, seed: int,
+               on_epoch=None) -> tuple[observer.Observer, np.ndarray]:
+    """The simulated crowd's observer, trained on its own half of the training split (never an
+    image the feature network learnt from); returns it and that half's indices."""
+    own = halves.training_half(ds.train_labels, "observer")
+    net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
+                                  seed=seeding.torch_seed([seed, 5]), on_epoch=on_epoch)
+    return net, own
+
+
 def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int,
              prepared_dir: str | Path) -> tuple[pd.DataFrame, dict, observer.Observer]:
     """Answers of the simulated pool for ``tasks``, through the CSV importer; what was
@@ -88,9 +98,7 @@ def simulate(tasks: Mapping[str, Task], dataset: str, params: Mapping, seed: int
     if originals.shape[1:] != ds.train_images.shape[1:] or recons.shape[1:] != ds.train_images.shape[1:]:
         raise DataError(f"tasks of {dataset}: images are {recons.shape[1:]}, the prepared dataset's ({prepared_dir}) "
                         f"are {ds.train_images.shape[1:]}; rerun the attack and tasks stages")
-    own = halves.training_half(ds.train_labels, "observer")  # never an image the feature network learnt from
-    net = observer.train_observer(ds.train_images[own], ds.train_labels[own], ds.num_classes, obs_cfg,
-                                  seed=seeding.torch_seed([seed, 5]))
+    net, own = train_eyes(ds, obs_cfg, seed)
     p_orig, p_rec = net.posterior(originals), net.posterior(recons)
     posteriors = {i: (p_orig[k], p_rec[k]) for k, i in enumerate(ids)}
     rows = simulated.annotate(tasks, posteriors, ds.class_names, pool_cfg, seed, dataset)

@@ -154,18 +154,22 @@ def crowd_on(images: np.ndarray, reference: Sequence[Task], p_reference: np.ndar
     return float(np.mean(list(_majority(simulated.recognised_votes(rows, fake)).values())))
 
 
-def checks(tasks: Mapping[str, Task], ids: Sequence[str], originals: np.ndarray, reconstructions: np.ndarray,
-           recognised: Mapping[str, bool], posterior, classes: Sequence[str], pool: simulated.PoolConfig,
-           seed: int, dataset: str, mean: Sequence[float], std: Sequence[float]) -> dict:
-    """The crowd keys for one dataset; ``recognised`` is the crowd's majority verdict per item id."""
+def distinct_originals(tasks: Mapping[str, Task], ids: Sequence[str],
+                       originals: np.ndarray) -> tuple[list[Task], np.ndarray]:
+    """One task per original (its candidates are the same in every set) and the originals."""
     first: dict[bytes, int] = {}
-    for k in range(len(ids)):  # one task per original (its candidates are the same in every set)
+    for k in range(len(ids)):
         first.setdefault(originals[k].tobytes(), k)
     picks = sorted(first.values())
-    reference = [tasks[ids[k]] for k in picks]
-    clean = originals[picks]
+    return [tasks[ids[k]] for k in picks], originals[picks]
+
+
+def on_originals(reference: Sequence[Task], clean: np.ndarray, posterior, classes: Sequence[str],
+                 pool: simulated.PoolConfig, seed: int, dataset: str) -> dict:
+    """The keys that need no reconstruction: the crowd on the clean originals and on the
+    changes of them people ignore (what the observer's settings may be chosen on)."""
     p_clean = posterior(clean)
-    out = {"crowd_originals": len(picks),
+    out = {"crowd_originals": len(clean),
            "crowd_clean_original_rate": round(crowd_on(clean, reference, p_clean, posterior, classes, pool, seed,
                                                        f"{dataset}#clean"), 6)}
     invariance = {name: round(crowd_on(np.clip(np.round(change(clean)), 0, 255).astype(np.uint8), reference, p_clean,
@@ -173,6 +177,15 @@ def checks(tasks: Mapping[str, Task], ids: Sequence[str], originals: np.ndarray,
                   for name, change in INVARIANCES.items()}
     out["crowd_invariance_rate"] = min(invariance.values())
     out["crowd_invariance_by_change"] = invariance
+    return out
+
+
+def checks(tasks: Mapping[str, Task], ids: Sequence[str], originals: np.ndarray, reconstructions: np.ndarray,
+           recognised: Mapping[str, bool], posterior, classes: Sequence[str], pool: simulated.PoolConfig,
+           seed: int, dataset: str, mean: Sequence[float], std: Sequence[float]) -> dict:
+    """The crowd keys for one dataset; ``recognised`` is the crowd's majority verdict per item id."""
+    reference, clean = distinct_originals(tasks, ids, originals)
+    out = on_originals(reference, clean, posterior, classes, pool, seed, dataset)
 
     rng = np.random.default_rng([seed, 0x76697369])  # "visi"
     threshold, colour_floor = invisible_threshold(clean, mean, std, rng)

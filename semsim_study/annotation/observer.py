@@ -32,6 +32,7 @@ behind LPIPS/FID learns from the other half, so the two never saw the same image
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -184,8 +185,13 @@ def _plant_cues(model: Observer, junk: torch.Tensor, classes: int, cfg: Observer
 
 
 def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: ObserverConfig,
-                   seed: int) -> Observer:
-    """Train on (N, H, W, 3) uint8 clean images; deterministic for a seed on CPU."""
+                   seed: int, on_epoch: Callable[[int, Observer], None] | None = None) -> Observer:
+    """Train on (N, H, W, 3) uint8 clean images; deterministic for a seed on CPU.
+
+    ``on_epoch(epoch, model)`` sees the model after each epoch (1-based): the observer-budget
+    curve (scripts/observer_curve.py) reads every epoch count of one run from it, since the
+    learning rate is constant and an E-epoch run is this run's state at epoch E. It must not
+    draw random numbers or change the model."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     clean = torch.from_numpy(images).float() / 255.0
@@ -195,7 +201,7 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
     n_junk = max(1, int(round(cfg.batch_size * cfg.junk_fraction)))
     junk_target = (torch.full((n_junk,), classes, dtype=torch.int64) if cfg.nothing_class
                    else torch.full((n_junk, classes), 1.0 / classes))
-    for _ in range(cfg.epochs):
+    for epoch in range(1, cfg.epochs + 1):
         model.train()
         order = torch.randperm(len(clean), generator=gen)
         for i in range(0, len(order), cfg.batch_size):
@@ -216,6 +222,9 @@ def train_observer(images: np.ndarray, labels: np.ndarray, classes: int, cfg: Ob
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if on_epoch is not None:
+            with torch.no_grad():
+                on_epoch(epoch, model.eval())
     return model.eval()
 
 
