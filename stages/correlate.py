@@ -8,6 +8,8 @@ Reads data/metrics/<ds>/, data/annotations/<ds>/ and the CE baseline's scores
                                        (from data/annotations/<ds>/answers.csv), fingerprinted alike
 The report reuses a row whose fingerprint matches its own data, so an alpha experiment
 bootstraps only the SemSim columns (semsim_study/analysis/precomputed.py says why).
+Each comparison's bootstraps run side by side on `attack.workers` processes: the stage ends
+the pipeline with both cores free, and the rows do not depend on the count.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+from semsim_study import params as P
 from semsim_study.analysis import config, precomputed
 
 from ._cli import arguments, begin, run
@@ -31,12 +34,14 @@ def main() -> None:
     start = time.perf_counter()
     cfg = config.from_params(params)
     root = Path(args.root)
+    # as many processes as the attack stage uses (not a param of this stage: no row depends on it)
+    workers = P.positive_int(params, "attack.workers", 1)
     rows, ceiling = precomputed.compute(root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones,
-                                        cfg.bootstrap)
+                                        cfg.bootstrap, workers)
     out = Path(args.out) if args.out else root / precomputed.DEFAULT_PATH
     precomputed.write(out, rows, ceiling)
-    log.info("correlate: %d rows for %s and %d noise ceiling rows in %.1f s -> %s", len(rows),
-             ", ".join(precomputed.METRICS), len(ceiling), time.perf_counter() - start, out)
+    log.info("correlate: %d rows for %s and %d noise ceiling rows in %.1f s on %d process(es) -> %s", len(rows),
+             ", ".join(precomputed.METRICS), len(ceiling), time.perf_counter() - start, workers, out)
 
 
 if __name__ == "__main__":

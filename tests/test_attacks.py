@@ -121,11 +121,9 @@ def test_a_batch_of_attacks_equals_the_attacks_one_by_one(cases, name):
         assert batch[i].loss == pytest.approx(one.loss, rel=1e-2, abs=1e-5)
 
 
-def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
-    from semsim_study.attacks.lbfgs import BatchedLBFGS
-
+def _quartic_rows(rows: int, size: int = 10):
+    """Independent smooth problems, one per row: (f(x, row), starting points (rows, size))."""
     torch.manual_seed(0)
-    rows, size = 3, 10
     a = torch.randn(rows, size, size)
     a = a @ a.transpose(1, 2) + 0.1 * torch.eye(size)
     c = torch.randn(rows, size)
@@ -133,18 +131,32 @@ def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
     def f(x, b):
         return 0.5 * x @ a[b] @ x - c[b] @ x + 0.1 * (x**4).sum()
 
-    x0 = torch.randn(rows, size)
-    xb = x0.clone().requires_grad_(True)
-    opt = BatchedLBFGS(rows, size, lr=1.0, max_iter=20)
+    return f, torch.randn(rows, size)
+
+
+def _batched_lbfgs(f, x0, which, frozen, **kw) -> torch.Tensor:
+    """Rows ``which`` of the problems optimised together, one ``step`` per entry of ``frozen``
+    (per problem, whether it stands still in that step); returns the final points."""
+    from semsim_study.attacks.lbfgs import BatchedLBFGS
+
+    xb = x0[which].clone().requires_grad_(True)
+    opt = BatchedLBFGS(len(which), x0.shape[1], lr=1.0, **kw)
 
     def closure():
         xb.grad = None
-        v = torch.stack([f(xb[b], b) for b in range(rows)])
+        v = torch.stack([f(xb[i], b) for i, b in enumerate(which)])
         v.sum().backward()
         return v.detach(), xb.grad.clone()
 
-    for _ in range(4):
-        opt.step(closure, lambda d: xb.data.add_(d))
+    for still in frozen:
+        opt.step(closure, lambda d: xb.data.add_(d), torch.tensor([still[b] for b in which]))
+    return xb.detach()
+
+
+def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
+    rows = 3
+    f, x0 = _quartic_rows(rows)
+    xb = _batched_lbfgs(f, x0, list(range(rows)), [[False] * rows] * 4, max_iter=20)
     for b in range(rows):
         x = x0[b].clone().requires_grad_(True)
         ref = torch.optim.LBFGS([x], lr=1.0, max_iter=20)
@@ -157,7 +169,19 @@ def test_batched_lbfgs_follows_torch_lbfgs_row_by_row():
 
         for _ in range(4):
             ref.step(one)
-        assert torch.allclose(xb[b].detach(), x.detach(), atol=1e-5)
+        assert torch.allclose(xb[b], x.detach(), atol=1e-5)
+
+
+@pytest.mark.parametrize("history", [3, 100])
+def test_batched_lbfgs_row_is_the_row_run_alone_bit_for_bit(history):
+    # 3 of 4 rows, then 1 of 4, stand still in turn: the rows' histories fill and wrap at
+    # different times, so the history ring shared by the rows both moves on and stays put
+    frozen = [[True, True, True, False], [False, True, False, False], [True, False, True, True],
+              [False, False, False, True], [False, False, False, False], [False, True, True, True]]
+    f, x0 = _quartic_rows(4)
+    together = _batched_lbfgs(f, x0, [0, 1, 2, 3], frozen, max_iter=5, history_size=history)
+    for b in range(4):
+        assert torch.equal(together[b], _batched_lbfgs(f, x0, [b], frozen, max_iter=5, history_size=history)[0])
 
 
 @pytest.mark.parametrize("backbone", ["lenet", "resnet8", "convnet4"])

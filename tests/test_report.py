@@ -56,6 +56,44 @@ def test_bootstrap_statistics_equal_scipy_on_each_resample():
         assert boot["pearson"][r] == pytest.approx(stats.pearsonr(x[idx], y[idx]).statistic, abs=1e-9)
 
 
+def _bootstrap_by_pair_matrices(x, y, counts):
+    """The bootstrap's rank and Kendall sums written as the n x n products the module docstring
+    states (what correlate.py computed before its running sums): the reference for the bits."""
+    w = counts.astype(float)
+
+    def ranks(v):
+        m = (v[None, :] < v[:, None]).astype(np.float32) + 0.5 * (v[None, :] == v[:, None]).astype(np.float32)
+        return (counts @ m.T).astype(float) + 0.5
+
+    def tied(sgn):
+        return (np.einsum("ra,ra->r", (counts @ (sgn == 0).astype(np.float32)).astype(float), w) - w.sum(axis=1)) / 2.0
+
+    sx = np.sign(x[:, None] - x[None, :]).astype(np.float32)
+    sy = np.sign(y[:, None] - y[None, :]).astype(np.float32)
+    big_n = w.sum(axis=1)
+    s = np.einsum("ra,ra->r", (counts @ (sx * sy)).astype(float), w) / 2.0
+    n0, n1, n2 = big_n * (big_n - 1) / 2.0, tied(sx), tied(sy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = s / np.sqrt((n0 - n1) * (n0 - n2))
+    tau[(n0 - n1 <= 0) | (n0 - n2 <= 0)] = np.nan
+    return {"pearson": C._weighted_pearson(w, x, y), "spearman": C._weighted_pearson(w, ranks(x), ranks(y)),
+            "kendall": np.clip(tau, -1.0, 1.0)}
+
+
+@pytest.mark.parametrize("n", [3, 25, 300])
+def test_bootstrap_is_the_pair_matrix_form_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    cases = [(rng.normal(size=n), rng.normal(size=n)),                      # no ties
+             (rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n) / 3),  # ties in both, as rates
+             (np.ones(n), rng.normal(size=n)),                               # constant
+             (rng.choice([0.0, -0.0, 1.0], n), rng.choice([-0.0, 0.0, 2.0], n))]  # signed zeros tie
+    weights = [C.resample_counts(n, 200, rng), rng.integers(1, 4, (1, n)).astype(np.float32)]  # as noise_ceiling
+    for x, y in cases:
+        for counts in weights:
+            got, ref = C.bootstrap(x, y, counts), _bootstrap_by_pair_matrices(x, y, counts)
+            assert {c: got[c].tobytes() for c in got} == {c: ref[c].tobytes() for c in ref}
+
+
 def test_bootstrap_ci_contains_estimate_and_is_seeded():
     rng = np.random.default_rng(0)
     x = rng.normal(size=40)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from semsim_study.analysis import correlate as C, precomputed, study as S
+from semsim_study.analysis import config, correlate as C, precomputed, study as S
 from semsim_study.errors import DataError
 
 from .support.report_fixtures import make_project
@@ -69,6 +69,15 @@ def test_report_with_the_rows_of_correlate_gives_the_same_bytes(project, tmp_pat
     # the noise ceiling too: every comparison with data taken from correlate's noise_ceiling.csv
     assert precomputed.ceiling_path(out).is_file() and "noise ceiling: 0 of 10 comparisons taken" in alone.stderr
     assert "noise ceiling: 10 of 10 comparisons taken" in reused.stderr
+
+
+def test_correlate_on_two_processes_gives_the_rows_of_one(project):
+    root, params = project
+    cfg = config.from_params(params)
+    args = (root, cfg.datasets, cfg.held_out_attacks, cfg.held_out_backbones, cfg.bootstrap)
+    one, two = precomputed.compute(*args, workers=1), precomputed.compute(*args, workers=2)
+    for a, b in zip(one, two, strict=True):
+        assert len(a) and a.to_csv(index=False) == b.to_csv(index=False)
 
 
 def test_a_row_whose_data_changed_is_computed_again(project, tmp_path):

@@ -39,7 +39,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -323,19 +323,31 @@ def comparisons(root: Path, study: Study, seed: int, splits: int = SPLITS) -> li
     return out
 
 
-def compute(root: Path, study: Study, s: BootstrapConfig, reuse: Reuse | None = None) -> pd.DataFrame:
+def _ceiling(job: tuple[Comparison, BootstrapConfig, str]) -> list[dict]:
+    """``ceiling`` of one comparison with its fingerprint (module-level, so a process pool can run it)."""
+    c, s, fp = job
+    return [dict(r, fingerprint=fp) for r in ceiling(c.level, c.scope, c.xs, c.ys, c.half_a, c.half_b, s)]
+
+
+def compute(root: Path, study: Study, s: BootstrapConfig, reuse: Reuse | None = None,
+            run: Callable = map) -> pd.DataFrame:
     """The noise ceiling of every model- and image-level comparison of ``study``, each with the
     fingerprint of its data and settings; a comparison whose fingerprint ``reuse`` holds takes its
-    rows from there (stage ``correlate`` computed them)."""
-    rows: list[dict] = []
+    rows from there (stage ``correlate`` computed them). The others go through ``run`` at once
+    (``map``, or a process pool's: the same rows in the same order)."""
+    parts: list[list[dict] | None] = []  # per comparison: its rows, or None while still to compute
+    jobs = []
     for c in comparisons(root, study, s.seed):
         if c.reason:
-            rows += [dict(r, fingerprint="") for r in _nan_rows(c.level, c.scope, 0, c.reason)]
+            parts.append([dict(r, fingerprint="") for r in _nan_rows(c.level, c.scope, 0, c.reason)])
             continue
         fp = c.fingerprint(s)
         done = (reuse or {}).get((c.level, c.scope, fp))
-        rows += done if done is not None else [dict(r, fingerprint=fp) for r in
-                                               ceiling(c.level, c.scope, c.xs, c.ys, c.half_a, c.half_b, s)]
+        if done is None:
+            jobs.append((c, s, fp))
+        parts.append(done)
+    computed = iter(run(_ceiling, jobs))
+    rows = [r for part in parts for r in (next(computed) if part is None else part)]
     return pd.DataFrame(rows, columns=[*COLUMNS, FINGERPRINT])
 
 

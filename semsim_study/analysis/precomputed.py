@@ -13,7 +13,11 @@ agreement, which reads the answers and no score) goes the same way, in ``noise_c
 from __future__ import annotations
 
 import io
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pandas as pd
 
@@ -41,13 +45,30 @@ def ceiling_path(path: Path) -> Path:
     return Path(path).with_name("noise_ceiling.csv")
 
 
+@contextmanager
+def _mapper(workers: int) -> Iterator[Callable]:
+    """The builtin ``map``, or with ``workers`` > 1 the ``map`` of a pool of that many processes.
+
+    Every bootstrap depends only on its own data, settings and seeded key (``correlate``), so
+    the pool's results, which come back in the order of their jobs, are the same rows."""
+    if workers <= 1:
+        yield map
+        return
+    # fork starts workers at once; the parent holds no torch or BLAS thread pool (one BLAS thread)
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+        yield pool.map
+
+
 def compute(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
-            bootstrap: S.BootstrapConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+            bootstrap: S.BootstrapConfig, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows of every metric in ``METRICS``, and the noise ceiling of every comparison, with
-    fingerprints, as the report would compute them."""
-    study = S.build(root, datasets, held_out_attacks, held_out_backbones, bootstrap, metrics=METRICS,
-                    score_stages=SCORE_STAGES)
-    return study.correlations[list(COLUMNS)], noise_ceiling.compute(root, study, bootstrap)
+    fingerprints, as the report would compute them; each comparison's bootstraps run side by
+    side on ``workers`` processes (the same rows whatever their count)."""
+    with _mapper(workers) as run:
+        study = S.build(root, datasets, held_out_attacks, held_out_backbones, bootstrap, metrics=METRICS,
+                        score_stages=SCORE_STAGES, run=run)
+        return study.correlations[list(COLUMNS)], noise_ceiling.compute(root, study, bootstrap, run=run)
 
 
 def _write(path: Path, rows: pd.DataFrame, columns) -> None:

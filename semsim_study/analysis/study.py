@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -62,25 +62,38 @@ class Study:
         return next(d for d in self.datasets if d.name == name)
 
 
+def _correlate(job: tuple) -> dict:
+    """``correlate`` of one metric's column (a module-level function, so a process pool can run it)."""
+    x, y, args = job
+    return correlate(x, y, **args)
+
+
 def _rows(level: str, scope: str, table: pd.DataFrame, metrics, target: str, s: BootstrapConfig,
-          missing_reason: str = "", reuse: Reuse | None = None) -> list[dict]:
-    rows = []
+          missing_reason: str = "", reuse: Reuse | None = None, run: Callable = map) -> list[dict]:
+    """Every metric's rows of one comparison. The bootstraps still to do go through ``run`` at
+    once (``map``, or a process pool's, which returns the same results in the same order)."""
+    plans, jobs = [], []  # per metric: (metric, sign, reason, fingerprint, reused rows or None)
     for metric in metrics:
         sign = expected_sign(metric, target)
         if missing_reason:
-            reason, results, fp = missing_reason, None, ""
+            plans.append((metric, sign, missing_reason, "", None))
         elif metric not in table.columns or table[metric].isna().all():
-            reason, results, fp = f"no {LABELS[metric]} values", None, ""
+            plans.append((metric, sign, f"no {LABELS[metric]} values", "", None))
         else:
-            reason = ""
             args = dict(reps=s.reps, seed=s.seed, key=f"{level}/{scope}", confidence=s.confidence,
                         x_name=LABELS[metric], y_name=target.replace("_", " "))
             fp = fingerprint(table[metric], table[target], **args)
             done = (reuse or {}).get((level, scope, metric, fp))
-            if done is not None:
-                rows += done
-                continue
-            results = correlate(table[metric], table[target], **args)
+            if done is None:
+                jobs.append((table[metric], table[target], args))
+            plans.append((metric, sign, "", fp, done))
+    computed = iter(run(_correlate, jobs))
+    rows = []
+    for metric, sign, reason, fp, done in plans:
+        if done is not None:
+            rows += done
+            continue
+        results = None if reason else next(computed)
         for c in COEFFICIENTS:
             if results is None:
                 rows.append({"level": level, "scope": scope, "metric": metric, "coefficient": c, "value": math.nan,
@@ -138,11 +151,12 @@ def _contradiction_rows(scope: str, images: pd.DataFrame) -> list[dict]:
 
 def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out_backbones: list[str],
           s: BootstrapConfig, *, metrics: Sequence[str] | None = None, score_stages: Sequence[str] = SCORE_STAGES,
-          reuse: Reuse | None = None) -> Study:
+          reuse: Reuse | None = None, run: Callable = map) -> Study:
     """Every correlation of the report (``metrics`` None), or only those of ``metrics`` (no
     metric-vs-metric rows then), reading the scores of ``score_stages`` only. A metric whose
     data and settings match an entry of ``reuse`` takes its rows from there: the same numbers
-    the bootstrap would give, without running it again."""
+    the bootstrap would give, without running it again. ``run`` maps the bootstraps of one
+    comparison (see ``_rows``)."""
     root = Path(root)
     only = None if metrics is None else set(metrics)
     set_metrics = [m for m in SET_METRICS if only is None or m in only]
@@ -156,7 +170,7 @@ def build(root: Path, datasets: list[str], held_out_attacks: list[str], held_out
 
     def add(level: str, scope: str, table: pd.DataFrame, reason: str = "") -> None:
         names, target = (set_metrics, "unrecognised_rate") if level == "model" else (image_metrics, "recognised_rate")
-        rows.extend(_rows(level, scope, table, names, target, s, reason, reuse))
+        rows.extend(_rows(level, scope, table, names, target, s, reason, reuse, run))
         if not reason and not table.empty:
             ids = ["dataset", "model", "attack"] + (["item_id"] if level == "image" else [])
             units[(level, scope)] = table[ids].reset_index(drop=True)

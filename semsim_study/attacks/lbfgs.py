@@ -35,44 +35,69 @@ class BatchedLBFGS:
         self.t = torch.zeros(batch, **z)
         self.prev_grad = torch.zeros(batch, size, **z)
         self.h_diag = torch.ones(batch, **z)
-        self.ys_hist = torch.zeros(batch, history_size, size, **z)  # y (gradient change) per slot
-        self.ss_hist = torch.zeros(batch, history_size, size, **z)  # s (step) per slot
-        self.ro_hist = torch.zeros(batch, history_size, **z)
+        # The history as one ring over age shared by all rows: every row's age-j entry sits in
+        # slot (newest - j) % history, so the recursion reads each entry as a plain (B, P) view.
+        self.ys_hist = torch.zeros(history_size, batch, size, **z)  # y (gradient change) per slot
+        self.ss_hist = torch.zeros(history_size, batch, size, **z)  # s (step) per slot
+        self.ro_hist = torch.zeros(history_size, batch, **z)
         self.count = torch.zeros(batch, dtype=torch.long, device=device)  # entries used (<= history)
-        self.head = torch.zeros(batch, dtype=torch.long, device=device)  # next slot to write
-        self.rows = torch.arange(batch, device=device)
+        self.newest = history_size - 1  # slot of the newest entries (the ring may start anywhere)
 
     def _direction(self, grad: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-        """The L-BFGS direction per row; rows in ``fresh`` (first iteration) take -grad."""
+        """The L-BFGS direction per row; rows in ``fresh`` (first iteration) take -grad.
+
+        The recursion runs over ages with every entry a view of the ring, not a per-row gather
+        (which was most of its time), and with the same float operations as before: each
+        product is materialised before its row sum. Entry j is masked by ``valid[j]`` only where
+        some row holds fewer than j + 1 entries; below every row's count the mask is 1.0, and
+        multiplying by it changes no bit."""
         q = -grad
-        alphas = []
         depth = int(self.count.max()) if len(self.count) else 0
-        for j in range(depth):  # newest to oldest
-            slot = (self.head - 1 - j) % self.history
-            valid = (j < self.count).to(grad.dtype)
-            s, y, ro = self.ss_hist[self.rows, slot], self.ys_hist[self.rows, slot], self.ro_hist[self.rows, slot]
-            a = (s * q).sum(1) * ro * valid
-            q = q - a[:, None] * y
-            alphas.append((slot, valid, a))
-        r = q * self.h_diag[:, None]
-        for slot, valid, a in reversed(alphas):  # oldest to newest
-            s, y, ro = self.ss_hist[self.rows, slot], self.ys_hist[self.rows, slot], self.ro_hist[self.rows, slot]
-            b = (y * r).sum(1) * ro
-            r = r + ((a - b) * valid)[:, None] * s
+        full = int(self.count.min()) if len(self.count) else 0
+        valid = (torch.arange(depth, device=grad.device)[:, None] < self.count).to(grad.dtype).unbind(0)
+        slots = [(self.newest - j) % self.history for j in range(depth)]  # newest to oldest
+        ss, ys, ro = self.ss_hist.unbind(0), self.ys_hist.unbind(0), self.ro_hist.unbind(0)
+        alphas = []
+        for j, slot in enumerate(slots):
+            a = (ss[slot] * q).sum(1) * ro[slot]
+            if j >= full:
+                a = a * valid[j]
+            q.sub_(a.unsqueeze(1) * ys[slot])
+            alphas.append(a)
+        r = q * self.h_diag.unsqueeze(1)
+        for j in reversed(range(depth)):  # oldest to newest
+            slot = slots[j]
+            b = (ys[slot] * r).sum(1) * ro[slot]
+            c = alphas[j] - b
+            if j >= full:
+                c = c * valid[j]
+            r.add_(c.unsqueeze(1) * ss[slot])
         return torch.where(fresh[:, None], -grad, r)
+
+    def _age(self, rows: torch.Tensor, shift: int) -> None:
+        """Rotate the history of ``rows`` by ``shift`` slots, so their entries keep their ages
+        when the ring's newest slot moves (+1) or grow one older while it stays (-1). Rows
+        remember at different times; rotating the fewer rows keeps the ring shared."""
+        for hist in (self.ys_hist, self.ss_hist, self.ro_hist):
+            hist[:, rows] = torch.roll(hist[:, rows], shift, 0)
 
     def _remember(self, grad: torch.Tensor, rows: torch.Tensor) -> None:
         y = grad - self.prev_grad
         s = self.d * self.t[:, None]
         ys = (y * s).sum(1)
         keep = rows & (ys > 1e-10)
-        if keep.any():
-            idx = self.rows[keep]
-            slot = self.head[keep]
-            self.ys_hist[idx, slot] = y[keep]
-            self.ss_hist[idx, slot] = s[keep]
-            self.ro_hist[idx, slot] = 1.0 / ys[keep]
-            self.head[keep] = (slot + 1) % self.history
+        kept = int(keep.sum())
+        if kept:
+            if 2 * kept >= len(keep):  # the ring moves on; the rows that do not remember stay put
+                if kept < len(keep):
+                    self._age(~keep, 1)
+                self.newest = (self.newest + 1) % self.history
+            else:  # the ring stays; the fewer rows that remember age by one
+                self._age(keep, -1)
+            slot = self.newest  # keeping rows' oldest entry, or an unused slot, is overwritten
+            self.ys_hist[slot, keep] = y[keep]
+            self.ss_hist[slot, keep] = s[keep]
+            self.ro_hist[slot, keep] = 1.0 / ys[keep]
             self.count[keep] = torch.clamp(self.count[keep] + 1, max=self.history)
             self.h_diag[keep] = ys[keep] / (y[keep] * y[keep]).sum(1)
 
