@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -30,6 +32,14 @@ from .errors import ConfigError, StudyError
 log = logging.getLogger(__name__)
 
 KINDS = ("local", "ray")
+
+
+def process_pool(workers: int, **kwargs) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes on this machine, forked where the system can: fork starts
+    them at once, and the stages fork before any torch op, so no thread pool is copied; spawn
+    (elsewhere) costs a fresh interpreter and its imports per worker."""
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), **kwargs)
 
 
 @dataclass(frozen=True)

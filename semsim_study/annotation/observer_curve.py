@@ -18,6 +18,7 @@ Run by ``scripts/observer_curve.py``; see docs/simulated-annotators.md for the c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -37,7 +38,7 @@ def curve(params: Mapping, dataset: str, tasks_csv: str | Path, prepared_dir: st
     """One row per checkpoint epoch of the observer ``params`` describe (``epochs`` overrides its budget)."""
     obs_cfg, pool = collect.from_params(params)
     if epochs is not None:
-        obs_cfg = type(obs_cfg)(**{**obs_cfg.__dict__, "epochs": int(epochs)})
+        obs_cfg = replace(obs_cfg, epochs=int(epochs))
     seed = P.get(params, "seed", int)
     ds = standard.load(prepared_dir)
     tasks = read_tasks(tasks_csv)

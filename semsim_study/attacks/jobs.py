@@ -20,9 +20,8 @@ import logging
 import math
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -318,11 +317,8 @@ def run_all(plans: list[tuple[Context, list[Job]]], workers: int, run_on: execut
         finally:
             torch.set_num_threads(threads)
     else:
-        # fork starts workers in milliseconds (the parent has run no torch op, so no thread pool
-        # is copied); spawn, where fork is unavailable, costs a fresh interpreter and torch import
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=_init_worker,
-                                 initargs=(tuple(ctx for ctx, _ in plans),)) as pool:
+        with executor.process_pool(workers, initializer=_init_worker,
+                                   initargs=(tuple(ctx for ctx, _ in plans),)) as pool:
             for future in as_completed([pool.submit(_run_in_worker, which, batch) for which, batch in todo]):
                 for result in future.result():
                     done(result)
