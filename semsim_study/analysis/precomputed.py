@@ -13,9 +13,7 @@ agreement, which reads the answers and no score) goes the same way, in ``noise_c
 from __future__ import annotations
 
 import io
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,6 +22,7 @@ import pandas as pd
 from .. import metric_table as T
 from ..atomic import write_text
 from ..errors import DataError
+from ..executor import process_pool
 from . import noise_ceiling, study as S
 from .correlate import COEFFICIENTS
 from .inputs import read_table
@@ -54,9 +53,7 @@ def _mapper(workers: int) -> Iterator[Callable]:
     if workers <= 1:
         yield map
         return
-    # fork starts workers at once; the parent holds no torch or BLAS thread pool (one BLAS thread)
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    with process_pool(workers) as pool:  # the parent holds no torch or BLAS thread pool (one BLAS thread)
         yield pool.map
 
 

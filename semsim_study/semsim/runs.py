@@ -14,15 +14,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from .. import atomic, curves
+from ..executor import process_pool
 from .. import params as P
 from ..errors import ConfigError
 from ..torch_helpers import state_bytes
@@ -112,8 +112,6 @@ def in_processes(fn: Callable, args: Sequence[tuple], workers: int) -> Iterator:
         for a in args:
             yield fn(*a)
         return
-    # fork starts workers at once (the parent ran no torch op, so no thread pool is copied)
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    with process_pool(workers) as pool:  # the parent ran no torch op, so forking copies no thread pool
         for future in as_completed([pool.submit(fn, *a) for a in args]):
             yield future.result()
