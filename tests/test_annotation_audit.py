@@ -63,7 +63,7 @@ def study(tmp_path_factory) -> Path:
 
 
 def make(study: Path, out: Path, **options) -> dict:
-    options = {"per_dataset": 10, "seed": 0, **options}
+    options = {"per_dataset": 10, "seed": 0, "originals": False, **options}  # controls: their own tests
     return audit.make_audit(study, list(DATASETS), options.pop("per_dataset"), out, **options)
 
 
@@ -83,7 +83,9 @@ def fill(folder: Path, answer_for, path: Path | None = None) -> Path:
 
 
 def as_crowd(entry: dict, invert: bool = False) -> str:
-    """The answer that gives the crowd's majority verdict (or the opposite one)."""
+    """The answer that gives the crowd's majority verdict (or the opposite one); a control: its class."""
+    if entry.get("control"):
+        return entry["truth"]
     recognised = (entry["majority"] == "recognised") != invert
     if entry["protocol"] == "B":
         return "same" if recognised else "different"
@@ -269,6 +271,68 @@ def test_bad_answers_are_named_with_their_lines(study, tmp_path):
         audit.score_audit(out)
 
 
+# ----------------------------------------------------------------------------- original controls
+
+
+def test_original_controls_look_like_study_cells_and_measure_what_the_eye_can_name(study, tmp_path):
+    """Every protocol A original once, drawn where a reconstruction is; the score says which
+    originals the eye named and the agreement on the items whose original it did."""
+    key = make(study, tmp_path / "audit", originals=True)
+    controls = [e for e in key["items"] if e.get("control")]
+    items = [e for e in key["items"] if not e.get("control")]
+    assert len(items) == 20 and key["originals"] is True
+    assert sorted(e["image_id"] for e in controls) == sorted({e["image_id"] for e in items if e["dataset"] == "digits"}
+                                                             | {t.image_id for t in _digits_tasks(study)})
+    assert {e["dataset"] for e in controls} == {"digits"}  # protocol B shows the original anyway
+    assert all(set(e) == {"number", "control", "dataset", "protocol", "image_id", "truth", "candidates"} for e in controls)
+    assert sorted(e["number"] for e in key["items"]) == list(range(1, len(key["items"]) + 1))
+    page = (tmp_path / "audit" / "index.html").read_text(encoding="utf-8")
+    cells = dict((int(n), body) for n, body in
+                 re.findall(r'<section class="cell" id="cell-(\d+)" data-protocol="A">(.*?)</section>', page, re.S))
+    tasks = {t.image_id: t for t in _digits_tasks(study)}
+    for e in controls:  # the original's pixels, captioned as any reconstruction is
+        body = cells[e["number"]]
+        assert "original" not in DATA_URI.sub("", body) and body.count("<img") == 1 and "reconstruction" in body
+        shown = decode_data_uri(DATA_URI.search(body).group(0))
+        assert np.array_equal(shown, to_rgb_array(decode(study / tasks[e["image_id"]].original)))
+    # the eye misnames two originals: their items leave the "readable" agreement, nothing else moves
+    missed = sorted({e["image_id"] for e in items if e["dataset"] == "digits"})[:2]
+
+    def answer(entry):
+        if entry.get("control") and entry["image_id"] in missed:
+            return next(c for c in entry["candidates"] if c != entry["truth"])
+        return as_crowd(entry, invert=entry["dataset"] == "digits" and entry.get("image_id") in missed)
+
+    fill(tmp_path / "audit", answer)
+    score = audit.score_audit(tmp_path / "audit")
+    assert score["originals"] == {"digits": {"answered": len(controls), "read": len(controls) - 2,
+                                             "rate": round((len(controls) - 2) / len(controls), 6), "not_read": missed}}
+    hidden = [e for e in items if e["dataset"] == "digits" and e["image_id"] in missed]
+    assert hidden and score["answered"] == 20 and score["controls_answered"] == score["controls"] == len(controls)
+    assert score["agree"] == 20 - len(hidden) and score["readable"]["answered"] == 20 - len(hidden)
+    assert score["readable"]["agreement"] == 1.0 and score["readable"]["by_dataset"]["faces"]["answered"] == 10
+    text = audit.summary(score)
+    assert f"digits {len(controls) - 2}/{len(controls)} (not: {' '.join(missed)})" in text
+    # an audit without controls: every item counts as readable
+    plain = make(study, tmp_path / "plain")
+    assert not any(e.get("control") for e in plain["items"])
+    fill(tmp_path / "plain", as_crowd)
+    score = audit.score_audit(tmp_path / "plain")
+    assert score["originals"] == {} and score["readable"]["answered"] == score["answered"] == 20
+
+
+def _digits_tasks(study: Path):
+    from semsim_study.annotation.tasks import read_tasks
+
+    return list(read_tasks(study / "data/tasks/digits/tasks.csv").values())
+
+
+def decode_data_uri(uri: str) -> np.ndarray:
+    import base64
+
+    return to_rgb_array(decode(base64.b64decode(uri.split(",", 1)[1])))
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -281,12 +345,17 @@ def test_cli_writes_sheets_and_scores_them(study, tmp_path):
     done = run("audit-sheet", "--root", str(study), "--datasets", "digits", "faces", "--per-dataset", "6",
                "--out", str(out), "--per-sheet", "5", "--seed", "2")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.glob("sheet-*.png")) == ["sheet-01.png", "sheet-02.png", "sheet-03.png"]
+    # 12 items and, by default, the 6 digits originals as controls: 18 cells
+    assert sorted(p.name for p in out.glob("sheet-*.png")) == [f"sheet-0{k}.png" for k in range(1, 5)]
     assert "audit-score" in done.stderr and "key.json" in done.stderr
     fill(out, as_crowd)
     done = run("audit-score", str(out))
     assert done.returncode == 0, done.stderr
     assert "agreement with the crowd: 1.000 (12/12)" in done.stdout and (out / "score.json").is_file()
+    assert "originals named by eye (controls): digits 6/6" in done.stdout
+    done = run("audit-sheet", "--root", str(study), "--datasets", "digits", "faces", "--per-dataset", "6",
+               "--out", str(tmp_path / "plain"), "--per-sheet", "5", "--seed", "2", "--no-originals")
+    assert done.returncode == 0 and len(list((tmp_path / "plain").glob("sheet-*.png"))) == 3, done.stderr
     done = run("audit-sheet", "--root", str(study), "--datasets", "nowhere", "--per-dataset", "6", "--out",
                str(tmp_path / "other"))
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "data/tasks/nowhere/tasks.csv" in done.stderr

@@ -15,6 +15,15 @@ attacks appear only in the key. Cells show what annotators were shown (as the ap
 protocol A the reconstruction and the candidate classes, never the original; protocol B the
 original beside the reconstruction.
 
+Controls (``originals``, on by default): for every protocol A dataset, each original of the
+attack subset appears once as a cell of its own, drawn as a reconstruction is and shuffled among
+them, as the app mixes in its gold items. Protocol A asks a person to name the class, so a
+reconstruction can only be recognised if its original can: the digits stand-in's 8x8 sevens,
+say, read as twos to a person who has never seen them, and every faithful copy of such an original
+then counts against the crowd (which learned those originals' classes). The score reports the
+eye's reading of the originals per dataset, and the agreement on the items whose original the eye
+read (protocol B shows the original beside the reconstruction, so its items always count).
+
 ``score_audit`` reads the filled answers, derives "recognised" exactly as for annotators
 (``tasks.expected_answer``: the true class, or ``same``; ``?`` counts as not
 recognised, a blank as missing) and reports agreement with the crowd's majority overall, per
@@ -251,6 +260,23 @@ def cell_images(task: Task, root: Path) -> tuple[tuple[str, np.ndarray], ...]:
     return tuple((kind, to_rgb_array(decode(root / getattr(task, kind)))) for kind in kinds)
 
 
+def original_controls(items: Sequence[Item]) -> list[Task]:
+    """One task per original of the protocol A items (its first by item id): the control cell shows
+    that original where a reconstruction would be, with the task's candidates."""
+    first: dict[str, Task] = {}
+    for item in sorted(items, key=lambda i: i.task.item_id):
+        if item.task.protocol == "A":
+            first.setdefault(item.task.image_id, item.task)
+    return [first[k] for k in sorted(first)]
+
+
+def make_control_cell(number: int, task: Task, root: Path) -> Cell:
+    """The original, captioned as the reconstruction: nothing tells a control from a study cell."""
+    question = dataset_question(root / "data" / "tasks" / task.dataset, task.protocol)
+    return Cell(number, task.dataset, task.protocol, question, task.candidates,
+                (("reconstruction", to_rgb_array(decode(root / task.original))),))
+
+
 def make_cell(number: int, item: Item, root: Path) -> Cell:
     task = item.task
     question = dataset_question(root / "data" / "tasks" / task.dataset, task.protocol)
@@ -357,7 +383,7 @@ def render_sheet(cells: Sequence[Cell], title: str) -> Image.Image:
 INSTRUCTIONS = (
     "Judge each numbered cell as an annotator would, and write your answer in answers.csv "
     "(column 'answer'). Protocol A cells: the class the reconstruction shows, one of the "
-    "candidates, or ? if you cannot tell. Protocol B cells: 'same' if the reconstruction shows "
+    "candidates, or ? if you cannot tell (some cells are controls, judged like every other). Protocol B cells: 'same' if the reconstruction shows "
     "the same one as the original, else 'different' (or ?). Do NOT open key.json before every "
     "answer is written: it holds what the audit compares your answers with. Then run: "
     "python -m semsim_study.annotation audit-score <this folder>"
@@ -407,9 +433,17 @@ def answers_template(cells: Sequence[Cell]) -> str:
     return buf.getvalue()
 
 
+CONTROL = "original"  # the key's ``control`` value of a control cell
+
+
+def control_entry(number: int, task: Task) -> dict:
+    return {"number": number, "control": CONTROL, "dataset": task.dataset, "protocol": task.protocol,
+            "image_id": task.image_id, "truth": task.truth, "candidates": list(task.candidates)}
+
+
 def key_entry(number: int, item: Item) -> dict:
     t = item.task
-    return {"number": number, "item_id": t.item_id, "dataset": t.dataset, "protocol": t.protocol,
+    return {"number": number, "item_id": t.item_id, "image_id": t.image_id, "dataset": t.dataset, "protocol": t.protocol,
             "truth": t.truth, "candidates": list(t.candidates), "psnr": round(item.psnr, 6), "band": item.band,
             "majority": item.majority, "recognised_rate": round(item.recognised_rate, 6),
             "annotators": item.annotators}
@@ -453,17 +487,21 @@ def write_folder(out: Path, cells: Sequence[Cell], key: Mapping, per_sheet: int)
 
 
 def make_audit(root: str | Path, datasets: Sequence[str], per_dataset: int, out: str | Path, *, seed: int = 0,
-               edges: Sequence[float] = BANDS_DB, per_sheet: int = PER_SHEET, force: bool = False) -> dict:
-    """Sample, number and write an audit folder; returns its key."""
+               edges: Sequence[float] = BANDS_DB, per_sheet: int = PER_SHEET, force: bool = False,
+               originals: bool = True) -> dict:
+    """Sample, number and write an audit folder; returns its key. ``originals``: add the control
+    cells (every protocol A original, shown as a reconstruction)."""
     root, out, edges = Path(root), Path(out), check_bands(edges)
     if per_dataset < 1 or per_sheet < 1:
         raise ConfigError(f"--per-dataset and --per-sheet must be at least 1, got {per_dataset} and {per_sheet}")
     if not datasets or len(set(datasets)) != len(datasets):
         raise ConfigError(f"datasets must be given, each once, got {list(datasets)}")
     check_out_folder(out, force)
-    chosen, population = [], {}
+    chosen, population, controls = [], {}, []
     for ds in datasets:
         items, left_out = read_population(root, ds, edges)
+        if originals:
+            controls += original_controls(items)
         picked = sample(items, per_dataset, edges, seeding.rng(seed, ds))
         if len(picked) < per_dataset:
             log.warning("%s: only %d items with a crowd verdict and a PSNR (asked for %d)", ds, len(picked), per_dataset)
@@ -472,11 +510,14 @@ def make_audit(root: str | Path, datasets: Sequence[str], per_dataset: int, out:
     if not chosen:
         raise DataError(f"no item of {', '.join(datasets)} has both a crowd verdict and a PSNR: nothing to audit")
     chosen.sort(key=lambda i: i.task.item_id)
-    order = seeding.rng(seed, b"audit order").permutation(len(chosen))
-    numbered = [(n, chosen[i]) for n, i in enumerate(order, start=1)]
+    shown: list[Item | Task] = [*chosen, *controls]  # items, then controls (each list in a fixed order)
+    order = seeding.rng(seed, b"audit order").permutation(len(shown))
+    numbered = [(n, shown[i]) for n, i in enumerate(order, start=1)]
     key = {"datasets": list(datasets), "per_dataset": per_dataset, "seed": seed, "bands_db": list(edges),
-           "bands": band_labels(edges), "population": population, "items": [key_entry(n, i) for n, i in numbered]}
-    write_folder(out, [make_cell(n, item, root) for n, item in numbered], key, per_sheet)
+           "bands": band_labels(edges), "population": population, "originals": bool(originals),
+           "items": [key_entry(n, x) if isinstance(x, Item) else control_entry(n, x) for n, x in numbered]}
+    cells = [make_cell(n, x, root) if isinstance(x, Item) else make_control_cell(n, x, root) for n, x in numbered]
+    write_folder(out, cells, key, per_sheet)
     return key
 
 
@@ -548,6 +589,7 @@ class Judged:
     band: str
     crowd: str
     eye: str
+    original: str = ""  # the original's image id
 
     @property
     def agree(self) -> bool:
@@ -586,11 +628,16 @@ def score_audit(folder: str | Path, answers_path: str | Path | None = None) -> d
     entries = {int(e["number"]): e for e in key["items"]}
     answers = read_answers(Path(answers_path) if answers_path else folder / ANSWERS_FILE, entries)
     missing = sorted(n for n in entries if not answers.get(n))
+    study = {n: e for n, e in sorted(entries.items()) if "control" not in e}
     rows = [Judged(e["dataset"], e["band"], e["majority"],
-                   RECOGNISED if recognised_by_eye(answers[n], e) else UNRECOGNISED)
-            for n, e in sorted(entries.items()) if answers.get(n)]
+                   RECOGNISED if recognised_by_eye(answers[n], e) else UNRECOGNISED, _image_id(e))
+            for n, e in study.items() if answers.get(n)]
     datasets = key["datasets"]
-    out = {"cells": len(entries), "answered": len(rows), "missing": len(missing), "missing_numbers": missing,
+    controls = {(e["dataset"], e["image_id"]): recognised_by_eye(answers[n], e)
+                for n, e in sorted(entries.items()) if "control" in e and answers.get(n)}
+    readable = [r for r in rows if controls.get((r.dataset, r.original), True)]
+    out = {"cells": len(study), "answered": len(rows), "controls": len(entries) - len(study),
+           "controls_answered": len(controls), "missing": len(missing), "missing_numbers": missing,
            **{k: v for k, v in tally(rows).items() if k != "answered"},
            "weighted": weighted(rows, key["population"], datasets),
            "by_dataset": {ds: {**tally([r for r in rows if r.dataset == ds]),
@@ -601,9 +648,25 @@ def score_audit(folder: str | Path, answers_path: str | Path | None = None) -> d
                                for b in key["bands"]},
            "confusion": {f"eye_{e}": {f"crowd_{c}": sum(r.eye == e and r.crowd == c for r in rows) for c in VERDICTS}
                          for e in VERDICTS},
-           "bands": key["bands"], "seed": key.get("seed")}
+           "bands": key["bands"], "seed": key.get("seed"),
+           "originals": {ds: _originals_read(controls, ds) for ds in datasets if any(k[0] == ds for k in controls)},
+           "readable": {**tally(readable), "by_dataset": {ds: tally([r for r in readable if r.dataset == ds])
+                                                          for ds in datasets}}}
     atomic.write_json(folder / SCORE_FILE, out)
     return out
+
+
+def _image_id(entry: Mapping) -> str:
+    """An item's original (keys written before the controls existed: the item id's last part)."""
+    return entry.get("image_id") or str(entry["item_id"]).rsplit("/", 1)[-1]
+
+
+def _originals_read(controls: Mapping[tuple[str, str], bool], dataset: str) -> dict:
+    """How many of a dataset's answered control originals the eye named correctly, and which not."""
+    mine = {image: ok for (ds, image), ok in controls.items() if ds == dataset}
+    read = sum(mine.values())
+    return {"answered": len(mine), "read": read, "rate": round(read / len(mine), 6),
+            "not_read": sorted(image for image, ok in mine.items() if not ok)}
 
 
 def summary(score: Mapping) -> str:
@@ -612,8 +675,15 @@ def summary(score: Mapping) -> str:
         return "-" if t["agreement"] is None else f"{t['agreement']:.3f} ({t['agree']}/{t['answered']})"
 
     w = score["weighted"]
-    lines = [f"{score['answered']} of {score['cells']} cells answered ({score['missing']} missing)",
+    controls = f" and {score['controls_answered']} of {score['controls']} controls" if score.get("controls") else ""
+    lines = [f"{score['answered']} of {score['cells']} cells{controls} answered ({score['missing']} missing)",
              f"agreement with the crowd: {pct(score)}",
+             *([("originals named by eye (controls): " + ", ".join(
+                 f"{ds} {o['read']}/{o['answered']}" + (f" (not: {' '.join(o['not_read'])})" if o["not_read"] else "")
+                 for ds, o in score["originals"].items())),
+                f"agreement where the eye named the original: {pct(score['readable'])}; "
+                + ", ".join(f"{ds} {pct(t)}" for ds, t in score["readable"]["by_dataset"].items())]
+               if score.get("originals") else []),
              "weighted to the population: " + ("-" if w["agreement"] is None else
                                                f"{w['agreement']:.3f} (strata holding {w['population_covered']:.0%} of "
                                                f"{w['population']} items)"),

@@ -221,7 +221,7 @@ def cmd_audit_sheet(args: argparse.Namespace) -> None:
     if not datasets:
         raise ConfigError("no datasets: pass --datasets or run where params.yaml lists them")
     key = audit.make_audit(args.root, datasets, args.per_dataset, args.out, seed=args.seed, edges=args.bands,
-                           per_sheet=args.per_sheet, force=args.force)
+                           per_sheet=args.per_sheet, force=args.force, originals=args.originals)
     log.info("%d cells of %s in %s: open %s/%s, fill %s/%s, then run audit-score %s (do not open %s before)",
              len(key["items"]), ", ".join(datasets), args.out, args.out, audit.PAGE_FILE, args.out,
              audit.ANSWERS_FILE, args.out, audit.KEY_FILE)
@@ -323,6 +323,8 @@ def parser() -> argparse.ArgumentParser:
                        help=f"PSNR band edges in dB (default {' '.join(format(b, 'g') for b in BANDS_DB)})")
     sheet.add_argument("--per-sheet", type=int, default=PER_SHEET, help=f"cells per PNG sheet (default {PER_SHEET})")
     sheet.add_argument("--force", action="store_true", help="replace an audit folder whose answers are filled in")
+    sheet.add_argument("--no-originals", dest="originals", action="store_false",
+                       help="leave out the control cells (each protocol A original, shown as a reconstruction)")
     sheet.add_argument("--params", default="params.yaml")
     sheet.set_defaults(func=cmd_audit_sheet)
 
