@@ -383,8 +383,9 @@ def render_sheet(cells: Sequence[Cell], title: str) -> Image.Image:
 INSTRUCTIONS = (
     "Judge each numbered cell as an annotator would, and write your answer in answers.csv "
     "(column 'answer'). Protocol A cells: the class the reconstruction shows, one of the "
-    "candidates, or ? if you cannot tell (some cells are controls, judged like every other). Protocol B cells: 'same' if the reconstruction shows "
-    "the same one as the original, else 'different' (or ?). Do NOT open key.json before every "
+    "candidates, or ? if you cannot tell (some cells are controls, judged like every other). "
+    "Protocol B cells: 'same' if the reconstruction shows the same one as the original, else "
+    "'different' (or ?). Do NOT open key.json before every "
     "answer is written: it holds what the audit compares your answers with. Then run: "
     "python -m semsim_study.annotation audit-score <this folder>"
 )
@@ -443,8 +444,8 @@ def control_entry(number: int, task: Task) -> dict:
 
 def key_entry(number: int, item: Item) -> dict:
     t = item.task
-    return {"number": number, "item_id": t.item_id, "image_id": t.image_id, "dataset": t.dataset, "protocol": t.protocol,
-            "truth": t.truth, "candidates": list(t.candidates), "psnr": round(item.psnr, 6), "band": item.band,
+    return {"number": number, "item_id": t.item_id, "image_id": t.image_id, "dataset": t.dataset,
+            "protocol": t.protocol, "truth": t.truth, "candidates": list(t.candidates), "psnr": round(item.psnr, 6), "band": item.band,
             "majority": item.majority, "recognised_rate": round(item.recognised_rate, 6),
             "annotators": item.annotators}
 
