@@ -310,6 +310,22 @@ def test_training_is_deterministic(fx):
     assert state_bytes(a.net.net) != state_bytes(c.net.net)
 
 
+def test_images_decoded_once_for_every_split_give_the_same_bytes(fx):
+    """The stage decodes the PNGs once and hands them to every split, pickled to its worker:
+    weights, scores and record are those of a split that reads its own files."""
+    import pickle
+
+    p = F.params(epochs=1)
+    decoded = study.decode_images(p, fx)
+    items = _items(fx)
+    assert set(decoded) == {path for it in items for path in (it.original, it.reconstruction)}
+    a = study.run_split(p, "attack", "dlg", fx)
+    b = study.run_split(p, "attack", "dlg", fx, decoded=pickle.loads(pickle.dumps(decoded)))
+    assert state_bytes(a.net.net) == state_bytes(b.net.net)
+    assert a.rows == b.rows and a.metrics == b.metrics
+    assert study.decode_images(p, fx, limit_bytes=100) == {}  # too large: each split reads its files
+
+
 def test_ce_baseline_uses_the_official_annotation_classes(fx):
     train_items, _ = I.split(_items(fx), "dataset", "gamma")
     sampler = TripletSampler(train_items)

@@ -82,9 +82,10 @@ def _summary(result: study.SplitResult) -> str:
             f"{m['heldout_items']} held-out scored; " + ", ".join(f"{k} {v}" for k, v in shown.items()))
 
 
-def _one(params: Mapping, model: str, split: str, held_out: str, root: str, to: Folders, threads: int) -> str:
+def _one(params: Mapping, model: str, split: str, held_out: str, root: str, to: Folders, threads: int,
+         decoded: Mapping) -> str:
     torch.set_num_threads(threads)
-    result = study.run_split(params, split, held_out, root, model=model)
+    result = study.run_split(params, split, held_out, root, model=model, decoded=decoded)
     write(result, to)
     return _summary(result)
 
@@ -100,7 +101,8 @@ def run(params: Mapping, model: str, to: Folders, root: str | Path = ".") -> Ite
     workers = min(P.positive_int(params, "semsim.workers", 1), len(splits))
     if study.from_params(params).device != "cpu":  # a bad recipe fails here, once, not in every worker
         workers = 1  # one GPU: the splits take turns on it
-    args = [(params, model, split, held_out, str(root), to, threads) for split, held_out in splits]
+    decoded = study.decode_images(params, root)  # once for all splits (PIL only: no torch op before the fork)
+    args = [(params, model, split, held_out, str(root), to, threads, decoded) for split, held_out in splits]
     log.info("%s: %d splits on %d worker(s), %d torch thread(s) each", model, len(splits), workers, threads)
     yield from in_processes(_one, args, workers)
 

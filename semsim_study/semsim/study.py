@@ -92,13 +92,35 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), digits)
 
 
+def decode_images(params: Mapping, root: str | Path = ".", limit_bytes: int = 256 * 2**20) -> dict:
+    """Every original and reconstruction the splits read, decoded once (path -> uint8 HxWx3), for
+    the stage to hand to each split: eleven splits per model otherwise decode the same PNGs eleven
+    times (about 1.7 s of a 16 px split's 8). Empty when they would take more than ``limit_bytes``
+    (the paper profile's full-size photos): then each split reads its own files, as before."""
+    items = I.collect(Path(root), string_list(params, "datasets"), string_list(params, "attacks"))
+    out: dict = {}
+    size = 0
+    for path in dict.fromkeys(p for it in items for p in (it.original, it.reconstruction)):
+        out[path] = preprocess.load_rgb(path)
+        size += out[path].nbytes
+        if size > limit_bytes:
+            return {}
+    return out
+
+
 def run_split(params: Mapping, split: str, held_out: str, root: str | Path = ".",
-              on_epoch: Callable[[int, dict], None] | None = None, model: str = "semsim") -> SplitResult:
+              on_epoch: Callable[[int, dict], None] | None = None, model: str = "semsim",
+              decoded: Mapping | None = None) -> SplitResult:
     """Train one model (``semsim`` or the ``ce_baseline``) without the held-out value; score every
     held-out item. SemSim also scores them with its untrained network, the control for what the
-    triplets add. The CE baseline ignores ``alpha``, so its stage does not depend on it."""
+    triplets add. The CE baseline ignores ``alpha``, so its stage does not depend on it.
+    ``decoded``: image files already read (``decode_images``); the bytes are the same without."""
     if model not in MODELS:
         raise ConfigError(f"unknown SemSim model {model!r}; valid: {', '.join(MODELS)}")
+    for image in (decoded or {}).values():
+        # read-only, as load_rgb's are (a pickled copy arrives writable): preprocess.uint8_to_float
+        # then copies it as it does a file's pixels, and the scores keep their bytes
+        image.setflags(write=False)
     start = time.perf_counter()
     root = Path(root)
     cfg: SemSimTrainConfig = from_params(params)
@@ -127,13 +149,14 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     for it in fit_items:
         first.setdefault(it.original_key, it)
     cache: dict = {}
-    originals = image_table([first[k].original for k in sampler.originals], cfg.input_size, cache)
-    reconstructions = image_table([it.reconstruction for it in fit_items], cfg.input_size, cache)
+    originals = image_table([first[k].original for k in sampler.originals], cfg.input_size, cache, decoded)
+    reconstructions = image_table([it.reconstruction for it in fit_items], cfg.input_size, cache, decoded)
     mean, std = cfg.mean_std
-    selection_originals = image_table([it.original for it in selection_items], cfg.input_size, cache)
-    selection_reconstructions = image_table([it.reconstruction for it in selection_items], cfg.input_size, cache)
+    selection_originals = image_table([it.original for it in selection_items], cfg.input_size, cache, decoded)
+    selection_reconstructions = image_table([it.reconstruction for it in selection_items], cfg.input_size, cache,
+                                            decoded)
     # the held-out images are scored after training; reading them now fails a corrupt file in seconds
-    image_table([p for it in test_items for p in (it.original, it.reconstruction)], cfg.input_size, cache)
+    image_table([p for it in test_items for p in (it.original, it.reconstruction)], cfg.input_size, cache, decoded)
 
     torch_seed, rng = seeds(seed, split, held_out, model)
     ce = None
@@ -181,7 +204,7 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
     nets = {SCORES_OF[model][0]: net}
     if untrained_net is not None:
         nets["semsim_untrained"] = metric.SemSim(untrained_net, card, device=cfg.device)
-    scores = _score(nets, test_items, cfg.input_size)
+    scores = _score(nets, test_items, cfg.input_size, decoded)
     rows = [{**{"item_id": it.item_id, "dataset": it.dataset, "model": it.model, "attack": it.attack,
                 "image_id": it.image_id, "split": split, "held_out": held_out},
              **{col: f"{values[n]:.6f}" for col, values in scores.items()}} for n, it in enumerate(test_items)]
@@ -331,20 +354,22 @@ HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_ran
             "ce_baseline": ("heldout_triplet_accuracy_ce", "selected_epoch_ce")}
 
 
-def _load(paths: Sequence[Path], size: int) -> torch.Tensor:
+def _load(paths: Sequence[Path], size: int, decoded: Mapping | None = None) -> torch.Tensor:
     """Image files -> float [0, 1] NCHW at ``size``, each resized on its own (as SemSim.score does)."""
-    return torch.cat([preprocess.resize(preprocess.uint8_to_float(preprocess.load_rgb(p)[None]), size) for p in paths])
+    decoded = decoded or {}
+    return torch.cat([preprocess.resize(preprocess.uint8_to_float(
+        (decoded[p] if p in decoded else preprocess.load_rgb(p))[None]), size) for p in paths])
 
 
-def _score(nets: Mapping[str, metric.SemSim], test: Sequence[I.Item], size: int,
+def _score(nets: Mapping[str, metric.SemSim], test: Sequence[I.Item], size: int, decoded: Mapping | None = None,
            chunk: int = 512) -> dict[str, list[float]]:
     """Score held-out pairs from their own files (each item's original and reconstruction), in
     chunks, with every net: column name -> one distance per item."""
     scores: dict[str, list[float]] = {col: [] for col in nets}
     for i in range(0, len(test), chunk):
         part = test[i : i + chunk]
-        x = _load([it.original for it in part], size)
-        y = _load([it.reconstruction for it in part], size)
+        x = _load([it.original for it in part], size, decoded)
+        y = _load([it.reconstruction for it in part], size, decoded)
         for col, net in nets.items():
             scores[col] += net.score(x, y).tolist()
     return scores
