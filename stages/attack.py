@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 
 from semsim_study import executor, params as P
-from semsim_study.attacks import configs, jobs
+from semsim_study.attacks import configs, engine, jobs
 from semsim_study.classifiers import grid
 from semsim_study.errors import ConfigError
 from semsim_study.torch_helpers import resolve_device
@@ -36,6 +36,8 @@ def main() -> None:
             raise ConfigError(f"params: attack {attack!r} is not listed in 'attacks' ({', '.join(attacks)})")
     names = [a for a in attacks if a in args.attack] if args.attack else attacks
     device = resolve_device(P.get(params, "attack.device", str, "cpu"), "attack.device")
+    per_sample = P.get(params, "attack.per_sample_gradients", str, "auto")
+    engine.per_sample_path(per_sample, 1)  # a bad value fails before any job runs
     model_ids = grid.model_ids(params, args.dataset)
     run_on = executor.from_params(params)
     limit = P.get(params, "attack.images_per_model", int, None)
@@ -47,6 +49,7 @@ def main() -> None:
             dataset=args.dataset, attack=attack, prepared_dir=f"data/prepared/{args.dataset}",
             model_dir=f"models/{args.dataset}", work_dir=f"data/attack_jobs/{args.dataset}/{attack}",
             config=configs.from_params(params, attack, args.dataset), seed=P.get(params, "seed", int), device=device,
+            per_sample=per_sample,
         )
         plans.append((ctx, jobs.plan(ctx, model_ids, limit, batch_size)))
     for ctx, plan in plans:

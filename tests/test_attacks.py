@@ -103,6 +103,81 @@ def test_gradinversion_bn_prior_is_measured_per_image():
         assert float(prior[i].detach()) == pytest.approx(float(sum(stats).detach()), rel=1e-4)
 
 
+@pytest.mark.parametrize("backbone,size", [("lenet", 16), ("resnet8", 16), ("convnet", 32)])
+@pytest.mark.parametrize("name", ["dlg", "gradinversion"])
+def test_rows_and_vmap_give_the_same_objective_and_pixel_gradient(backbone, size, name):
+    """The two per-image gradient routes compute one objective: values, pixel gradients and
+    DLG's soft-label gradient agree to float rounding (L2 with soft labels; cosine with the BN
+    prior, TV and the L2 prior), with and without a graph through them."""
+    torch.manual_seed(0)
+    model = backbones.build(backbone, 10, size).eval()
+    cfg = configs.build(name, {"l2_prior": 1e-3} if name == "gradinversion" else {})
+    x0 = torch.rand(3, 3, size, size)
+    targets = [engine.observed_gradient(model, x0[i : i + 1], i, cfg.loss_scale) for i in range(3)]
+    got = {}
+    for route in ("vmap", "rows"):
+        objective = engine._Objective(model, cfg, targets, route)
+        x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        soft = torch.randn(3, 10, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+        y = torch.softmax(soft, -1) if name == "dlg" else torch.tensor([0, 1, 2])
+        value = objective(x, y)
+        value.sum().backward(inputs=[x, soft] if name == "dlg" else [x])
+        with torch.no_grad():
+            plain = objective(x, y)
+        objective.close()
+        got[route] = [value.detach(), x.grad, plain] + ([soft.grad] if name == "dlg" else [])
+    for a, b in zip(got["vmap"], got["rows"]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max())), float((a - b).abs().max())
+
+
+def test_rows_leaves_the_model_as_it_was_and_refuses_layers_it_cannot_split():
+    torch.manual_seed(0)
+    model = backbones.build("resnet8", 10, 16).eval()
+    x = torch.rand(2, 3, 16, 16)
+    before = model(x)
+    targets = [engine.observed_gradient(model, x[i : i + 1], i, 0.5) for i in range(2)]
+    objective = engine._Objective(model, configs.build("invgrad", {}), targets, "rows")
+    objective(x, torch.tensor([0, 1]))
+    objective.close()
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert torch.equal(model(x), before)
+    odd = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 14 * 14, 10)).eval()
+    odd_targets = [engine.observed_gradient(odd, x[:1], 0, 0.5)] * 2
+    with pytest.raises(ConfigError, match=r"'rows' cannot run 1 \(layer type GroupNorm\); use 'vmap'"):
+        engine._Objective(odd, configs.build("invgrad", {}), odd_targets, "rows")
+    assert not any("forward" in vars(m) for m in odd.modules())  # the conv patched before the refusal is restored
+    model.train()
+    with pytest.raises(ConfigError, match="training mode"):
+        engine._Objective(model, configs.build("invgrad", {}), targets, "rows")
+
+
+def test_auto_takes_rows_for_one_image_and_vmap_for_a_batch():
+    assert engine.per_sample_path("auto", 1) == "rows" and engine.per_sample_path("auto", 2) == "vmap"
+    assert engine.per_sample_path("vmap", 1) == "vmap" and engine.per_sample_path("rows", 8) == "rows"
+    with pytest.raises(ConfigError, match="per_sample_gradients must be one of auto, vmap, rows, got 'grouped'"):
+        engine.per_sample_path("grouped", 1)
+
+
+@pytest.mark.parametrize("name", ["idlg", "invgrad"])
+def test_a_batch_along_rows_equals_the_attacks_one_by_one(cases, name):
+    """Rows stay independent on the rows route too: each row of a batch is its single attack."""
+    torch.manual_seed(5)
+    model = lenet()
+    cfg = configs.build(name, {"iterations": 1, "lbfgs_inner": 4} if name == "idlg" else {"iterations": 5})
+    targets = [engine.observed_gradient(model, x, y, cfg.loss_scale) for x, y in cases[:3]]
+    labels = [y for _, y in cases[:3]]
+    args = ((3, SIZE, SIZE), [0.0] * 3, [1.0] * 3, cfg)
+    batch = engine.reconstruct_batch(model, targets, *args, [torch.Generator().manual_seed(i) for i in range(3)],
+                                     labels, 100, per_sample="rows")
+    for i in range(3):
+        one = engine.reconstruct_batch(model, targets[i : i + 1], *args, [torch.Generator().manual_seed(i)],
+                                       labels[i : i + 1], 100, per_sample="rows")[0]
+        assert batch[i].label == one.label and batch[i].iterations == one.iterations
+        assert torch.allclose(batch[i].image, one.image, atol=2e-3), (batch[i].image - one.image).abs().max()
+        assert batch[i].loss == pytest.approx(one.loss, rel=1e-2, abs=1e-5)
+
+
 @pytest.mark.parametrize("name", ["idlg", "dlg", "invgrad", "gradinversion"])
 def test_a_batch_of_attacks_equals_the_attacks_one_by_one(cases, name):
     torch.manual_seed(5)
@@ -425,12 +500,16 @@ def test_results_from_other_params_are_not_reused(stage_inputs):
     plan_d = jobs.plan(gpu, model_ids)
     assert plan_d[0].key != plan_a[0].key and not jobs.is_done(gpu, plan_d[0])
     assert jobs.plan(dataclasses.replace(a, device="cuda:1"), model_ids)[0].key == plan_d[0].key
+    # nor one from the other per-image gradient route (batches of one take rows under auto)
+    plan_e = jobs.plan(dataclasses.replace(a, per_sample="vmap"), model_ids)
+    assert plan_e[0].key != plan_a[0].key
+    assert jobs.plan(dataclasses.replace(a, per_sample="rows"), model_ids)[0].key == plan_a[0].key
 
 
 def test_switching_the_attack_device_reruns_the_stage():
     """dvc.yaml tracks attack.device, so switching cpu and cuda does not keep stale results."""
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["attack"]["do"]
-    assert "attack.device" in stage["params"]
+    assert "attack.device" in stage["params"] and "attack.per_sample_gradients" in stage["params"]
 
 
 def test_attacked_image_is_the_training_transform_and_defence_reaches_the_observed_gradient(stage_inputs, monkeypatch):

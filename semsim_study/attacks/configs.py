@@ -78,7 +78,8 @@ def dataset_overrides(params: Mapping, dataset: str) -> Mapping:
 def from_params(params: Mapping, name: str, dataset: str | None = None) -> AttackConfig:
     """Attack ``name``'s config as params.yaml's ``attack`` section sets it for ``dataset``
     (``attack.methods.<name>``, then ``attack.datasets.<dataset>.<name>`` on top), every name checked."""
-    P.known(params, "attack", ("device", "workers", "images_per_model", "batch_size", "methods", "datasets"))
+    P.known(params, "attack", ("device", "workers", "images_per_model", "batch_size", "per_sample_gradients", "methods",
+                               "datasets"))
     if P.get(params, "attack.methods", None, None) is not None:
         P.known(params, "attack.methods", REFERENCE)
     overrides = dict(P.get(params, f"attack.methods.{name}", dict, {}) or {})

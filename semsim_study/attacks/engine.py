@@ -37,8 +37,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .rowwise import RowWeights
 
 DISTANCES = ("l2", "cosine")
+PER_SAMPLE = ("auto", "vmap", "rows")  # how each image's parameter gradient is computed (see _Objective)
+
+
+def per_sample_path(per_sample: str, rows: int) -> str:
+    """The route a batch of ``rows`` images takes: ``auto`` is ``rows`` for a single image and
+    ``vmap`` for more, the faster one in each case on a CPU (docs/benchmarks.md: 1.4x for one
+    image on the embedded backbones; equal or vmap ahead by 5 % for batches of 8-10)."""
+    if per_sample not in PER_SAMPLE:
+        raise ConfigError(f"attack: per_sample_gradients must be one of {', '.join(PER_SAMPLE)}, got {per_sample!r}")
+    if per_sample == "auto":
+        return "rows" if rows == 1 else "vmap"
+    return per_sample
 OPTIMIZERS = ("adam", "lbfgs")
 LABEL_STRATEGIES = ("given", "idlg", "yin", "joint")
 
@@ -118,6 +131,13 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, scale: float
     return scale * F.cross_entropy(logits, labels)
 
 
+def classification_losses(logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """``classification_loss`` of each row on its own: shape ``(rows,)``."""
+    if labels.dtype.is_floating_point:
+        return scale * torch.sum(-labels * F.log_softmax(logits, dim=-1), dim=-1)
+    return scale * F.cross_entropy(logits, labels, reduction="none")
+
+
 def parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -157,13 +177,17 @@ def _per_sample_tv(x: torch.Tensor) -> torch.Tensor:
 class _Objective:
     """The matching objective of every image of a batch at once, one value per image.
 
-    Each image's parameter gradient is its own (``torch.func.vmap`` over ``grad``): in eval
-    mode nothing couples the images, so image b's value, and its gradient with respect to
-    its own pixels, are what a batch of one would give. The BN prior is measured per image
-    by forward hooks inside the vmapped function and returned as its auxiliary output.
+    Each image's parameter gradient is its own, by one of two routes (``per_sample``):
+    ``vmap`` (``torch.func.vmap`` over ``grad``) or ``rows`` (``rowwise.RowWeights``: a copy
+    of the weights per image, one ordinary backward pass; faster on a CPU, other kernels, so
+    other rounding). Either way nothing couples the images in eval mode: image b's value, and
+    its gradient with respect to its own pixels, are what a batch of one would give. The BN
+    prior is measured per image by forward hooks (inside the vmapped function, or per row).
     """
 
-    def __init__(self, model: nn.Module, cfg: AttackConfig, targets: Sequence[Sequence[torch.Tensor]]):
+    def __init__(self, model: nn.Module, cfg: AttackConfig, targets: Sequence[Sequence[torch.Tensor]],
+                 per_sample: str = "vmap"):
+        per_sample = per_sample_path(per_sample, len(targets))
         self.model, self.cfg = model, cfg
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.names = [n for n, _ in named]
@@ -174,11 +198,26 @@ class _Objective:
         self._bn: list[torch.Tensor] = []
         self.handles = ([m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
                         if cfg.bn_prior > 0 else [])
-        self.per_sample = torch.func.vmap(torch.func.grad(self._loss, has_aux=True), in_dims=(None, 0, 0))
+        self.rows = None
+        if per_sample == "rows":
+            try:
+                self.rows = RowWeights(model, len(targets))
+            except BaseException:
+                self.close()
+                raise
+            self.per_sample = self._rows_gradients
+        else:
+            self.per_sample = torch.func.vmap(torch.func.grad(self._loss, has_aux=True), in_dims=(None, 0, 0))
 
     def _hook(self, module: nn.BatchNorm2d, inputs, _output):
         # GradAttack's prior: L2 distance of the batch's mean/var (here: one image's) to the running ones
         x = inputs[0]
+        if self.rows is not None:  # the whole batch: one value per row
+            mean = x.mean(dim=(2, 3))
+            var = x.var(dim=(2, 3), unbiased=False)
+            self._bn.append(torch.linalg.vector_norm(mean - module.running_mean, dim=1)
+                            + torch.linalg.vector_norm(var - module.running_var, dim=1))
+            return
         mean = x.mean(dim=(0, 2, 3))
         var = x.var(dim=(0, 2, 3), unbiased=False)
         self._bn.append(torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2))
@@ -191,15 +230,21 @@ class _Objective:
         self._bn = []
         return loss, bn
 
+    def _rows_gradients(self, _params: dict, x: torch.Tensor, y: torch.Tensor):
+        # under no_grad (a snapshot's value) the gradients are needed, not a graph through them
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            self._bn = []
+            losses = classification_losses(self.model(x), y, self.cfg.loss_scale)
+            bn = sum(self._bn) if self._bn else torch.zeros(len(x), device=x.device)
+            self._bn = []
+            grads = self.rows.gradients(losses, create_graph)
+        return grads, bn
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         grads, bn = self.per_sample(self.params, x, y)
         cfg = self.cfg
-        if cfg.distance == "l2":
-            value = sum(((grads[n] - self.target[n]) ** 2).flatten(1).sum(1) for n in self.names)
-        else:
-            dot = sum((grads[n] * self.target[n]).flatten(1).sum(1) for n in self.names)
-            norm = torch.sqrt(sum((grads[n] * grads[n]).flatten(1).sum(1) for n in self.names))
-            value = 1 - dot / (norm * self.target_norm + 1e-12)
+        value = self._fused_distance(grads) if self.rows is not None else self._distance(grads)
         if cfg.tv > 0:
             value = value + cfg.tv * _per_sample_tv(x)
         if cfg.bn_prior > 0:
@@ -208,9 +253,32 @@ class _Objective:
             value = value + cfg.l2_prior * (x**2).flatten(1).sum(1)
         return value
 
+    def _distance(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cfg.distance == "l2":
+            return sum(((grads[n] - self.target[n]) ** 2).flatten(1).sum(1) for n in self.names)
+        dot = sum((grads[n] * self.target[n]).flatten(1).sum(1) for n in self.names)
+        norm = torch.sqrt(sum((grads[n] * grads[n]).flatten(1).sum(1) for n in self.names))
+        return 1 - dot / (norm * self.target_norm + 1e-12)
+
+    def _fused_distance(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``_distance`` with one pass over each per-image gradient, not a product then a sum.
+
+        The per-image gradients of a batch are large (eight copies of ResNet20-4's last
+        stage are 19 MB per layer) and the distance is memory-bound there. vmap keeps
+        ``_distance``, whose rounding its outputs' bytes depend on."""
+        dot = torch.linalg.vecdot
+        if self.cfg.distance == "l2":
+            return sum(dot(d, d) for d in ((grads[n] - self.target[n]).flatten(1) for n in self.names))
+        flat = [(grads[n].flatten(1), self.target[n].flatten(1)) for n in self.names]
+        return 1 - sum(dot(g, t) for g, t in flat) / (torch.sqrt(sum(dot(g, g) for g, _ in flat)) * self.target_norm
+                                                      + 1e-12)
+
     def close(self):
         for h in self.handles:
             h.remove()
+        self.handles = []
+        if self.rows is not None:
+            self.rows.close()
 
 
 def _milestones(iterations: int) -> list[int]:
@@ -223,18 +291,20 @@ def _finite_rows(t: torch.Tensor) -> torch.Tensor:
 
 def reconstruct(model: nn.Module, target: Sequence[torch.Tensor], shape: tuple[int, int, int], mean: Sequence[float],
                 std: Sequence[float], cfg: AttackConfig, generator: torch.Generator, label: int | None = None,
-                num_classes: int | None = None, device: str = "cpu") -> Reconstruction:
+                num_classes: int | None = None, device: str = "cpu", per_sample: str = "auto") -> Reconstruction:
     """Invert ``target`` (the observed gradient) for one image of ``shape`` (C, H, W)."""
-    return reconstruct_batch(model, [target], shape, mean, std, cfg, [generator], [label], num_classes, device)[0]
+    return reconstruct_batch(model, [target], shape, mean, std, cfg, [generator], [label], num_classes, device,
+                             per_sample)[0]
 
 
 def reconstruct_batch(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]], shape: tuple[int, int, int],
                       mean: Sequence[float], std: Sequence[float], cfg: AttackConfig,
                       generators: Sequence[torch.Generator], labels: Sequence[int | None] | None = None,
-                      num_classes: int | None = None, device: str = "cpu") -> list[Reconstruction]:
+                      num_classes: int | None = None, device: str = "cpu",
+                      per_sample: str = "auto") -> list[Reconstruction]:
     """The final reconstruction of each row (see ``reconstruct_budgets`` for every budget)."""
     return [per_budget[-1] for per_budget in reconstruct_budgets(model, targets, shape, mean, std, cfg, generators,
-                                                                 labels, num_classes, device)]
+                                                                 labels, num_classes, device, per_sample)]
 
 
 @dataclass
@@ -251,15 +321,17 @@ class _Snapshot:
 def reconstruct_budgets(model: nn.Module, targets: Sequence[Sequence[torch.Tensor]], shape: tuple[int, int, int],
                         mean: Sequence[float], std: Sequence[float], cfg: AttackConfig,
                         generators: Sequence[torch.Generator], labels: Sequence[int | None] | None = None,
-                        num_classes: int | None = None, device: str = "cpu") -> list[list[Reconstruction]]:
+                        num_classes: int | None = None, device: str = "cpu",
+                        per_sample: str = "auto") -> list[list[Reconstruction]]:
     """Invert B observed gradients of one model at once: B independent attacks, one batch.
 
     Returns, per row, one ``Reconstruction`` per entry of ``cfg.snapshots`` (ascending), each
     the optimisation's state at that iteration count. Row b uses only ``targets[b]``,
     ``labels[b]`` and ``generators[b]`` (its random starts, drawn on the CPU so a seed gives
     the same starts on any device); Adam is elementwise and L-BFGS runs per row
-    (``lbfgs.BatchedLBFGS``), so rows do not interact. ``seconds`` of each result is its
-    share of the batch's time.
+    (``lbfgs.BatchedLBFGS``), so rows do not interact. ``per_sample`` picks how each row's
+    parameter gradient is computed (``auto``, ``vmap`` or ``rows``: ``per_sample_path``). ``seconds`` of
+    each result is its share of the batch's time.
     """
     start = time.perf_counter()
     n = len(targets)
@@ -280,7 +352,7 @@ def reconstruct_budgets(model: nn.Module, targets: Sequence[Sequence[torch.Tenso
     else:
         fixed = None
     budgets = cfg.snapshots
-    objective = _Objective(model, cfg, targets)
+    objective = _Objective(model, cfg, targets, per_sample)
     best: list[list[Reconstruction | None]] = [[None] * n for _ in budgets]
     fallback: list[list[tuple | None]] = [[None] * n for _ in budgets]
     iterations = [[0] * n for _ in budgets]
@@ -371,7 +443,7 @@ def _run_adam(cfg: AttackConfig, x, soft, values, lo, hi, snapshot):
     for it in range(cfg.iterations):
         opt.zero_grad()
         v = values()
-        v.sum().backward()
+        v.sum().backward(inputs=variables)  # not into rows' weight copies
         if cfg.signed:
             x.grad.sign_()
         for var in variables:  # frozen rows stay put (their gradients may be NaN)
@@ -398,7 +470,7 @@ def _run_lbfgs(cfg: AttackConfig, x, soft, values, lo, hi, snapshot):
         for var in variables:
             var.grad = None
         v = values()
-        v.sum().backward()
+        v.sum().backward(inputs=variables)  # not into rows' weight copies
         if cfg.signed:
             x.grad.sign_()
         return v.detach(), torch.cat([var.grad.reshape(len(var), -1) for var in variables], 1)

@@ -57,6 +57,7 @@ class Context:
     config: AttackConfig
     seed: int
     device: str = "cpu"
+    per_sample: str = "auto"  # attack.per_sample_gradients: auto | vmap | rows (engine.per_sample_path)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
     vectorised optimisation. Rows of a batch are independent attacks, but batched kernels
     round differently from single ones, so the key names the batch's members: a result is
     reused only for the same batch, which keeps reruns and resumed runs byte-identical. The key
-    also names the device kind (cpu or cuda), for the same reason.
+    also names the device kind (cpu or cuda) and the batch's per-image gradient route (vmap or
+    rows), for the same reason.
     """
     ds = standard.load(ctx.prepared_dir)
     subset = standard.load_attack_subset(ctx.prepared_dir)[:images_per_model]
@@ -99,10 +101,11 @@ def plan(ctx: Context, model_ids: list[str], images_per_model: int | None = None
         for start in range(0, len(subset), batch_size):
             members = subset[start : start + batch_size]
             names = ",".join(r["image_id"] for r in members)
+            route = engine.per_sample_path(ctx.per_sample, len(members))
             for row in members:
                 pixels = ds.images(row["split"])[row["index"]].tobytes()
                 key = _sha("|".join([cfg, model_hash, _sha(pixels), str(ctx.seed), ctx.attack, row["image_id"],
-                                     names, device_kind]).encode())
+                                     names, device_kind, route]).encode())
                 jobs.append(Job(model_id, row["image_id"], row["split"], row["index"], row["label"], key, batch))
             batch += 1
     return jobs
@@ -193,7 +196,7 @@ class _Worker:
             xs.append(x)
         recs = engine.reconstruct_budgets(model, targets, tuple(xs[0].shape[1:]), norm["mean"], norm["std"],
                                           ctx.config, gens, [job.label for job in batch], card["num_classes"],
-                                          ctx.device)
+                                          ctx.device, ctx.per_sample)
         results = []
         for job, original, seen, per_budget in zip(batch, originals, attacked, recs):
             files = {"original.png": png_bytes(original), "attacked.png": png_bytes(seen)}
