@@ -40,20 +40,20 @@ from ..errors import ConfigError
 from .rowwise import RowWeights
 
 DISTANCES = ("l2", "cosine")
+OPTIMIZERS = ("adam", "lbfgs")
+LABEL_STRATEGIES = ("given", "idlg", "yin", "joint")
 PER_SAMPLE = ("auto", "vmap", "rows")  # how each image's parameter gradient is computed (see _Objective)
 
 
 def per_sample_path(per_sample: str, rows: int) -> str:
     """The route a batch of ``rows`` images takes: ``auto`` is ``rows`` for a single image and
     ``vmap`` for more, the faster one in each case on a CPU (docs/benchmarks.md: 1.4x for one
-    image on the embedded backbones; equal or vmap ahead by 5 % for batches of 8-10)."""
+    image on the embedded backbones; equal, or vmap 3 % ahead, for batches of 8-10)."""
     if per_sample not in PER_SAMPLE:
         raise ConfigError(f"attack: per_sample_gradients must be one of {', '.join(PER_SAMPLE)}, got {per_sample!r}")
     if per_sample == "auto":
         return "rows" if rows == 1 else "vmap"
     return per_sample
-OPTIMIZERS = ("adam", "lbfgs")
-LABEL_STRATEGIES = ("given", "idlg", "yin", "joint")
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,8 @@ class _Objective:
 
     Each image's parameter gradient is its own, by one of two routes (``per_sample``):
     ``vmap`` (``torch.func.vmap`` over ``grad``) or ``rows`` (``rowwise.RowWeights``: a copy
-    of the weights per image, one ordinary backward pass; faster on a CPU, other kernels, so
-    other rounding). Either way nothing couples the images in eval mode: image b's value, and
+    of the weights per image, one ordinary backward pass; faster for a single image on a CPU,
+    other kernels, so other rounding). Either way nothing couples the images in eval mode: image b's value, and
     its gradient with respect to its own pixels, are what a batch of one would give. The BN
     prior is measured per image by forward hooks (inside the vmapped function, or per row).
     """
@@ -244,7 +244,7 @@ class _Objective:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         grads, bn = self.per_sample(self.params, x, y)
         cfg = self.cfg
-        value = self._fused_distance(grads) if self.rows is not None else self._distance(grads)
+        value = self._distance(grads)
         if cfg.tv > 0:
             value = value + cfg.tv * _per_sample_tv(x)
         if cfg.bn_prior > 0:
@@ -259,19 +259,6 @@ class _Objective:
         dot = sum((grads[n] * self.target[n]).flatten(1).sum(1) for n in self.names)
         norm = torch.sqrt(sum((grads[n] * grads[n]).flatten(1).sum(1) for n in self.names))
         return 1 - dot / (norm * self.target_norm + 1e-12)
-
-    def _fused_distance(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``_distance`` with one pass over each per-image gradient, not a product then a sum.
-
-        The per-image gradients of a batch are large (eight copies of ResNet20-4's last
-        stage are 19 MB per layer) and the distance is memory-bound there. vmap keeps
-        ``_distance``, whose rounding its outputs' bytes depend on."""
-        dot = torch.linalg.vecdot
-        if self.cfg.distance == "l2":
-            return sum(dot(d, d) for d in ((grads[n] - self.target[n]).flatten(1) for n in self.names))
-        flat = [(grads[n].flatten(1), self.target[n].flatten(1)) for n in self.names]
-        return 1 - sum(dot(g, t) for g, t in flat) / (torch.sqrt(sum(dot(g, g) for g, _ in flat)) * self.target_norm
-                                                      + 1e-12)
 
     def close(self):
         for h in self.handles:
@@ -330,8 +317,8 @@ def reconstruct_budgets(model: nn.Module, targets: Sequence[Sequence[torch.Tenso
     ``labels[b]`` and ``generators[b]`` (its random starts, drawn on the CPU so a seed gives
     the same starts on any device); Adam is elementwise and L-BFGS runs per row
     (``lbfgs.BatchedLBFGS``), so rows do not interact. ``per_sample`` picks how each row's
-    parameter gradient is computed (``auto``, ``vmap`` or ``rows``: ``per_sample_path``). ``seconds`` of
-    each result is its share of the batch's time.
+    parameter gradient is computed (``auto``, ``vmap`` or ``rows``: ``per_sample_path``).
+    ``seconds`` of each result is its share of the batch's time.
     """
     start = time.perf_counter()
     n = len(targets)

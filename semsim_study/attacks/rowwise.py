@@ -2,18 +2,19 @@
 
 The engine needs, for every image b of a batch, the gradient of image b's loss with respect
 to the model's weights, and then the gradient of a distance between those and the observed
-ones with respect to the pixels. ``torch.func.vmap`` over ``grad`` does the first part, but on
-a CPU its batching rules cost more than they save for one image and little less for eight
-(measured in ``benchmarks/attack_throughput.py``).
+ones with respect to the pixels. ``torch.func.vmap`` over ``grad`` does the first part
+(measured against this in ``benchmarks/attack_throughput.py``).
 
 Here every row of the batch gets its own copy of the weights instead. A convolution over the
 batch becomes one grouped convolution (the rows' channels side by side, ``groups`` = rows), a
-linear layer a batched matrix product, eval-mode BatchNorm a per-row affine map. Row b's
-output then depends only on copy b, so the gradient of the summed loss with respect to the
-copies is every row's own gradient, from one backward pass with ``create_graph`` that the
-double backward of the attack goes through like any other graph. Rows stay independent, as
-with vmap, but the kernels differ, so the two paths agree to rounding, not to the bit: the
-embedded study keeps vmap (its outputs keep their bytes) and the paper profile uses rows.
+linear layer a batched matrix product, eval-mode BatchNorm one fused kernel over the rows'
+channels side by side. Row b's output then depends only on copy b, so the gradient of the
+summed loss with respect to the copies is every row's own gradient, from one backward pass
+with ``create_graph`` that the double backward of the attack goes through like any other
+graph. Rows stay independent, as with vmap, but the kernels differ, so the two routes agree
+to rounding, not to the bit. For one image this route is the faster (1.4x on the embedded
+backbones, where vmap's batching rules cost more than they save); for a batch, grouped
+convolutions do not beat vmap's, and ``auto`` keeps vmap (and the embedded study its bytes).
 
 Only layers whose per-row form is written here may carry trainable weights (Conv2d, Linear,
 eval-mode BatchNorm2d: every backbone of ``classifiers.backbones``); any other one raises.
