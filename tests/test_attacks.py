@@ -152,6 +152,15 @@ def test_rows_leaves_the_model_as_it_was_and_refuses_layers_it_cannot_split():
         engine._Objective(model, configs.build("invgrad", {}), targets, "rows")
 
 
+def test_every_backbone_has_only_layers_the_rows_route_can_split():
+    from semsim_study.attacks.rowwise import ROWWISE
+
+    for name in backbones.BACKBONES:
+        model = backbones.build(name, 10, 32)
+        kinds = {type(m) for m in model.modules() if any(True for _ in m.parameters(recurse=False))}
+        assert kinds <= set(ROWWISE), (name, kinds - set(ROWWISE))
+
+
 def test_auto_takes_rows_for_one_image_and_vmap_for_a_batch():
     assert engine.per_sample_path("auto", 1) == "rows" and engine.per_sample_path("auto", 2) == "vmap"
     assert engine.per_sample_path("vmap", 1) == "vmap" and engine.per_sample_path("rows", 8) == "rows"

@@ -47,8 +47,9 @@ PER_SAMPLE = ("auto", "vmap", "rows")  # how each image's parameter gradient is 
 
 def per_sample_path(per_sample: str, rows: int) -> str:
     """The route a batch of ``rows`` images takes: ``auto`` is ``rows`` for a single image and
-    ``vmap`` for more, the faster one in each case on a CPU (docs/benchmarks.md: 1.4x for one
-    image on the embedded backbones; equal, or vmap 3 % ahead, for batches of 8-10)."""
+    ``vmap`` for more, the faster one in each case on a CPU (docs/benchmarks.md: rows 1.4x for
+    one image on the embedded backbones; for batches of 8-10 equal there, vmap 3-12 % ahead on
+    ResNet20-4)."""
     if per_sample not in PER_SAMPLE:
         raise ConfigError(f"attack: per_sample_gradients must be one of {', '.join(PER_SAMPLE)}, got {per_sample!r}")
     if per_sample == "auto":
