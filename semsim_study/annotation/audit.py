@@ -445,8 +445,8 @@ def control_entry(number: int, task: Task) -> dict:
 def key_entry(number: int, item: Item) -> dict:
     t = item.task
     return {"number": number, "item_id": t.item_id, "image_id": t.image_id, "dataset": t.dataset,
-            "protocol": t.protocol, "truth": t.truth, "candidates": list(t.candidates), "psnr": round(item.psnr, 6), "band": item.band,
-            "majority": item.majority, "recognised_rate": round(item.recognised_rate, 6),
+            "protocol": t.protocol, "truth": t.truth, "candidates": list(t.candidates), "psnr": round(item.psnr, 6),
+            "band": item.band, "majority": item.majority, "recognised_rate": round(item.recognised_rate, 6),
             "annotators": item.annotators}
 
 

@@ -36,7 +36,7 @@ from .. import params as P
 from ..errors import ConfigError
 from . import items as I, matched, metric, preprocess, selection
 from .train import (BATCH_NORM, GEOMETRIES, TRAINABLE, CETrainer, SemSimTrainConfig, TripletTrainer, ce_data,
-                    from_params, image_table, seeds)
+                    from_params, image_table, pixels, seeds)
 from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
 
 log = logging.getLogger(__name__)
@@ -356,9 +356,7 @@ HEADLINE = {"semsim": ("heldout_triplet_accuracy", "heldout_triplet_accuracy_ran
 
 def _load(paths: Sequence[Path], size: int, decoded: Mapping | None = None) -> torch.Tensor:
     """Image files -> float [0, 1] NCHW at ``size``, each resized on its own (as SemSim.score does)."""
-    decoded = decoded or {}
-    return torch.cat([preprocess.resize(preprocess.uint8_to_float(
-        (decoded[p] if p in decoded else preprocess.load_rgb(p))[None]), size) for p in paths])
+    return torch.cat([preprocess.resize(preprocess.uint8_to_float(pixels(p, decoded)[None]), size) for p in paths])
 
 
 def _score(nets: Mapping[str, metric.SemSim], test: Sequence[I.Item], size: int, decoded: Mapping | None = None,

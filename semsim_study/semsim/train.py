@@ -341,17 +341,21 @@ class CETrainer(_Trainer):
         return {"ce_loss": loss_sum / seen, "ce_accuracy": correct / seen}
 
 
+def pixels(path, decoded: Mapping | None = None) -> np.ndarray:
+    """An image file as ``preprocess.load_rgb`` gives it, from ``decoded`` (path -> those pixels,
+    files a stage has already read) when it is there."""
+    return decoded[path] if decoded and path in decoded else preprocess.load_rgb(path)
+
+
 def image_table(paths: Sequence, size: int, cache: dict | None = None,
                 decoded: Mapping | None = None) -> np.ndarray:
-    """Load image files once each (``cache`` by path) into uint8 NHWC at ``size``; ``decoded``:
-    files already read (path -> uint8 HxWx3 as ``preprocess.load_rgb`` gives it)."""
+    """Load image files once each (``cache`` by path) into uint8 NHWC at ``size``; ``decoded``
+    as in ``pixels``."""
     cache = {} if cache is None else cache
-    decoded = decoded or {}
     out = []
     for path in paths:
         if path not in cache:
-            image = decoded[path] if path in decoded else preprocess.load_rgb(path)
-            cache[path] = preprocess.resize_uint8(image, size)
+            cache[path] = preprocess.resize_uint8(pixels(path, decoded), size)
         out.append(cache[path])
     if not out:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
