@@ -435,3 +435,11 @@ def test_alpha_sweep_reads_the_headline_files():
     assert (row["alpha"], row["semsim_spearman"], row["semsim_kendall"]) == (0.5, 0.61, 0.44)
     (row,) = alpha_sweep.parse([record], scope="digits")
     assert row["semsim_spearman"] == 0.9
+
+
+def test_untrained_note_prints_values_that_differ():
+    """A note that calls trained SemSim worse shows the decimals where it is: never "+0.84 vs +0.84"."""
+    from semsim_study.analysis.render import distinct_pair
+    assert distinct_pair(0.8412, 0.8438) == ("+0.841", "+0.844")
+    assert distinct_pair(0.50, 0.81) == ("+0.50", "+0.81")
+    assert distinct_pair(0.84121, 0.84123) == ("+0.8412", "+0.8412")  # at most four decimals

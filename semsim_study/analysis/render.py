@@ -164,6 +164,16 @@ def contradiction_matrix(study: Study, scope: str) -> tuple[list[str], list[list
     return ["metric"] + [LABELS[m] for m in metrics], rows
 
 
+def distinct_pair(a: float, b: float, digits: int = 2, most: int = 4) -> tuple[str, str]:
+    """Two signed values at the fewest decimals (from ``digits`` up to ``most``) that tell them apart:
+    a note that calls one smaller must not print "+0.84 vs +0.84"."""
+    for d in range(digits, most + 1):
+        x, y = f"{a:+.{d}f}", f"{b:+.{d}f}"
+        if x != y:
+            break
+    return x, y
+
+
 def untrained_note(study: Study, scopes: list[str]) -> str:
     """Where trained SemSim does not beat its own untrained network (model-level oriented rho), in words."""
     worse = []
@@ -171,7 +181,7 @@ def untrained_note(study: Study, scopes: list[str]) -> str:
         a = get(study, "model", scope, "semsim", "spearman").get("oriented", math.nan)
         b = get(study, "model", scope, "semsim_untrained", "spearman").get("oriented", math.nan)
         if math.isfinite(a) and math.isfinite(b) and a < b:
-            worse.append(f"{scope} ({a:+.2f} vs {b:+.2f})")
+            worse.append(f"{scope} ({' vs '.join(distinct_pair(a, b))})")
     if not worse:
         return "Trained SemSim matches or beats its untrained network wherever both are defined."
     return "Trained SemSim follows people less well than its own untrained network on: " + ", ".join(worse) + "."
