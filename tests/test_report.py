@@ -443,3 +443,20 @@ def test_untrained_note_prints_values_that_differ():
     assert distinct_pair(0.8412, 0.8438) == ("+0.841", "+0.844")
     assert distinct_pair(0.50, 0.81) == ("+0.50", "+0.81")
     assert distinct_pair(0.84121, 0.84123) == ("+0.8412", "+0.8412")  # at most four decimals
+
+
+def test_controls_table_shows_the_paired_gain_and_tells_close_values_apart(tmp_path):
+    """The SemSim columns carry training's gain with its paired interval, and the sentence naming a
+    dataset where training lost prints the decimals where it lost."""
+    from semsim_study.analysis import checks_table
+    (tmp_path / "reports" / "semsim").mkdir(parents=True)
+    (tmp_path / "reports" / "semsim" / "dataset-faces.json").write_text(json.dumps({
+        "heldout_triplet_accuracy": 0.900063, "heldout_triplet_accuracy_random_init": 0.900117, "selected_epoch": 3,
+        "heldout_gain_over_random_init": -0.000052, "heldout_gain_over_random_init_ci": [-0.0012, 0.0009],
+        "heldout_gain_over_random_init_matched": -0.000789,
+        "heldout_gain_over_random_init_matched_ci": [-0.004, 0.0031]}))
+    rows, worse = checks_table.rows(tmp_path, ["faces", "digits"])
+    assert len(rows[0]) == len(checks_table.HEADER)
+    assert rows[0][-2:] == ["-0.0001 [-0.0012, +0.0009]", "-0.0008 [-0.0040, +0.0031]"]
+    assert rows[1][-2:] == ["n/a [n/a, n/a]"] * 2  # no SemSim record for digits
+    assert worse == ["faces (0.90006 vs 0.90012)"]

@@ -220,7 +220,8 @@ def test_page_says_simulated_annotators_and_shows_the_alpha_sweep_when_present(b
     root, cfg, study = built
     art = artifacts.build(root, study, cfg.datasets, cfg.attacks, 0.95)
     html = page.build_html(root, study, cfg.datasets, cfg.attacks, cfg.bootstrap, cfg.grid_images, art)
-    assert re.search(r"simulated annotators: \d/3 recognised", html) and not re.search(r"people: \d", html)
+    assert re.search(r"simulated annotators: \d/3 recognised", html) and not re.search(r"people: \d/3", html)
+    assert "Controls: the annotators" in html and "gain over untrained" in html  # the controls table is on the page
     assert "unrecognised rate (simulated annotators)" in art.figures["scatter-digits"].svg
     assert "Metrics vs simulated annotators disagree" in html and "No alpha sweep yet" in html
     assert set(art.figures) == {"spearman-model", "scatter-digits", "scatter-faces", "disagreement"}

@@ -384,6 +384,12 @@ def test_stage_outputs(trained):
     assert m["trained_matches_random_init_matched"] == (
         m["heldout_triplet_accuracy_matched"] >= m["heldout_triplet_accuracy_random_init_matched"])
     assert card["heldout_results"]["heldout_triplet_accuracy_matched"] == m["heldout_triplet_accuracy_matched"]
+    for tag in ("", "_matched"):  # what training changed, with its paired interval
+        gain, (lo, hi) = m[f"heldout_gain_over_random_init{tag}"], m[f"heldout_gain_over_random_init{tag}_ci"]
+        assert gain == pytest.approx(m[f"heldout_triplet_accuracy{tag}"] - m[f"heldout_triplet_accuracy_random_init{tag}"],
+                                     abs=1e-6)
+        assert lo <= gain + 1e-6 and gain - 1e-6 <= hi
+        assert card["heldout_results"][f"heldout_gain_over_random_init{tag}_ci"] == [lo, hi]
     assert card["augmentation"]["geometry"] == "per_triplet"
     ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
     assert 0 <= ce["heldout_triplet_accuracy_ce"] <= 1 and ce["final_ce_loss"] >= 0 and ce["model"] == "ce_baseline"
@@ -664,6 +670,8 @@ def test_stage_writes_a_model_card_from_its_own_numbers(trained):
         lo, hi = m[f"{key}_ci"]
         assert f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" in text
     assert f"the {m['heldout_matched_pairs']} pairs whose two" in text and "PSNR-matched" in text
+    lo, hi = m["heldout_gain_over_random_init_matched_ci"]
+    assert f"{m['heldout_gain_over_random_init_matched']:+.4f} [{lo:+.4f}, {hi:+.4f}]" in text
     ce = json.loads((trained / "reports" / "ce_baseline" / f"{name}.json").read_text())
     for rec, key in ((ce, "heldout_triplet_accuracy_ce_ci"), (m, "heldout_triplet_accuracy_random_init_ci")):
         assert len(rec[key]) == 2 and rec[key][0] <= rec[key][1]

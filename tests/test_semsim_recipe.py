@@ -328,6 +328,37 @@ def test_matched_accuracy_counts_only_pairs_within_the_window(fx):
     assert ci == [1.0, 1.0]
 
 
+def test_paired_gain_interval_is_the_bootstrap_of_the_difference(fx):
+    """The gain's interval resamples originals once for both scorers: brute force over the same draws."""
+    items = [i for i in I.collect(fx, ["alpha"], list(F.ATTACKS)) if i.label.majority in ("recognised", "unrecognised")]
+    rng = np.random.default_rng(3)
+    a, b = rng.random(len(items)).tolist(), rng.random(len(items)).tolist()
+    ci = triplets.ranking_gain_interval(items, a, b, np.random.default_rng(7), 200)
+    keys = sorted({i.original_key for i in items}, key=[i.original_key for i in items].index)
+    draws = np.random.default_rng(7).integers(0, len(keys), size=(200, len(keys)))
+    gains = []
+    for draw in draws:  # each resample: the drawn originals' pairs, an original as often as drawn
+        wins_a = wins_b = pairs = 0
+        for k in draw:
+            group = [n for n, i in enumerate(items) if i.original_key == keys[k]]
+            pos = [n for n in group if items[n].label.majority == "recognised"]
+            neg = [n for n in group if items[n].label.majority == "unrecognised"]
+            for x in pos:
+                for y in neg:
+                    pairs += 1
+                    wins_a += (a[x] < a[y]) + 0.5 * (a[x] == a[y])
+                    wins_b += (b[x] < b[y]) + 0.5 * (b[x] == b[y])
+        gains.append((wins_a - wins_b) / pairs)
+    assert ci == pytest.approx([float(np.quantile(gains, 0.025)), float(np.quantile(gains, 0.975))])
+    gain = triplets.ranking_accuracy(items, a)[0] - triplets.ranking_accuracy(items, b)[0]
+    assert ci[0] <= gain <= ci[1]
+    assert triplets.ranking_gain_interval(items, a, a, np.random.default_rng(0), 50) == [0.0, 0.0]
+    psnr = [0.0] * len(items)  # every pair within the window: the same as all pairs
+    assert triplets.ranking_gain_interval(items, a, b, rng, 10, psnr=[100.0 * n for n in range(len(items))],
+                                          within_db=1.0) is None  # no matched pair
+    assert triplets.ranking_gain_interval(items, a, b, np.random.default_rng(7), 200, psnr=psnr, within_db=1.0) == ci
+
+
 def test_pixel_metrics_score_with_their_direction(fx):
     items = _one_original(fx)
     psnr, ssim, lpips = [30.0, 25.0, 12.0, 11.0], [0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.6, 0.7]

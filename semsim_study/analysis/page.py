@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import disagreement, render
+from . import checks_table, disagreement, render
 from .artifacts import Artifacts, alpha_table, column_titles, pair_caption
 from .correlate import rng_for
 from .images import data_uri, image_paths
@@ -217,7 +217,8 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
             "figures/ (SVG, PDF) and every table in tables/ (LaTeX). Column “all” pools within datasets "
             f"(percentile ranks within each dataset first). {_esc(render.CEILING_NOTE)}</p>",
             "<h2 id='model-level'>Model level: each (model, attack) set vs its unrecognised rate</h2>",
-            _corr_table(study, "model", scopes), _figure(art, "spearman-model"),
+            _corr_table(study, "model", scopes), f"<p>{_esc(render.untrained_note(study, scopes))}</p>",
+            _figure(art, "spearman-model"),
             "<h2 id='image-level'>Image level: each reconstruction vs its recognised rate</h2>",
             _corr_table(study, "image", scopes)]
     if study.held_out:
@@ -226,6 +227,9 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
                  "The per-dataset SemSim columns above are leave-one-dataset-out already.</p>",
                  "<h3>Model level</h3>", _corr_table(study, "model", study.held_out),
                  "<h3>Image level</h3>", _corr_table(study, "image", study.held_out)]
+    controls, worse = checks_table.rows(root, datasets)
+    body += [f"<h2 id='controls'>{_esc(checks_table.TITLE)}</h2><p>{_esc(checks_table.INTRO)}</p>",
+             _table(checks_table.HEADER, controls), f"<p>{_esc(checks_table.verdict(worse))}</p>"]
     body += _disagreement(root, study, art, attacks)
     body.append("<h2 id='contradictions'>Contradictions between metrics (image level)</h2><p>Upper triangle: "
                 "Spearman between metrics oriented so that higher = more recognisable; lower triangle: share of "

@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from . import noise_ceiling
+from .decimals import distinct_pair
 from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
 from .study import POOLED, Study, get
 
@@ -162,16 +163,6 @@ def contradiction_matrix(study: Study, scope: str) -> tuple[list[str], list[list
             row.append(f"{r['value']:.2f}" if r and math.isfinite(r["value"]) else "n/a")
         rows.append(row)
     return ["metric"] + [LABELS[m] for m in metrics], rows
-
-
-def distinct_pair(a: float, b: float, digits: int = 2, most: int = 4) -> tuple[str, str]:
-    """Two signed values at the fewest decimals (from ``digits`` up to ``most``) that tell them apart:
-    a note that calls one smaller must not print "+0.84 vs +0.84"."""
-    for d in range(digits, most + 1):
-        x, y = f"{a:+.{d}f}", f"{b:+.{d}f}"
-        if x != y:
-            break
-    return x, y
 
 
 def untrained_note(study: Study, scopes: list[str]) -> str:

@@ -21,6 +21,15 @@ def _acc(metrics: Mapping, key: str) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _gain(metrics: Mapping, tag: str) -> str:
+    """Trained minus untrained accuracy and its paired interval (same resampled originals for both),
+    in four decimals: the gains are often a few pairs in thousands."""
+    value, ci = metrics.get(f"heldout_gain_over_random_init{tag}"), metrics.get(f"heldout_gain_over_random_init{tag}_ci")
+    if value is None:
+        return "n/a"
+    return f"{value:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+
+
 def _description(card: Mapping) -> list[str]:
     """What the model is and how its distance reads, per model kind."""
     net = f"`{card['backbone']}` ({card.get('parameters', '?')} parameters)"
@@ -100,6 +109,8 @@ def render(card: Mapping, metrics: Mapping) -> str:
         "| score | all pairs [95% CI] | PSNR-matched pairs [95% CI] |",
         "|---|---|---|",
         *(f"| {label} | {_acc(metrics, key)} | {_acc(metrics, key + '_matched')} |" for label, key in rows),
+        *([] if ce_model else [f"| gain over the untrained network (paired interval) | {_gain(metrics, '')} | "
+                               f"{_gain(metrics, '_matched')} |"]),
         "",
         *(["SemSim trained on the same items by the `semsim` stage, its untrained network, PSNR, SSIM and",
            f"LPIPS on the same pairs: models/semsim/{name}/MODEL_CARD.md (reports/semsim/{name}.json and the",

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from . import items as I, matched, metric, preprocess, selection
 from .train import (BATCH_NORM, GEOMETRIES, TRAINABLE, CETrainer, SemSimTrainConfig, TripletTrainer, ce_data,
                     from_params, image_table, pixels, seeds)
-from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval
+from .triplets import TripletSampler, ranking_accuracy, ranking_accuracy_interval, ranking_gain_interval
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,8 @@ def run_split(params: Mapping, split: str, held_out: str, root: str | Path = "."
                "simulated_annotations": card["simulated_annotations"], "offline_stand_in": card["offline_stand_in"]}
     # the card carries the held-out results too (the weights do not depend on them)
     card["heldout_results"] = {k: v for k, v in metrics.items()
-                               if k.startswith(("heldout_triplet_accuracy", "heldout_pairs", "heldout_matched_pairs"))
+                               if k.startswith(("heldout_triplet_accuracy", "heldout_gain_over_random_init", "heldout_pairs",
+                                                 "heldout_matched_pairs"))
                                or k in ("matched_db", "heldout_annotated")}
     return SplitResult(name, model, net, card, rows, metrics, history, time.perf_counter() - start)
 
@@ -337,6 +338,14 @@ def _metrics(model: str, history: list[dict], fit_items, selection_items, select
         acc, acc_raw = out["heldout_triplet_accuracy_matched"], out["heldout_triplet_accuracy_random_init_matched"]
         # None: no matched pair to compare on
         out["trained_matches_random_init_matched"] = None if acc is None or acc_raw is None else bool(acc >= acc_raw)
+        # what training changed, with a paired interval: the same resampled originals for both nets
+        for tag, within in (("", {}), ("_matched", {"psnr": psnr, "within_db": matched_db})):
+            acc, acc_raw = out[f"heldout_triplet_accuracy{tag}"], out[f"heldout_triplet_accuracy_random_init{tag}"]
+            out[f"heldout_gain_over_random_init{tag}"] = (None if acc is None or acc_raw is None
+                                                          else _round(acc - acc_raw))
+            ci = ranking_gain_interval(test_items, scores["semsim"], scores["semsim_untrained"],
+                                       seeds(seed, split, held_out, "interval")[1], INTERVAL_RESAMPLES, **within)
+            out[f"heldout_gain_over_random_init{tag}_ci"] = [_round(v) for v in ci] if ci else None
         majority = {v: [s for it, s in zip(test_items, scores["semsim"]) if it.annotated and it.label.majority == v]
                     for v in ("recognised", "unrecognised")}
         for v, found in majority.items():
