@@ -36,7 +36,7 @@ SHARED_NAMES = {"__init__", "__main__", "cli", "study"}
 # (``classifiers.training`` sits above the rest of ``classifiers``).
 FLOORS = [
     ("errors", "params", "atomic", "torch_helpers", "metric_table", "threat", "curves", "cpu_kernels", "extras",
-     "seeding"),
+     "seeding", "decimals"),
     ("datasets", "augment", "defenses", "manifests", "classifiers", "executor"),
     ("classifiers.training",),
     ("attacks", "metrics", "annotation", "semsim"),

@@ -321,3 +321,10 @@ def test_a_model_worse_than_its_untrained_network_warns_on_load(tmp_path, monkey
     (msg,) = said(no_pairs)  # no matched pair to compare on: all pairs only
     assert "0.700 trained vs 0.900 untrained on all pairs" in msg and "PSNR-matched" not in msg
     assert said(fine) == [] and said(bare) == []
+    # a loss of a pair in thousands prints the decimals where it lies, and says when the paired
+    # interval of the difference spans 0
+    close = make_model(tmp_path / "dataset-close", results=_results(0.900063, 0.900117, 0.7, 0.6)
+                       | {"heldout_gain_over_random_init_ci": [-0.0011, 0.0009]})
+    (msg,) = said(close)
+    assert ("0.90006 trained vs 0.90012 untrained on all pairs (within resampling noise: paired 95% interval of "
+            "the difference [-0.0011, +0.0009])") in msg

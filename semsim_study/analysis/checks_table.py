@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .decimals import distinct_pair
+from ..decimals import distinct_pair
 
 HEADER = ["dataset", "observer clean accuracy", "crowd: originals / nothing visible / near copies (items)",
           "planted-cue gap [95% CI] (pairs)",

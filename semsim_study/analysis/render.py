@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from . import noise_ceiling
-from .decimals import distinct_pair
+from ..decimals import distinct_pair
 from .orientation import IMAGE_METRICS, LABELS, SET_IMAGE_METRICS, SET_METRICS
 from .study import POOLED, Study, get
 

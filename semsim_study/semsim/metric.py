@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .. import atomic
+from ..decimals import distinct_pair
 from ..errors import DataError, InputError
 from ..torch_helpers import fill, load_state
 from . import embedding_nets, preprocess
@@ -127,7 +128,11 @@ def heldout_warning(card: dict) -> str | None:
         untrained = results.get(f"heldout_triplet_accuracy_random_init{suffix}")
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in (trained, untrained)) \
                 and trained < untrained:
-            lost.append(f"{trained:.3f} trained vs {untrained:.3f} untrained on {pairs}")
+            a, b = distinct_pair(trained, untrained, 3, 6, signed=False)
+            gain_ci = results.get(f"heldout_gain_over_random_init{suffix}_ci")
+            noise = (" (within resampling noise: paired 95% interval of the difference "
+                     f"[{gain_ci[0]:+.4f}, {gain_ci[1]:+.4f}])") if gain_ci and gain_ci[1] >= 0 else ""
+            lost.append(f"{a} trained vs {b} untrained on {pairs}{noise}")
     if not lost:
         return None
     return (f"on its held-out data it does worse than its own untrained network (triplet accuracy "

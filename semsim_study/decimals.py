@@ -1,8 +1,8 @@
 """Two numbers printed so that a sentence calling one smaller can be read off them.
 
-The report and its controls table compare trained SemSim with its untrained network where the two
-often differ by a few pairs in thousands; at the tables' two or three decimals both would print
-the same, and "worse: +0.84 vs +0.84" reads as a bug.
+The report, its controls table and a loaded SemSim's warning compare trained SemSim with its
+untrained network where the two often differ by a few pairs in thousands; at two or three decimals
+both would print the same, and "worse: +0.84 vs +0.84" reads as a bug.
 """
 
 from __future__ import annotations
