@@ -9,9 +9,10 @@ from __future__ import annotations
 
 
 def distinct_pair(a: float, b: float, digits: int = 2, most: int = 4, signed: bool = True) -> tuple[str, str]:
-    """``a`` and ``b`` at the fewest decimals, from ``digits`` up to ``most``, that tell them apart."""
+    """``a`` and ``b`` at the fewest decimals, from ``digits`` up to ``most``, that tell them apart
+    (at ``most`` decimals if none does: a difference that small is not worth more digits)."""
     sign = "+" if signed else ""
-    for d in range(digits, most + 1):
+    for d in range(digits, max(digits, most) + 1):
         x, y = f"{a:{sign}.{d}f}", f"{b:{sign}.{d}f}"
         if x != y:
             break

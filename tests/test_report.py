@@ -437,12 +437,13 @@ def test_alpha_sweep_reads_the_headline_files():
     assert row["semsim_spearman"] == 0.9
 
 
-def test_untrained_note_prints_values_that_differ():
-    """A note that calls trained SemSim worse shows the decimals where it is: never "+0.84 vs +0.84"."""
-    from semsim_study.analysis.render import distinct_pair
+def test_distinct_pair_prints_the_decimals_where_two_values_differ():
+    """A sentence that calls trained SemSim worse shows the decimals where it is: never "+0.84 vs +0.84"."""
+    from semsim_study.decimals import distinct_pair
     assert distinct_pair(0.8412, 0.8438) == ("+0.841", "+0.844")
     assert distinct_pair(0.50, 0.81) == ("+0.50", "+0.81")
     assert distinct_pair(0.84121, 0.84123) == ("+0.8412", "+0.8412")  # at most four decimals
+    assert distinct_pair(0.9, 0.8, digits=3, most=2, signed=False) == ("0.900", "0.800")  # digits beyond most
 
 
 def test_controls_table_shows_the_paired_gain_and_tells_close_values_apart(tmp_path):
@@ -455,8 +456,13 @@ def test_controls_table_shows_the_paired_gain_and_tells_close_values_apart(tmp_p
         "heldout_gain_over_random_init": -0.000052, "heldout_gain_over_random_init_ci": [-0.0012, 0.0009],
         "heldout_gain_over_random_init_matched": -0.000789,
         "heldout_gain_over_random_init_matched_ci": [-0.004, 0.0031]}))
-    rows, worse = checks_table.rows(tmp_path, ["faces", "digits"])
+    rows, worse, compared = checks_table.rows(tmp_path, ["faces", "digits"])
     assert len(rows[0]) == len(checks_table.HEADER)
     assert rows[0][-2:] == ["-0.0001 [-0.0012, +0.0009]", "-0.0008 [-0.0040, +0.0031]"]
     assert rows[1][-2:] == ["n/a [n/a, n/a]"] * 2  # no SemSim record for digits
-    assert worse == ["faces (0.90006 vs 0.90012)"]
+    assert worse == ["faces (0.90006 vs 0.90012)"] and compared == 1
+    assert "faces (0.90006 vs 0.90012)" in checks_table.verdict(worse, compared)
+    # nothing recorded: the verdict says so instead of "matches or beats ... on every dataset"
+    assert checks_table.rows(tmp_path, ["digits"])[1:] == ([], 0)
+    assert checks_table.verdict([], 0).startswith("No SemSim record")
+    assert "wherever both are recorded" in checks_table.verdict([], 2)

@@ -328,3 +328,7 @@ def test_a_model_worse_than_its_untrained_network_warns_on_load(tmp_path, monkey
     (msg,) = said(close)
     assert ("0.90006 trained vs 0.90012 untrained on all pairs (within resampling noise: paired 95% interval of "
             "the difference [-0.0011, +0.0009])") in msg
+    clear = make_model(tmp_path / "dataset-clear", results=_results(0.85, 0.9, 0.7, 0.6)
+                       | {"heldout_gain_over_random_init_ci": [-0.08, -0.02]})  # a loss beyond the noise
+    (msg,) = said(clear)
+    assert "0.850 trained vs 0.900 untrained on all pairs" in msg and "within resampling noise" not in msg

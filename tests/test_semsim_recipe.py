@@ -335,6 +335,8 @@ def test_paired_gain_interval_is_the_bootstrap_of_the_difference(fx):
     a, b = rng.random(len(items)).tolist(), rng.random(len(items)).tolist()
     ci = triplets.ranking_gain_interval(items, a, b, np.random.default_rng(7), 200)
     keys = sorted({i.original_key for i in items}, key=[i.original_key for i in items].index)
+    # per_original keeps only originals with both verdicts; here that is every one, so draws index keys
+    assert all({i.label.majority for i in items if i.original_key == k} == {"recognised", "unrecognised"} for k in keys)
     draws = np.random.default_rng(7).integers(0, len(keys), size=(200, len(keys)))
     gains = []
     for draw in draws:  # each resample: the drawn originals' pairs, an original as often as drawn
@@ -353,6 +355,11 @@ def test_paired_gain_interval_is_the_bootstrap_of_the_difference(fx):
     gain = triplets.ranking_accuracy(items, a)[0] - triplets.ranking_accuracy(items, b)[0]
     assert ci[0] <= gain <= ci[1]
     assert triplets.ranking_gain_interval(items, a, a, np.random.default_rng(0), 50) == [0.0, 0.0]
+    # the same draws as the accuracy's own interval: against a constant (every pair a tie, 0.5 in
+    # every resample) the gain interval is that interval less one half
+    acc_ci = triplets.ranking_accuracy_interval(items, a, np.random.default_rng(7), 200)
+    ci_const = triplets.ranking_gain_interval(items, a, [0.0] * len(items), np.random.default_rng(7), 200)
+    assert ci_const == pytest.approx([acc_ci[0] - 0.5, acc_ci[1] - 0.5])
     psnr = [0.0] * len(items)  # every pair within the window: the same as all pairs
     assert triplets.ranking_gain_interval(items, a, b, rng, 10, psnr=[100.0 * n for n in range(len(items))],
                                           within_db=1.0) is None  # no matched pair

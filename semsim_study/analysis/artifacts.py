@@ -180,7 +180,7 @@ def build(root: Path, study: Study, datasets: list[str], attacks: list[str], con
         art.figures["disagreement"] = disagreement_figure(root, art.pairs, attacks, render.study_annotators(study))
     art.tables.update(correlation_tables(study, datasets, confidence))
     art.tables.update(contradiction_tables(study))
-    controls, _ = checks_table.rows(Path(root), datasets)
+    controls, _, _ = checks_table.rows(Path(root), datasets)
     art.tables["controls"] = latex.table(checks_table.HEADER, controls, caption="Controls on the annotators and "
                                          "on SemSim (see report.md).", label="tab:controls")
     _alpha_sweep(root, art)

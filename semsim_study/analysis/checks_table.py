@@ -42,9 +42,10 @@ def _gain(sem: dict, tag: str) -> str:
             f"{_num(ci[1], '{:+.4f}')}]")
 
 
-def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str]]:
-    """Table rows, and the datasets where trained SemSim falls below its untrained network."""
-    out, worse = [], []
+def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str], int]:
+    """Table rows, the datasets where trained SemSim falls below its untrained network, and how many
+    datasets have both accuracies to compare."""
+    out, worse, compared = [], [], 0
     for name in datasets:
         ann = _read(root / "reports" / "annotate" / f"{name}.json")
         obs = _read(root / "reports" / "observer" / f"{name}.json")
@@ -54,7 +55,9 @@ def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str
                f"{_num(ci[1], '{:+.3f}')}] ({obs.get('observer_adversarial_pairs', 'n/a')})") if obs.get("simulated") \
             else "n/a (people)" if obs else "n/a"
         trained, untrained = sem.get("heldout_triplet_accuracy"), sem.get("heldout_triplet_accuracy_random_init")
-        if isinstance(trained, (int, float)) and isinstance(untrained, (int, float)) and trained < untrained:
+        both = isinstance(trained, (int, float)) and isinstance(untrained, (int, float))
+        compared += both
+        if both and trained < untrained:
             worse.append(f"{name} ({' vs '.join(distinct_pair(trained, untrained, 3, 5, signed=False))})")
         crowd = (f"{_num(ann.get('crowd_clean_original_rate'))} / {_num(ann.get('crowd_invisible_rate'))} "
                  f"({ann.get('crowd_invisible_items', 'n/a')}) / {_num(ann.get('crowd_near_copy_rate'))} "
@@ -63,12 +66,13 @@ def rows(root: Path, datasets: Sequence[str]) -> tuple[list[list[str]], list[str
                     gap, _num(obs.get("observer_observational_gap"), "{:+.3f}"),
                     f"{_num(trained, '{:.3f}')} / {_num(untrained, '{:.3f}')} ({sem.get('selected_epoch', 'n/a')})",
                     _gain(sem, ""), _gain(sem, "_matched")])
-    return out, worse
+    return out, worse, compared
 
 
 TITLE = "Controls: the annotators, and SemSim against its untrained network"
 
-INTRO = ("Observer clean accuracy: the simulated crowd's network on the clean test split. Crowd: the "
+INTRO = ("The first four columns check a simulated crowd (with people they read n/a). Observer clean accuracy: "
+         "the crowd's network on the clean test split. Crowd: the "
          "majority-recognised share of the attack-subset originals shown as they are (1 for people), of the "
          "reconstructions in which nothing of the original is visible (no more like it than the attack's random "
          "start; 0 for people) and of those at 30 dB or more (1 for people). Planted-cue "
@@ -82,16 +86,20 @@ INTRO = ("Observer clean accuracy: the simulated crowd's network on the clean te
          "interval that spans 0 is a difference within the resampling noise.")
 
 
-def verdict(worse: Sequence[str]) -> str:
-    """One sentence: where trained SemSim falls below its untrained network, or that it nowhere does."""
+def verdict(worse: Sequence[str], compared: int) -> str:
+    """One sentence: where trained SemSim falls below its untrained network, that it nowhere does,
+    or that there is nothing to compare (no SemSim record yet)."""
     if worse:
-        return "Trained SemSim falls below its untrained network in held-out triplet accuracy on: " + ", ".join(worse) + "."
-    return "Trained SemSim matches or beats its untrained network in held-out triplet accuracy on every dataset."
+        return ("Trained SemSim falls below its untrained network in held-out triplet accuracy on: " + ", ".join(worse)
+                + " (the gain column says whether that is beyond resampling noise).")
+    if not compared:
+        return "No SemSim record with both held-out accuracies yet: nothing to compare."
+    return "Trained SemSim matches or beats its untrained network in held-out triplet accuracy wherever both are recorded."
 
 
 def markdown(root: Path, datasets: Sequence[str]) -> str:
-    table, worse = rows(root, datasets)
+    table, worse, compared = rows(root, datasets)
     lines = [f"## {TITLE}\n", INTRO + "\n", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in table]
-    lines += ["", verdict(worse)]
+    lines += ["", verdict(worse, compared)]
     return "\n".join(lines) + "\n"

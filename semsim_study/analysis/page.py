@@ -227,9 +227,9 @@ def build_html(root: Path, study: Study, datasets: list[str], attacks: list[str]
                  "The per-dataset SemSim columns above are leave-one-dataset-out already.</p>",
                  "<h3>Model level</h3>", _corr_table(study, "model", study.held_out),
                  "<h3>Image level</h3>", _corr_table(study, "image", study.held_out)]
-    controls, worse = checks_table.rows(root, datasets)
+    controls, worse, compared = checks_table.rows(root, datasets)
     body += [f"<h2 id='controls'>{_esc(checks_table.TITLE)}</h2><p>{_esc(checks_table.INTRO)}</p>",
-             _table(checks_table.HEADER, controls), f"<p>{_esc(checks_table.verdict(worse))}</p>"]
+             _table(checks_table.HEADER, controls), f"<p>{_esc(checks_table.verdict(worse, compared))}</p>"]
     body += _disagreement(root, study, art, attacks)
     body.append("<h2 id='contradictions'>Contradictions between metrics (image level)</h2><p>Upper triangle: "
                 "Spearman between metrics oriented so that higher = more recognisable; lower triangle: share of "

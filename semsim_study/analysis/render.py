@@ -175,7 +175,8 @@ def untrained_note(study: Study, scopes: list[str]) -> str:
             worse.append(f"{scope} ({' vs '.join(distinct_pair(a, b))})")
     if not worse:
         return "Trained SemSim matches or beats its untrained network wherever both are defined."
-    return "Trained SemSim follows people less well than its own untrained network on: " + ", ".join(worse) + "."
+    return (f"Trained SemSim follows {study_annotators(study)} less well than its own untrained network on: "
+            + ", ".join(worse) + ".")
 
 
 def markdown(study: Study, datasets: list[str], bootstrap) -> str:

@@ -131,7 +131,7 @@ def heldout_warning(card: dict) -> str | None:
             a, b = distinct_pair(trained, untrained, 3, 6, signed=False)
             gain_ci = results.get(f"heldout_gain_over_random_init{suffix}_ci")
             noise = (" (within resampling noise: paired 95% interval of the difference "
-                     f"[{gain_ci[0]:+.4f}, {gain_ci[1]:+.4f}])") if gain_ci and gain_ci[1] >= 0 else ""
+                     f"[{gain_ci[0]:+.4f}, {gain_ci[1]:+.4f}])") if gain_ci and gain_ci[0] <= 0 <= gain_ci[1] else ""
             lost.append(f"{a} trained vs {b} untrained on {pairs}{noise}")
     if not lost:
         return None
