@@ -44,6 +44,10 @@ def main() -> int:
         s = results[name]["summary"]
         print(f"{name:>16}: gain {s['gain']:+.4f} (not worse in {s['splits_not_worse']}/{s['splits']}), "
               f"matched {s['gain_matched']:+.4f} (above in {s['splits_above_matched']}/{s['splits']})", flush=True)
+        for held_out, h in s["by_held_out"].items():
+            print(f"{'held out ' + held_out:>24}: gain {h['gain']:+.4f} (not worse in {h['splits_not_worse']}/"
+                  f"{h['splits']}), matched {h['gain_matched']:+.4f} (above in {h['splits_above_matched']}/"
+                  f"{h['splits']})", flush=True)
         atomic.write_json(args.out, results)
     return 0
 

@@ -474,6 +474,29 @@ def test_recipe_search_never_reads_the_outer_held_out_dataset(fx, monkeypatch):
         assert r["outer"] not in datasets and r["inner"] in datasets, (r, datasets)
     s = recipe_search.summarise(rows)
     assert s["splits"] == 6 and 0 <= s["splits_not_worse"] <= 6 and isinstance(s["gain"], float)
+    assert sorted(s["by_held_out"]) == ["alpha", "beta", "gamma"]
+    assert sum(h["splits"] for h in s["by_held_out"].values()) == 6
+    assert sum(h["splits_not_worse"] for h in s["by_held_out"].values()) == s["splits_not_worse"]
+
+
+def test_recipe_summary_breaks_the_gain_down_by_inner_held_out_dataset():
+    """The per-dataset rows are the overall summary's arithmetic on each inner held-out dataset's splits."""
+    from semsim_study.semsim import recipe_search
+
+    def row(outer, inner, gain, gain_matched):
+        return {"outer": outer, "inner": inner, "heldout_triplet_accuracy": 0.8 + gain,
+                "heldout_triplet_accuracy_random_init": 0.8,
+                "heldout_triplet_accuracy_matched": None if gain_matched is None else 0.6 + gain_matched,
+                "heldout_triplet_accuracy_random_init_matched": 0.6}
+
+    # the last split has no matched pair: it counts in "splits" but not in the matched figures
+    rows = [row("a", "b", 0.01, 0.02), row("c", "b", 0.03, 0.0), row("a", "c", -0.01, -0.02), row("b", "c", 0.0, None)]
+    s = recipe_search.summarise(rows)
+    assert s["by_held_out"]["b"] == {"splits": 2, "gain": 0.02, "gain_matched": 0.01, "splits_not_worse": 2,
+                                     "splits_above_matched": 1}
+    assert s["by_held_out"]["c"] == {"splits": 2, "gain": -0.005, "gain_matched": -0.02, "splits_not_worse": 1,
+                                     "splits_above_matched": 0}
+    assert s["splits_not_worse"] == 3 and s["splits_above_matched"] == 1 and "by_held_out" not in s["by_held_out"]["b"]
     for bad, match in ((["semsim.training.lrr=0.01"], "'semsim.training.lrr' is not a known key"), (["semsim.training.lr"], "expected dotted.key=value"),
                        (["semsim.training.lr=-1"], "semsim.training.lr"),
                        (["nope.lr=1"], "no section 'nope'")):
