@@ -227,9 +227,14 @@ class _Objective:
         self._bn = []
         logits = torch.func.functional_call(self.model, (params, self.buffers), (x[None],))
         loss = classification_loss(logits, y[None], self.cfg.loss_scale)
-        bn = sum(self._bn) if self._bn else torch.zeros((), device=x.device)
+        return loss, self._take_bn((), x.device)
+
+    def _take_bn(self, shape: tuple[int, ...], device) -> torch.Tensor:
+        """The BN prior the hooks collected over the forward pass just run (zeros of ``shape``
+        without a prior), leaving the list empty for the next one."""
+        bn = sum(self._bn) if self._bn else torch.zeros(shape, device=device)
         self._bn = []
-        return loss, bn
+        return bn
 
     def _rows_gradients(self, _params: dict, x: torch.Tensor, y: torch.Tensor):
         # under no_grad (a snapshot's value) the gradients are needed, not a graph through them
@@ -237,8 +242,7 @@ class _Objective:
         with torch.enable_grad():
             self._bn = []
             losses = classification_losses(self.model(x), y, self.cfg.loss_scale)
-            bn = sum(self._bn) if self._bn else torch.zeros(len(x), device=x.device)
-            self._bn = []
+            bn = self._take_bn((len(x),), x.device)
             grads = self.rows.gradients(losses, create_graph)
         return grads, bn
 

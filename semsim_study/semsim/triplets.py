@@ -164,12 +164,20 @@ def ranking_accuracy_interval(items: Sequence[Item], scores: Sequence[float], rn
     """Percentile bootstrap interval of ``ranking_accuracy``, resampling originals (the pairs of
     one original share its reconstructions, so they are not independent). None without pairs."""
     wins, pairs = per_original(items, scores, psnr, within_db)
+    return _bootstrap(pairs, rng, resamples, confidence, lambda idx: wins[idx].sum(1))
+
+
+def _bootstrap(pairs: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float,
+               wins_of) -> list[float] | None:
+    """Percentile interval of ``wins_of(idx).sum / pairs[idx].sum`` over ``resamples`` draws of
+    originals with replacement (``idx``: draws x originals); the accuracy and the gain intervals
+    share it, so the same rng state gives both the same draws. None without pairs."""
     if not len(pairs):
         return None
     idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
-    acc = wins[idx].sum(1) / np.maximum(pairs[idx].sum(1), 1)
+    stat = wins_of(idx) / np.maximum(pairs[idx].sum(1), 1)
     tail = (1 - confidence) / 2
-    return [float(np.quantile(acc, tail)), float(np.quantile(acc, 1 - tail))]
+    return [float(np.quantile(stat, tail)), float(np.quantile(stat, 1 - tail))]
 
 
 def ranking_gain_interval(items: Sequence[Item], scores: Sequence[float], baseline: Sequence[float],
@@ -183,11 +191,5 @@ def ranking_gain_interval(items: Sequence[Item], scores: Sequence[float], baseli
     ``ranking_accuracy_interval``. None without pairs."""
     wins, pairs = per_original(items, scores, psnr, within_db)
     base, base_pairs = per_original(items, baseline, psnr, within_db)
-    if not len(pairs):
-        return None
     assert np.array_equal(pairs, base_pairs)  # the pairs depend on the labels and PSNRs, not on the scores
-    idx = rng.integers(0, len(pairs), size=(resamples, len(pairs)))
-    total = np.maximum(pairs[idx].sum(1), 1)
-    gain = (wins[idx].sum(1) - base[idx].sum(1)) / total
-    tail = (1 - confidence) / 2
-    return [float(np.quantile(gain, tail)), float(np.quantile(gain, 1 - tail))]
+    return _bootstrap(pairs, rng, resamples, confidence, lambda idx: wins[idx].sum(1) - base[idx].sum(1))
